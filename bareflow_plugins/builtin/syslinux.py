@@ -1,0 +1,151 @@
+"""Built-in plugin: syslinux (BIOS) boots the image through mboot.c32 (multiboot).
+
+Boot chain: BIOS -> MBR code (/usr/lib/syslinux/mbr/mbr.bin) -> partition boot sector
+(written by `syslinux --install`) -> LDLINUX.SYS -> LDLINUX.C32 reads SYSLINUX.CFG ->
+MBOOT.C32 (+ LIBCOM32.C32) loads /KERNEL.BIN and any multiboot modules.
+
+The installer (Debian's mtools-based `syslinux`) adds LDLINUX.SYS and LDLINUX.C32 itself,
+from copies built into it; we do not ship LDLINUX.C32 because the installer would replace
+it anyway and its ldlinux.sys must match its own ldlinux.c32.  How much room those two
+take is measured once per process by installing into a scratch volume.
+
+Determinism (see docs/image-layout.md): the installer is deterministic except for the
+directory-entry timestamps mtools stamps on the two files it adds.  mtools honours
+SOURCE_DATE_EPOCH but converts it with the local time zone, so we run it with the layout's
+epoch and TZ=UTC0, and then rewrite every directory timestamp to the epoch ourselves.
+"""
+import functools
+import os
+import shutil
+import subprocess
+import tempfile
+
+from bareflow_plugins import fat16, hookimpl
+from bareflow_plugins.bootloader import Bootloader
+from bareflow_plugins.errors import BareflowError
+
+MODULES_DIR = "/usr/lib/syslinux/modules/bios"
+MBR_BIN = "/usr/lib/syslinux/mbr/mbr.bin"
+COPIED_MODULES = ("mboot.c32", "libcom32.c32")      # libcom32: mboot.c32's DT_NEEDED
+INSTALLED_FILES = ("/LDLINUX.C32", "/LDLINUX.SYS")
+INSTALL_HINT = "install the Debian packages 'syslinux', 'syslinux-common' and 'mtools'"
+
+
+def append_line(kernel="KERNEL.BIN", modules=()):
+    """mboot.c32 arguments: the kernel, then `--- FILE` for each multiboot module."""
+    for name in (kernel, *modules):
+        if not isinstance(name, str) or not name or any(c.isspace() for c in name) or "---" in name:
+            raise BareflowError(f"syslinux: multiboot file name {name!r} must be a non-empty word")
+    return " ".join([kernel] + [f"--- {m}" for m in modules])
+
+
+def syslinux_cfg(kernel="KERNEL.BIN", modules=()):
+    """SYSLINUX.CFG text: serial console, no prompt, boot the kernel at once."""
+    # SERIAL must be the first directive so that syslinux' own messages reach the port.
+    lines = ["SERIAL 0 115200", "PROMPT 0", "TIMEOUT 0", "DEFAULT bareflow", "LABEL bareflow",
+             "  KERNEL mboot.c32", "  APPEND " + append_line(kernel, modules)]
+    return ("\n".join(lines) + "\n").encode("ascii")
+
+
+class SyslinuxBootloader(Bootloader):
+    name = "syslinux"
+    description = "syslinux 6 BIOS boot: MBR + FAT16 boot sector, mboot.c32 loads KERNEL.BIN"
+
+    def __init__(self, installer="syslinux", modules_dir=MODULES_DIR, mbr_path=MBR_BIN,
+                 kernel="KERNEL.BIN", modules=()):
+        self.installer = installer
+        self.modules_dir = modules_dir
+        self.mbr_path = mbr_path
+        self.kernel = kernel
+        self.modules = tuple(modules)
+
+    def _installer_path(self):
+        return shutil.which(self.installer)
+
+    def available(self):
+        if not self._installer_path():
+            return False, f"the '{self.installer}' installer is not on PATH; {INSTALL_HINT}"
+        for tool in ("mcopy", "mattrib"):                 # the installer drives mtools
+            if not shutil.which(tool):
+                return False, f"mtools' '{tool}' is not on PATH; {INSTALL_HINT}"
+        for path in [self.mbr_path] + [os.path.join(self.modules_dir, m) for m in COPIED_MODULES]:
+            if not os.path.isfile(path):
+                return False, f"{path} is missing; {INSTALL_HINT}"
+        return True, ""
+
+    def _require(self):
+        ok, why = self.available()
+        if not ok:
+            raise BareflowError(f"bootloader syslinux is not available: {why}")
+
+    def files(self, variables):
+        self._require()
+        out = {"/SYSLINUX.CFG": syslinux_cfg(self.kernel, self.modules)}
+        for m in COPIED_MODULES:
+            with open(os.path.join(self.modules_dir, m), "rb") as fh:
+                out["/" + m.upper()] = fh.read()
+        return out
+
+    def mbr_code(self):
+        self._require()
+        with open(self.mbr_path, "rb") as fh:
+            code = fh.read()
+        if not 0 < len(code) <= 440:
+            raise BareflowError(f"bootloader syslinux: {self.mbr_path} is {len(code)} bytes, "
+                                "MBR boot code must be 1-440 bytes")
+        return code
+
+    def free_space_needed(self):
+        self._require()
+        return sum(_installed_sizes(self._installer_path()).values())
+
+    def installed_files(self):
+        return INSTALLED_FILES
+
+    def install(self, image_path, partition_offset, layout):
+        self._require()
+        epoch = layout.epoch if layout.epoch is not None else fat16.DEFAULT_EPOCH
+        _run_installer(self._installer_path(), image_path, partition_offset, epoch)
+        with open(image_path, "r+b") as fh:
+            after = fat16.read_fat16(fh, partition_offset, source=image_path)
+            missing = [p for p in INSTALLED_FILES if p not in after.files]
+            if missing:
+                raise BareflowError(f"bootloader syslinux: after installing, {image_path} lacks "
+                                    f"{', '.join(missing)}")
+            fh.seek(partition_offset)
+            if fh.read(512)[510:512] != b"\x55\xAA":
+                raise BareflowError(f"bootloader syslinux: installer left {image_path} without a "
+                                    "boot sector signature")
+            fat16.normalize_timestamps(fh, partition_offset, after, epoch)
+
+
+def _run_installer(installer, image_path, partition_offset, epoch):
+    cmd = [installer, "--install", "--offset", str(partition_offset), image_path]
+    env = dict(os.environ, SOURCE_DATE_EPOCH=str(epoch), TZ="UTC0")
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise BareflowError(f"bootloader syslinux: `{' '.join(cmd)}` failed with exit code "
+                            f"{proc.returncode}: {(proc.stderr or proc.stdout).strip()}")
+
+
+@functools.lru_cache(maxsize=None)
+def _installed_sizes(installer):
+    """{path: size} of the files the installer adds, measured on a scratch volume."""
+    with tempfile.TemporaryDirectory(prefix="bareflow-syslinux-") as tmp:
+        probe = os.path.join(tmp, "probe.img")
+        data, _ = fat16.make_fat16({}, volume_id=0, label="PROBE")
+        with open(probe, "wb") as fh:
+            fh.write(data)
+        _run_installer(installer, probe, 0, fat16.DEFAULT_EPOCH)
+        with open(probe, "rb") as fh:
+            layout = fat16.read_fat16(fh, 0, source="syslinux probe volume")
+    sizes = {p: layout.files[p].size for p in INSTALLED_FILES if p in layout.files}
+    if len(sizes) != len(INSTALLED_FILES):
+        raise BareflowError(f"bootloader syslinux: '{installer}' did not add {', '.join(INSTALLED_FILES)} "
+                            "to a scratch volume; is it syslinux 6?")
+    return sizes
+
+
+@hookimpl
+def bareflow_register_bootloaders():
+    return [SyslinuxBootloader()]

@@ -1,0 +1,182 @@
+"""How to build KERNEL.BIN, the flat Multiboot-1 kernel image (pure Python, no SCons).
+
+The lead's SCons tool calls these; tests call them directly.  Everything runs zig's bundled
+clang and lld through ``sys.executable -m ziglang`` so the result does not depend on the
+host's compilers.  Output is deterministic: no build-id, no timestamps, no debug info, and
+the flat image holds only the loaded bytes of the kernel (see docs/kernel-boot.md).
+
+Linking is done twice from the same objects and script: once to an ELF (for inspection and
+symbol look-ups) and once with ``--oformat binary`` to the flat image the loader reads.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import subprocess
+import sys
+from typing import Iterable, List, Sequence
+
+from bareflow_plugins.errors import BareflowError
+
+# Sources of the bare-metal platform, relative to the repository root, in link order.
+# boot.S must come first only by convention: kernel.ld places the multiboot header itself.
+KERNEL_SOURCES: List[str] = [
+    "src/kernel/boot.S",
+    "src/kernel/isr.S",
+    "src/kernel/kmain.c",
+    "src/kernel/serial.c",
+    "src/kernel/exit.c",
+    "src/kernel/idt.c",
+    "src/kernel/multiboot.c",
+    "src/kernel/memory.c",
+    "src/kernel/tsc.c",
+    "src/kernel/ata.c",
+    "src/kernel/cpu.c",
+]
+
+KERNEL_LINKER_SCRIPT = "src/kernel/kernel.ld"
+
+# Include directories, relative to the repository root.
+KERNEL_INCLUDE_DIRS: List[str] = ["src/include", "src/libc/include"]
+
+# Flags for freestanding kernel/runtime C code (the team brief's list plus -O2).
+KERNEL_CFLAGS: List[str] = [
+    "-target", "x86_64-freestanding",
+    "-ffreestanding",
+    "-fno-sanitize=all",
+    "-fno-stack-protector",
+    "-g0",
+    "-fno-unwind-tables",
+    "-fno-asynchronous-unwind-tables",
+    "-mno-red-zone",
+    "-fno-pic",
+    "-fno-pie",
+    "-O2",
+]
+
+# Assembler sources go through the same driver; they need the target and nothing else.
+KERNEL_ASFLAGS: List[str] = ["-target", "x86_64-freestanding", "-fno-pic", "-g0"]
+
+# ld.lld flags shared by the ELF and the flat link.
+KERNEL_LDFLAGS: List[str] = [
+    "-nostdlib",
+    "-static",
+    "--build-id=none",
+    "--no-dynamic-linker",
+    "-z", "norelro",
+    "-z", "noexecstack",
+    "--no-undefined",
+    "--gc-sections",
+    "--orphan-handling=error",
+]
+
+MULTIBOOT_MAGIC = 0x1BADB002
+MULTIBOOT_SEARCH_BYTES = 8192
+MULTIBOOT_AOUT_KLUDGE = 1 << 16
+
+
+def zig_command(tool: str) -> List[str]:
+    """The argv prefix for one of zig's tools (``cc`` or ``ld.lld``)."""
+    return [sys.executable, "-m", "ziglang", tool]
+
+
+def include_flags(repo_root: str) -> List[str]:
+    return ["-I" + os.path.join(repo_root, d) for d in KERNEL_INCLUDE_DIRS]
+
+
+def compile_command(source: str, obj: str, repo_root: str = ".") -> List[str]:
+    """The full argv that compiles one kernel source (C or .S) to an object."""
+    flags = KERNEL_ASFLAGS if source.endswith(".S") else KERNEL_CFLAGS
+    return zig_command("cc") + flags + include_flags(repo_root) + ["-c", source, "-o", obj]
+
+
+def _run(argv: Sequence[str], what: str, verbose: bool) -> None:
+    if verbose:
+        print(" ".join(argv), flush=True)
+    proc = subprocess.run(list(argv), capture_output=True, text=True)
+    if proc.returncode != 0:
+        detail = (proc.stderr or proc.stdout).strip()
+        raise BareflowError(f"{what} failed (exit {proc.returncode}): {detail}")
+
+
+def compile_object(source: str, obj: str, repo_root: str = ".", verbose: bool = False) -> None:
+    """Compile one source; raises BareflowError carrying the compiler's message."""
+    os.makedirs(os.path.dirname(os.path.abspath(obj)), exist_ok=True)
+    _run(compile_command(source, obj, repo_root), f"compiling {source}", verbose)
+
+
+def link_kernel(objects: Iterable[str], out_elf: str, out_bin: str, linker_script: str,
+                verbose: bool = False) -> None:
+    """Link `objects` with `linker_script` into `out_elf` and the flat image `out_bin`,
+    then check the image's multiboot header.  Raises BareflowError with lld's message."""
+    objs = [str(o) for o in objects]
+    if not objs:
+        raise BareflowError("link_kernel: no object files given")
+    for path in (out_elf, out_bin):
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    base = zig_command("ld.lld") + KERNEL_LDFLAGS + ["-T", linker_script]
+    _run(base + ["-o", out_elf] + objs, f"linking {out_elf}", verbose)
+    _run(base + ["--oformat", "binary", "-o", out_bin] + objs, f"linking {out_bin}", verbose)
+    check_multiboot(out_bin)
+
+
+def check_multiboot(path: str) -> dict:
+    """Verify the Multiboot-1 a.out-kludge header of the flat image at `path`.
+
+    Returns the header fields; raises BareflowError naming the file and the bad field."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise BareflowError(f"{path}: cannot read kernel image: {e.strerror}") from None
+    offset = None
+    for off in range(0, min(len(data), MULTIBOOT_SEARCH_BYTES) - 11, 4):
+        if struct.unpack_from("<I", data, off)[0] == MULTIBOOT_MAGIC:
+            offset = off
+            break
+    if offset is None:
+        raise BareflowError(f"{path}: no multiboot magic 0x1BADB002 in the first "
+                            f"{MULTIBOOT_SEARCH_BYTES} bytes")
+    magic, flags, checksum = struct.unpack_from("<III", data, offset)
+    if (magic + flags + checksum) & 0xFFFFFFFF:
+        raise BareflowError(f"{path}: multiboot checksum at offset {offset} is wrong "
+                            f"(magic+flags+checksum = {(magic + flags + checksum) & 0xFFFFFFFF:#x})")
+    if not flags & MULTIBOOT_AOUT_KLUDGE:
+        raise BareflowError(f"{path}: multiboot flags {flags:#x} lack bit 16 (address fields); "
+                            "a flat image needs them")
+    if offset + 32 > len(data):
+        raise BareflowError(f"{path}: multiboot header at offset {offset} is truncated")
+    header_addr, load_addr, load_end, bss_end, entry = struct.unpack_from("<5I", data, offset + 12)
+    fields = dict(offset=offset, flags=flags, header_addr=header_addr, load_addr=load_addr,
+                  load_end_addr=load_end, bss_end_addr=bss_end, entry_addr=entry)
+    if header_addr - load_addr != offset:
+        raise BareflowError(f"{path}: header_addr {header_addr:#x} - load_addr {load_addr:#x} "
+                            f"!= header offset {offset}")
+    if load_end and not load_addr < load_end <= load_addr + len(data):
+        raise BareflowError(f"{path}: load_end_addr {load_end:#x} outside the file "
+                            f"(load_addr {load_addr:#x}, {len(data)} bytes)")
+    if load_end and load_end - load_addr != len(data):
+        raise BareflowError(f"{path}: file is {len(data)} bytes but the header loads "
+                            f"{load_end - load_addr}")
+    if bss_end and bss_end < (load_end or load_addr + len(data)):
+        raise BareflowError(f"{path}: bss_end_addr {bss_end:#x} below load_end_addr {load_end:#x}")
+    if not load_addr <= entry < load_addr + len(data):
+        raise BareflowError(f"{path}: entry_addr {entry:#x} outside the loaded image")
+    return fields
+
+
+def build_kernel(objects_dir: str, out_elf: str, out_bin: str, extra_objects: Sequence[str] = (),
+                 repo_root: str = ".", verbose: bool = False) -> List[str]:
+    """Compile KERNEL_SOURCES into `objects_dir` and link them with `extra_objects` (the
+    runtime, libc, generated exports).  Returns the kernel object paths.  Meant for tests and
+    simple scripts; the SCons build compiles each source as its own node instead."""
+    objs = []
+    for src in KERNEL_SOURCES:
+        name = os.path.basename(src).replace(".", "_") + ".o"
+        obj = os.path.join(objects_dir, name)
+        compile_object(os.path.join(repo_root, src), obj, repo_root, verbose)
+        objs.append(obj)
+    link_kernel(objs + list(extra_objects), out_elf, out_bin,
+                os.path.join(repo_root, KERNEL_LINKER_SCRIPT), verbose)
+    return objs

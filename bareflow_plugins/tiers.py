@@ -1,0 +1,119 @@
+"""Optimisation tiers: one module's bitcode to a relocatable ELF object per tier and ISA level.
+
+clang stamps "target-cpu" and "target-features" on every function, and those attributes win over
+the CPU given to the target machine.  The tier step therefore owns them: it rewrites every
+function's attributes to the ISA level asked for before any pass runs, so an x86-64-v3 object
+really uses AVX and a baseline object never does.
+"""
+import re
+
+from .errors import BareflowError
+
+TIERS = ("O0", "O1", "O2", "O3")
+ISA_LEVELS = {"x86-64": 0, "x86-64-v3": 1}
+TRIPLE = "x86_64-unknown-unknown-elf"
+
+_CPU_ATTR = re.compile(r'"target-cpu"="[^"]*"')
+_FEATURES_ATTR = re.compile(r'"target-features"="[^"]*"')
+_TUNE_ATTR = re.compile(r'"tune-cpu"="[^"]*"')
+# Features every ISA level keeps off in ring 0: no x87 long double tricks are needed, but
+# soft-float must stay off and SSE must stay on; the CPU name carries the rest.
+_BASE_FEATURES = "+sse,+sse2"
+
+
+def _llvm():
+    import llvmlite.binding as llvm
+    llvm.initialize_all_targets()
+    llvm.initialize_all_asmprinters()
+    return llvm
+
+
+def tier_level(tier):
+    if tier not in TIERS:
+        raise BareflowError(f"unknown tier {tier!r}; known tiers: {', '.join(TIERS)}")
+    return TIERS.index(tier)
+
+
+def check_isa(isa):
+    if isa not in ISA_LEVELS:
+        raise BareflowError(f"unknown ISA level {isa!r}; known: {', '.join(ISA_LEVELS)}")
+    return ISA_LEVELS[isa]
+
+
+def retarget_ir(ir_text, isa):
+    """Point every function's target attributes at `isa`, whatever clang stamped."""
+    ir_text = _CPU_ATTR.sub(f'"target-cpu"="{isa}"', ir_text)
+    ir_text = _FEATURES_ATTR.sub(f'"target-features"="{_BASE_FEATURES}"', ir_text)
+    return _TUNE_ATTR.sub('"tune-cpu"="generic"', ir_text)
+
+
+def compile_tier(bitcode, tier, isa, *, module_name, link_bitcode=()):
+    """Return ELF relocatable bytes for `bitcode` optimised at `tier` for `isa`.
+
+    `link_bitcode` is a sequence of (name, bitcode bytes) linked in before optimisation (a bitcode
+    libc provider): their definitions become internal so they can inline and vanish.
+    """
+    level = tier_level(tier)
+    check_isa(isa)
+    llvm = _llvm()
+    what = f"module {module_name} tier {tier}"
+    try:
+        mod = llvm.parse_bitcode(bitcode)
+    except RuntimeError as exc:
+        raise BareflowError(f"{what}: cannot parse bitcode: {exc}") from exc
+    own_definitions = {f.name for f in mod.functions if not f.is_declaration}
+    for name, extra in link_bitcode:
+        try:
+            mod.link_in(llvm.parse_bitcode(extra))
+        except RuntimeError as exc:
+            raise BareflowError(f"{what}: cannot link bitcode provider {name}: {exc}") from exc
+    for func in mod.functions:
+        if not func.is_declaration and func.name not in own_definitions:
+            func.linkage = llvm.Linkage.internal
+    try:
+        mod = llvm.parse_assembly(retarget_ir(str(mod), isa))
+        mod.triple = TRIPLE
+        mod.verify()
+    except RuntimeError as exc:
+        raise BareflowError(f"{what}: invalid IR after retargeting to {isa}: {exc}") from exc
+
+    target = llvm.Target.from_triple(TRIPLE)
+    machine = target.create_target_machine(cpu=isa, features=_BASE_FEATURES, opt=level,
+                                           reloc="pic", codemodel="small")
+    mod.data_layout = str(machine.target_data)
+    tuning = llvm.create_pipeline_tuning_options(speed_level=level)
+    tuning.loop_vectorization = level >= 2
+    tuning.slp_vectorization = level >= 2
+    tuning.loop_unrolling = level >= 2
+    builder = llvm.create_pass_builder(machine, tuning)
+    builder.getModulePassManager().run(mod, builder)
+    return machine.emit_object(mod)
+
+
+_AVX_MNEMONIC = re.compile(r"^\s+(v[a-z0-9]+)\b")
+
+
+def count_avx_instructions(asm_text):
+    """Count VEX/EVEX-encoded (AVX and later) instructions in an assembly listing.
+
+    In AT&T syntax every AVX instruction, scalar or packed, is spelled with a leading "v"
+    (vmulss, vfmadd231ps, vmovups); no SSE or x87 mnemonic starts with "v" except verr/verw.
+    """
+    return sum(1 for line in asm_text.splitlines()
+               if (m := _AVX_MNEMONIC.match(line)) and m.group(1) not in ("verr", "verw"))
+
+
+def assembly(bitcode, tier, isa):
+    """The assembly listing of a tier, for inspection and ISA checks."""
+    llvm = _llvm()
+    mod = llvm.parse_assembly(retarget_ir(str(llvm.parse_bitcode(bitcode)), isa))
+    mod.triple = TRIPLE
+    level = tier_level(tier)
+    machine = llvm.Target.from_triple(TRIPLE).create_target_machine(
+        cpu=isa, features=_BASE_FEATURES, opt=level, reloc="pic", codemodel="small")
+    mod.data_layout = str(machine.target_data)
+    tuning = llvm.create_pipeline_tuning_options(speed_level=level)
+    tuning.loop_vectorization = tuning.slp_vectorization = level >= 2
+    builder = llvm.create_pass_builder(machine, tuning)
+    builder.getModulePassManager().run(mod, builder)
+    return machine.emit_assembly(mod)

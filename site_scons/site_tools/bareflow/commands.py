@@ -1,0 +1,95 @@
+"""Command targets (run, profile, flash, plugins) and the C environment for kernel objects."""
+import os
+import subprocess
+import sys
+
+import SCons.Script as S
+
+from bareflow_plugins import toolchain
+from bareflow_plugins.errors import BareflowError
+
+from .actions import report_errors, write_atomic
+
+QEMU_SUCCESS = 33          # isa-debug-exit: the kernel writes 0x10 on success -> (0x10 << 1) | 1
+
+
+def action_print(text_fn):
+    def show(target, source, env):
+        print(text_fn())
+        return 0
+    return S.Action(show, None)
+
+
+def c_env(env, cppath):
+    """A clone that compiles freestanding C and assembly with zig's clang."""
+    cenv = env.Clone(tools=["cc", "as"])
+    cenv.Replace(CC=" ".join(f'"{c}"' if " " in c else c for c in toolchain.CC),
+                 AS="$CC", CCFLAGS=toolchain.FREESTANDING_CFLAGS + ["-O2"], CFLAGS=[], CPPPATH=cppath,
+                 ASPPFLAGS=toolchain.FREESTANDING_CFLAGS, OBJSUFFIX=".o")
+    if not env["BF_VERBOSE"]:
+        cenv.Replace(CCCOMSTR="  CC       $SOURCE", ASPPCOMSTR="  AS       $SOURCE")
+    return cenv
+
+
+def objects(cenv, src_dir, obj_dir):
+    sources = sorted(cenv.Glob(f"{src_dir}/*.c") + cenv.Glob(f"{src_dir}/*.S"), key=str)
+    out = []
+    for src in sources:
+        stem = os.path.splitext(os.path.basename(str(src)))[0]
+        suffix = "_S" if str(src).endswith(".S") else ""
+        out += cenv.Object(f"{obj_dir}/{stem}{suffix}.o", src)
+    return out
+
+
+def qemu_command(image, firmware="bios", memory="256M"):
+    cmd = ["qemu-system-x86_64", "-display", "none", "-serial", "stdio", "-no-reboot", "-m", memory,
+           "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04",
+           "-drive", f"file={image},format=raw,if=ide"]
+    if firmware == "uefi":
+        cmd += ["-bios", "/usr/share/ovmf/OVMF.fd"]
+    elif firmware != "bios":
+        raise BareflowError(f"FIRMWARE={firmware!r}: expected bios or uefi")
+    return cmd
+
+
+def run_target(env, v, image):
+    image_path = v["IMAGE"]
+    timeout = float(v["QEMU_TIMEOUT"])
+
+    def run(target, source, env):
+        cmd = qemu_command(image_path, v["FIRMWARE"])
+        if env["BF_VERBOSE"]:
+            print(" ".join(cmd))
+        try:
+            proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, timeout=timeout)
+        except FileNotFoundError:
+            raise BareflowError("qemu-system-x86_64 is not installed (Debian package qemu-system-x86)")
+        except subprocess.TimeoutExpired:
+            raise BareflowError(f"QEMU did not finish within {timeout:g} s (QEMU_TIMEOUT)")
+        if proc.returncode != QEMU_SUCCESS:
+            raise BareflowError(f"the kernel failed: QEMU exit status {proc.returncode} "
+                                f"(kernel code {proc.returncode >> 1})")
+    deps = image if os.path.abspath(image_path) == image[0].abspath else [image_path]
+    S.Alias("run", deps, S.Action(report_errors(run), None))
+    S.AlwaysBuild("run")
+
+
+def profile_target(env, v):
+    def extract(target, source, env):
+        from bareflow_plugins import profile
+        data = profile.extract_profile(v["IMAGE"])
+        out = env.File("$BF_BUILD/profile.bin").abspath
+        write_atomic(out, data)
+        print(profile.describe(profile.decode_profile(data)))
+        print(f"profile written to {out}; use: scons image PROFILE={out}")
+    S.Alias("profile", [], S.Action(report_errors(extract), None))
+    S.AlwaysBuild("profile")
+
+
+def flash_target(env, v, image, pm):
+    def flash(target, source, env):
+        from bareflow_plugins.flash import api
+        api.flash_from_variables(pm, v)
+    deps = image if os.path.abspath(v["IMAGE"]) == image[0].abspath else []
+    S.Alias("flash", deps, S.Action(report_errors(flash), None))
+    S.AlwaysBuild("flash")

@@ -1,0 +1,216 @@
+"""Wire the BareFlow targets: image, hosted, run, profile, flash, plugins.
+
+Everything decided at read time (model shape, policy decisions, tiers to build) is computed by
+bareflow_plugins; this file only turns those answers into SCons nodes.
+"""
+import json
+import os
+import sys
+
+import SCons.Script as S
+
+from bareflow_plugins import libc as libc_mod
+from bareflow_plugins import bootconfig, layers, manager, policy, policytable, profile, toolchain
+from bareflow_plugins.errors import BareflowError
+from bareflow_plugins.modformat import file_name as module_path
+from bareflow_plugins.tiers import check_isa, tier_level
+
+from . import commands
+
+DEFAULT_EPOCH = 1704067200          # 2024-01-01: used when SOURCE_DATE_EPOCH is not set
+
+
+def variables():
+    vs = S.Variables(None, S.ARGUMENTS)
+    vs.AddVariables(
+        ("MODEL", "llama2.c checkpoint (default: the generated synthetic model)", ""),
+        ("TOKENIZER", "llama2.c tokenizer for MODEL", ""),
+        ("POLICY", "JIT policy name (see `scons plugins`)", "tiered"),
+        ("TIER", "tier for POLICY=fixed (O0..O3)", "O2"),
+        ("ISA", "ISA level the tiers are compiled for: x86-64 or x86-64-v3", "x86-64"),
+        ("PROFILE", "runtime profile (PROFILE.BIN or a serial log) handed to the policy", ""),
+        ("PROMPT", "prompt written to /BAREFLOW.CFG", bootconfig.DEFAULTS["prompt"]),
+        ("STEPS", "positions to run, prompt included", bootconfig.DEFAULTS["steps"]),
+        ("TEMPERATURE", "sampling temperature, 0 = greedy", bootconfig.DEFAULTS["temperature"]),
+        ("TOPP", "top-p nucleus mass", bootconfig.DEFAULTS["topp"]),
+        ("SEED", "sampling seed", bootconfig.DEFAULTS["seed"]),
+        ("PLUGINS", "extra plugin modules to load, comma-separated", ""),
+        ("BLOCK_PLUGINS", "plugin names not to load, comma-separated", ""),
+        ("BOOTLOADERS", "bootloader plugins that go on the image, comma-separated", "syslinux"),
+        ("LIBC_INLINE", "link bitcode libc into modules before tiering (yes/no)", "no"),
+        ("BUILD_DIR", "where every output goes", "build"),
+        ("IMAGE", "image for `scons run`/`scons profile`/`scons flash` (default: BUILD_DIR/bareflow.img)", ""),
+        ("FIRMWARE", "firmware for `scons run`: bios or uefi", "bios"),
+        ("QEMU_TIMEOUT", "seconds before `scons run` gives up on QEMU", "600"),
+        ("DEVICE", "device or path for `scons flash`", ""),
+        ("FLASH_TARGET", "flash target plugin for `scons flash`", "raw"),
+        ("YES", "flash without asking for confirmation (1)", "0"),
+        ("FORCE_NON_REMOVABLE", "allow flashing a non-removable disk (1)", "0"),
+        ("VERBOSE", "print full commands (1)", "0"),
+    )
+    return vs
+
+
+def _fail(exc):
+    sys.stderr.write(f"bareflow: error: {exc}\n")
+    S.Exit(2)
+
+
+def setup(env):
+    """Declare every target; read-time errors stop SCons with one clear message."""
+    try:
+        _setup(env)
+    except BareflowError as exc:
+        _fail(exc)
+
+
+def _vars(env):
+    names = [opt.key for opt in variables().options]
+    return {name: env.subst(f"${name}") for name in names}
+
+
+def _setup(env):
+    v = _vars(env)
+    verbose = v["VERBOSE"] not in ("", "0", "no")
+    env["BF_VERBOSE"] = verbose
+    build_dir = v["BUILD_DIR"] or "build"
+    env["BF_BUILD"] = build_dir if os.path.isabs(build_dir) else "#" + build_dir
+    os.makedirs(env.Dir("$BF_BUILD").abspath, exist_ok=True)
+    env.SConsignFile(os.path.join(env.Dir("$BF_BUILD").abspath, ".sconsign"))
+    v["IMAGE"] = v["IMAGE"] or os.path.join(env.Dir("$BF_BUILD").abspath, "bareflow.img")
+    # zig needs a cache directory; keep it inside the build so SCons's clean ENV works and
+    # `scons -c` plus removing the build directory leaves nothing behind.
+    zig_cache = os.path.join(env.Dir("$BF_BUILD").abspath, "zig-cache")
+    for key in ("ZIG_GLOBAL_CACHE_DIR", "ZIG_LOCAL_CACHE_DIR"):
+        env["ENV"][key] = os.environ[key] = zig_cache
+    env.SetDefault(BF_EPOCH=int(os.environ.get("SOURCE_DATE_EPOCH", DEFAULT_EPOCH)))
+    building = not (S.GetOption("help") or S.GetOption("clean"))
+    pm = manager.load_plugins(v)
+    S.Alias("plugins", [], commands.action_print(pm.describe))
+    S.AlwaysBuild("plugins")
+    if not building:
+        return
+    targets = set(S.COMMAND_LINE_TARGETS) or {"image"}
+    if targets <= {"plugins"}:
+        return
+    toolchain.check_llvm_versions()
+    isa = v["ISA"]
+    check_isa(isa)
+    pm.hook.bareflow_configure(variables=dict(v))
+
+    model_node, tok_node, config = _model(env, v)
+    prof = profile.load_profile(v["PROFILE"]) if v["PROFILE"] else None
+    from bareflow_plugins import model as model_mod
+    infos = layers.layer_infos(config, model_mod.layer_costs(config), int(v["STEPS"]), prof)
+    decisions = policy.decide_all(pm, v["POLICY"], infos, v)
+    needed = policy.tiers_needed(decisions)
+
+    cppath = [env.Dir("#src/include").abspath, env.Dir("#src/libc/include").abspath,
+              env.Dir("#modules/include").abspath]
+    providers = pm.libc_providers()
+    tier_objs, requirers, module_files = [], {}, {}
+    for layer in layers.LAYER_NAMES:
+        flags = list(toolchain.FREESTANDING_CFLAGS)
+        pm.hook.bareflow_module_cflags(module=layer, cflags=flags, variables=dict(v))
+        bc = env.BfBitcode(f"$BF_BUILD/bc/{layer}.bc", f"#modules/{layer}.c",
+                           BF_MODULE_CFLAGS=flags, BF_CPPPATH=cppath, BF_LAYER=layer)
+        link = _libc_bitcode(env, providers, v) if v["LIBC_INLINE"] in ("1", "yes") else []
+        for tier in needed[layer]:
+            tier_level(tier)
+            obj = env.BfTier(f"$BF_BUILD/tiers/{isa}/{layer}.{tier}.o", bc + link,
+                             BF_TIER=tier, BF_ISA=isa, BF_LAYER=layer)
+            tier_objs += obj
+            requirers[obj[0].abspath] = f"module {layer}"
+            module_files[(layer, tier)] = obj
+
+    kernel_env = commands.c_env(env, cppath)
+    runtime_objs = commands.objects(kernel_env, "#src/runtime", "$BF_BUILD/obj/runtime")
+    kernel_objs = commands.objects(kernel_env, "#src/kernel", "$BF_BUILD/obj/kernel")
+    hosted_objs = commands.objects(kernel_env, "#src/hosted", "$BF_BUILD/obj/hosted")
+    for node in runtime_objs + kernel_objs + hosted_objs:
+        requirers[node.abspath] = "kernel"
+    env["BF_REQUIRERS"] = requirers
+    env["BF_LIBC_PROVIDERS"] = providers
+    with open(env.File("#src/kernel/kernel.ld").abspath) as script:
+        env["BF_LINK_PROVIDED"] = sorted(libc_mod.linker_script_symbols(script.read())
+                                         | libc_mod.EXPORT_TABLE_SYMBOLS)
+    libc_out = env.BfLibcSelect(
+        ["$BF_BUILD/libc/libc_subset.o", "$BF_BUILD/libc/manifest.json", "$BF_BUILD/libc/LIBC.MAN",
+         "$BF_BUILD/gen/exports.c"], tier_objs + runtime_objs + kernel_objs + hosted_objs)
+    for provider in providers:
+        env.Depends(libc_out, "#src/kernel/kernel.ld")
+    env.Depends(libc_out, [str(p) for p in provider.dependencies()])
+    subset, manifest_json, manifest_text, exports_c = libc_out
+    exports_o = kernel_env.Object("$BF_BUILD/obj/gen/exports.o", exports_c)
+    kernel_bin = env.BfLinkKernel("$BF_BUILD/kernel/KERNEL.BIN",
+                                  kernel_objs + runtime_objs + exports_o + [subset])
+    hosted_bin = env.BfLinkHosted("$BF_BUILD/bareflow-hosted",
+                                  hosted_objs + runtime_objs + exports_o + [subset])
+
+    files = {"/KERNEL.BIN": kernel_bin[0], "/LIBC.MAN": manifest_text,
+             "/MODEL.BIN": model_node, "/TOKENIZR.BIN": tok_node}
+    for (layer, tier), obj in sorted(module_files.items()):
+        files[module_path(layer, tier)] = env.BfModuleFile(
+            f"$BF_BUILD/modules/{isa}/{layer.upper()}.{tier}", [obj, manifest_json],
+            BF_LAYER=layer, BF_TIER=tier, BF_ISA=isa)[0]
+    table = policytable.encode(decisions, layers.LAYER_NAMES)
+    files["/POLICY.TBL"] = env.BfWriteBytes("$BF_BUILD/image/POLICY.TBL", env.Value(table))[0]
+    cfg = bootconfig.render({k.lower(): v[k] for k in ("PROMPT", "STEPS", "TEMPERATURE", "TOPP", "SEED")},
+                            config.seq_len)
+    files["/BAREFLOW.CFG"] = env.BfWriteBytes("$BF_BUILD/image/BAREFLOW.CFG", env.Value(cfg))[0]
+    files["/PROFILE.BIN"] = env.BfWriteBytes("$BF_BUILD/image/PROFILE.BIN",
+                                             env.Value(profile.empty_profile()))[0]
+
+    image_path = "$BF_BUILD/bareflow.img"
+    loaders = [name.strip() for name in v["BOOTLOADERS"].split(",") if name.strip()]
+    extra = {}
+    pm.hook.bareflow_image_files(variables=dict(v), files=extra)
+    paths = sorted(files)
+    spec = {"paths": paths, "extra": {k: extra[k] for k in sorted(extra)},
+            "settings": {"bootloaders": loaders, "epoch": env["BF_EPOCH"],
+                         "variables": {k: v[k] for k in ("BOOTLOADERS", "FIRMWARE")}}}
+    image = env.BfDiskImage([image_path, "$BF_BUILD/bareflow.bmap"],
+                            [env.Value(spec)] + [files[p] for p in paths])
+    env["BF_PLUGIN_MANAGER"] = pm
+    summary = policy.summary(decisions, infos)
+    env.AddPostAction(files["/POLICY.TBL"], commands.action_print(
+        lambda: f"policy {v['POLICY']} ({isa}):\n{summary}"))
+
+    S.Alias("image", image)
+    S.Alias("hosted", hosted_bin)
+    S.Default("image")
+    commands.run_target(env, v, image)
+    commands.profile_target(env, v)
+    commands.flash_target(env, v, image, pm)
+
+
+def _libc_bitcode(env, providers, v):
+    """Bitcode of the project libc's math and string functions for inlining (LIBC_INLINE=yes)."""
+    nodes = []
+    for provider in providers:
+        if provider.kind == "source" and hasattr(provider, "symbols"):
+            for sym in sorted(provider.symbols()):
+                nodes += env.BfBitcode(f"$BF_BUILD/libc/bc/{sym}.bc", str(provider.symbols()[sym]),
+                                       BF_MODULE_CFLAGS=toolchain.FREESTANDING_CFLAGS,
+                                       BF_CPPPATH=[env.Dir("#src/libc/include").abspath],
+                                       BF_LAYER=f"libc {sym}")
+            break
+    return nodes
+
+
+def _model(env, v):
+    from bareflow_plugins import model as model_mod
+    from bareflow_plugins import tokenizer as tok_mod
+    if v["MODEL"]:
+        if not v["TOKENIZER"]:
+            raise BareflowError("MODEL is set but TOKENIZER is not: give both (MODEL=path TOKENIZER=path)")
+        config = model_mod.read_config(v["MODEL"])
+        tok_mod.read_tokenizer(v["TOKENIZER"], config.vocab_size)
+        return env.File(os.path.abspath(v["MODEL"])), env.File(os.path.abspath(v["TOKENIZER"])), config
+    from bareflow_plugins import synthetic
+    config = synthetic.CONFIG
+    gen = env.Command(["$BF_BUILD/model/SYNTH.BIN", "$BF_BUILD/model/SYNTHTOK.BIN"],
+                      ["#tools/gen_synthetic_model.py", "#bareflow_plugins/synthetic.py"],
+                      S.Action(f'"{sys.executable}" ${{SOURCES[0]}} --out-model ${{TARGETS[0]}} '
+                               '--out-tokenizer ${TARGETS[1]}', "  GEN      $TARGETS"))
+    return gen[0], gen[1], config

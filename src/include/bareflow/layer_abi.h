@@ -1,0 +1,84 @@
+/* layer_abi.h - the one calling convention between the kernel and every layer module.
+ *
+ * Promise: every module file exports exactly one entry point, `bf_layer_entry`, with the
+ * signature bf_layer_fn.  The kernel fills a bf_layer_call and calls the layer through its
+ * dispatch slot; the layer reads only the fields its kind documents below and writes only
+ * into the run state.  Field order is part of the ABI: bump BF_LAYER_ABI_VERSION on change
+ * (the module header records it and the loader rejects a mismatch).
+ */
+#ifndef BAREFLOW_LAYER_ABI_H
+#define BAREFLOW_LAYER_ABI_H
+
+#define BF_LAYER_ABI_VERSION 1
+
+struct bf_config {            /* llama2.c header, n_kv_heads explicit */
+    int dim;                  /* transformer width */
+    int hidden_dim;           /* SwiGLU inner width */
+    int n_layers;             /* transformer blocks */
+    int n_heads;              /* query heads */
+    int n_kv_heads;           /* key/value heads (grouped-query attention) */
+    int vocab_size;           /* always positive here */
+    int seq_len;              /* max positions */
+};
+
+struct bf_block_weights {     /* one transformer block, pointers into the checkpoint */
+    const float *rms_att;     /* [dim] */
+    const float *wq;          /* [n_heads*head_size, dim]   (row-major: out x in) */
+    const float *wk;          /* [n_kv_heads*head_size, dim] */
+    const float *wv;          /* [n_kv_heads*head_size, dim] */
+    const float *wo;          /* [dim, n_heads*head_size] */
+    const float *rms_ffn;     /* [dim] */
+    const float *w1;          /* [hidden_dim, dim] */
+    const float *w2;          /* [dim, hidden_dim] */
+    const float *w3;          /* [hidden_dim, dim] */
+};
+
+struct bf_state {             /* activations, all allocated by the kernel */
+    float *x;                 /* [dim] residual stream */
+    float *xb;                /* [dim] */
+    float *xb2;               /* [dim] */
+    float *hb;                /* [hidden_dim] */
+    float *hb2;               /* [hidden_dim] */
+    float *q;                 /* [dim] */
+    float *att;               /* [n_heads, seq_len] */
+    float *logits;            /* [vocab_size] */
+    float *key_cache;         /* [n_layers, seq_len, kv_dim] */
+    float *value_cache;       /* [n_layers, seq_len, kv_dim] */
+    float *probs;             /* [vocab_size] scratch for the sampler */
+    int *indices;             /* [vocab_size] scratch for the sampler */
+};
+
+struct bf_layer_call {
+    const struct bf_config *cfg;
+    struct bf_state *s;
+    const struct bf_block_weights *w;  /* current block (qkv, rope, attn, attnout, ffn) */
+    int block;                /* block index, 0..n_layers-1 */
+    int pos;                  /* position of the current token */
+    int token;                /* embed: token id */
+    float *out;               /* rmsnorm: destination */
+    const float *in;          /* rmsnorm: source */
+    const float *weight;      /* embed: token table; rmsnorm: gain; classify: classifier */
+    float temperature;        /* sampler: 0 = greedy */
+    float topp;               /* sampler: nucleus mass, (0,1] */
+    float coin;               /* sampler: uniform random in [0,1) drawn by the kernel */
+    int result;               /* sampler: chosen token id (written by the layer) */
+};
+
+typedef void (*bf_layer_fn)(struct bf_layer_call *call);
+
+/* Layer kinds and what each reads/writes:
+ *   embed    : s->x = weight[token*dim .. +dim]
+ *   rmsnorm  : out = rmsnorm(in) * weight   (eps 1e-5; out may equal in)
+ *   qkv      : s->q = wq.xb; key_cache/value_cache[block][pos] = wk.xb / wv.xb
+ *   rope     : rotate s->q and key_cache[block][pos] by pos (theta 10000, pairs (2i,2i+1) per head)
+ *   attn     : per head h: softmax(q_h . k_t / sqrt(head_size), t<=pos) weighted sum of v_t into s->xb,
+ *              kv head = h / (n_heads / n_kv_heads)
+ *   attnout  : s->xb2 = wo.xb; s->x += s->xb2
+ *   ffn      : s->xb = rmsnorm already done by the kernel; hb = silu(w1.xb) * (w3.xb); s->x += w2.hb
+ *   classify : s->logits = weight.x   (weight is [vocab_size, dim])
+ *   sampler  : result = argmax(logits) if temperature == 0, else top-p over softmax(logits/temperature)
+ *              using coin; ties resolve to the lowest index.
+ */
+#define BF_LAYER_ENTRY_SYMBOL "bf_layer_entry"
+
+#endif

@@ -1,0 +1,280 @@
+/* boot.S - from the multiboot loader's 32-bit hand-over to 64-bit C with SSE enabled.
+ *
+ * Promises:
+ *  - a Multiboot-1 header (a.out kludge, so the loader needs no ELF support) in the first
+ *    8 KiB of the flat image, asking for the memory map and page-aligned modules;
+ *  - the loader's EAX (magic) and EBX (info address) reach kernel_main() unchanged;
+ *  - a CPU without CPUID or long mode gets a BAREFLOW-PANIC line on COM1 and an
+ *    isa-debug-exit failure code, then halts - it never runs 64-bit code;
+ *  - 64-bit paging identity-maps [0, 4 GiB) with 2 MiB pages, except the first 2 MiB which
+ *    use 4 KiB pages so that page 0 (NULL) and the page under the boot stack are not mapped;
+ *  - SSE is on before any C runs (the C ABI passes floats in XMM registers); when the CPU
+ *    has XSAVE and AVX, XCR0 enables x87|SSE|AVX so x86-64-v3 modules can run;
+ *  - nothing in this file uses SSE registers, so it runs before SSE is enabled.
+ */
+
+#define MB_MAGIC        0x1BADB002
+#define MB_PAGE_ALIGN   (1 << 0)        /* modules start on 4 KiB boundaries */
+#define MB_MEMORY_INFO  (1 << 1)        /* mem_lower/upper and the memory map */
+#define MB_AOUT_KLUDGE  (1 << 16)       /* load addresses come from this header */
+#define MB_FLAGS        (MB_PAGE_ALIGN | MB_MEMORY_INFO | MB_AOUT_KLUDGE)
+
+#define COM1            0x3F8
+#define DEBUG_EXIT_PORT 0xF4
+#define STACK_SIZE      (512 * 1024)
+
+#define PTE_PRESENT     0x001
+#define PTE_WRITE       0x002
+#define PTE_LARGE       0x080
+
+/* ------------------------------------------------------------------------------------ */
+    .section .multiboot, "a"
+    .balign 4
+multiboot_header:
+    .long MB_MAGIC
+    .long MB_FLAGS
+    .long (0 - (MB_MAGIC + MB_FLAGS)) & 0xFFFFFFFF
+    .long multiboot_header          /* header_addr */
+    .long __kernel_start            /* load_addr: the first byte of the flat file */
+    .long __load_end                /* load_end_addr: the last file byte + 1 */
+    .long __kernel_end              /* bss_end_addr: the loader zeroes up to here */
+    .long _start32                  /* entry_addr */
+
+/* ------------------------------------------------------------------------------------ */
+    .section .data
+    .balign 16
+    .globl kernel_gdt
+kernel_gdt:
+    .quad 0                         /* 0x00 null */
+    .quad 0x00AF9A000000FFFF        /* 0x08 ring-0 64-bit code (L=1) */
+    .quad 0x00CF92000000FFFF        /* 0x10 ring-0 data */
+    .quad 0, 0                      /* 0x18 TSS: idt.c fills it (IST stack for faults) */
+kernel_gdt_end:
+
+    .balign 4
+gdt_pointer:
+    .word kernel_gdt_end - kernel_gdt - 1
+    .quad kernel_gdt                /* lgdt in 32-bit mode reads only the low 4 bytes */
+
+boot_magic: .long 0
+boot_info:  .long 0
+
+msg_no_cpuid:
+    .asciz "BAREFLOW-PANIC: this CPU has no CPUID instruction, so no 64-bit long mode\r\n"
+msg_no_long_mode:
+    .asciz "BAREFLOW-PANIC: this CPU lacks 64-bit long mode (CPUID 0x80000001 EDX bit 29)\r\n"
+msg_halt:
+    .asciz "BAREFLOW-HALT code=1\r\n"
+
+/* ------------------------------------------------------------------------------------ */
+    .section .bss.boot, "aw", @nobits     /* kernel.ld puts it first in .bss, below 2 MiB */
+    .balign 4096
+    .globl boot_page_tables
+boot_page_tables:
+pml4:       .skip 4096
+pdpt:       .skip 4096
+page_dirs:  .skip 4 * 4096          /* one per GiB: 2048 entries of 2 MiB */
+pt_low:     .skip 4096              /* 4 KiB pages for [0, 2 MiB) */
+    .globl boot_stack_guard, boot_stack_top
+boot_stack_guard:
+    .skip 4096                      /* left unmapped: an overflow faults instead of corrupting */
+boot_stack_bottom:
+    .skip STACK_SIZE
+boot_stack_top:
+
+/* ------------------------------------------------------------------------------------ */
+    .section .text.boot, "ax"
+    .code32
+    .globl _start32
+_start32:
+    cli
+    cld
+    movl %eax, boot_magic
+    movl %ebx, boot_info
+
+    /* The loader should zero the bss (bss_end_addr), but a warm reboot or a lazy loader
+       may not, and the page tables below rely on zeroed memory. */
+    movl $__bss_start, %edi
+    movl $__kernel_end, %ecx
+    subl %edi, %ecx
+    shrl $2, %ecx
+    xorl %eax, %eax
+    rep stosl
+
+    movl $boot_stack_top, %esp
+
+    /* CPUID exists iff EFLAGS.ID (bit 21) can be toggled. */
+    pushfl
+    popl %eax
+    movl %eax, %ecx
+    xorl $(1 << 21), %eax
+    pushl %eax
+    popfl
+    pushfl
+    popl %eax
+    pushl %ecx
+    popfl
+    cmpl %eax, %ecx
+    je no_cpuid
+
+    movl $0x80000000, %eax
+    cpuid
+    cmpl $0x80000001, %eax
+    jb no_long_mode
+    movl $0x80000001, %eax
+    cpuid
+    testl $(1 << 29), %edx
+    jz no_long_mode
+
+    /* Page directories: entry j maps [j*2 MiB, (j+1)*2 MiB). */
+    movl $page_dirs, %edi
+    xorl %ecx, %ecx
+1:  movl %ecx, %eax
+    shll $21, %eax
+    orl $(PTE_PRESENT | PTE_WRITE | PTE_LARGE), %eax
+    movl %eax, (%edi, %ecx, 8)
+    incl %ecx
+    cmpl $2048, %ecx
+    jb 1b
+
+    /* The first 2 MiB through 4 KiB pages, minus page 0 and the stack guard page. */
+    movl $pt_low, %edi
+    movl $1, %ecx                   /* entry 0 stays zero: NULL faults */
+2:  movl %ecx, %eax
+    shll $12, %eax
+    cmpl $boot_stack_guard, %eax
+    je 3f
+    orl $(PTE_PRESENT | PTE_WRITE), %eax
+    movl %eax, (%edi, %ecx, 8)
+3:  incl %ecx
+    cmpl $512, %ecx
+    jb 2b
+    movl $(pt_low + PTE_PRESENT + PTE_WRITE), page_dirs
+
+    movl $pdpt, %edi
+    movl $(page_dirs + PTE_PRESENT + PTE_WRITE), 0(%edi)
+    movl $(page_dirs + 4096 + PTE_PRESENT + PTE_WRITE), 8(%edi)
+    movl $(page_dirs + 8192 + PTE_PRESENT + PTE_WRITE), 16(%edi)
+    movl $(page_dirs + 12288 + PTE_PRESENT + PTE_WRITE), 24(%edi)
+    movl $(pdpt + PTE_PRESENT + PTE_WRITE), pml4
+
+    movl $pml4, %eax
+    movl %eax, %cr3
+    movl %cr4, %eax
+    orl $(1 << 5), %eax             /* PAE */
+    movl %eax, %cr4
+    movl $0xC0000080, %ecx          /* EFER */
+    rdmsr
+    orl $(1 << 8), %eax             /* LME */
+    wrmsr
+    movl %cr0, %eax
+    orl $((1 << 31) | (1 << 16) | 1), %eax   /* PG, WP, PE */
+    movl %eax, %cr0
+
+    lgdt gdt_pointer
+    ljmp $0x08, $start64
+
+no_cpuid:
+    movl $msg_no_cpuid, %esi
+    jmp fail32
+no_long_mode:
+    movl $msg_no_long_mode, %esi
+fail32:
+    /* COM1 at 115200 8N1, written directly: nothing else is set up yet. */
+    movw $(COM1 + 1), %dx
+    xorb %al, %al
+    outb %al, %dx                   /* no UART interrupts */
+    movw $(COM1 + 3), %dx
+    movb $0x80, %al
+    outb %al, %dx                   /* DLAB on */
+    movw $(COM1 + 0), %dx
+    movb $1, %al
+    outb %al, %dx                   /* divisor 1 = 115200 baud */
+    movw $(COM1 + 1), %dx
+    xorb %al, %al
+    outb %al, %dx
+    movw $(COM1 + 3), %dx
+    movb $0x03, %al
+    outb %al, %dx                   /* 8N1, DLAB off */
+    call puts32
+    movw $DEBUG_EXIT_PORT, %dx
+    movl $1, %eax                   /* BF_EXIT_PANIC: QEMU exits with status 3 */
+    outl %eax, %dx
+    movl $msg_halt, %esi            /* still running: real hardware, say so and stop */
+    call puts32
+8:  cli
+    hlt
+    jmp 8b
+
+/* Writes the NUL-terminated string at ESI to COM1; clobbers EAX, EBX, ECX, EDX, ESI. */
+puts32:
+4:  movb (%esi), %bl
+    testb %bl, %bl
+    jz 6f
+    movl $100000, %ecx              /* bounded: a missing UART must not hang us here */
+    movw $(COM1 + 5), %dx
+5:  inb %dx, %al
+    testb $0x20, %al
+    jnz 7f
+    loop 5b
+7:  movw $COM1, %dx
+    movb %bl, %al
+    outb %al, %dx
+    incl %esi
+    jmp 4b
+6:  ret
+
+/* ------------------------------------------------------------------------------------ */
+    .code64
+start64:
+    movw $0x10, %ax
+    movw %ax, %ds
+    movw %ax, %es
+    movw %ax, %ss
+    xorw %ax, %ax
+    movw %ax, %fs
+    movw %ax, %gs
+
+    /* SSE: no x87 emulation trap (EM=0), WAIT honours TS (MP=1), no lazy-FPU trap (TS=0);
+       the OS supports FXSAVE and unmasked SIMD exceptions (OSFXSR, OSXMMEXCPT). */
+    movq %cr0, %rax
+    andq $~((1 << 2) | (1 << 3)), %rax
+    orq $(1 << 1), %rax
+    movq %rax, %cr0
+    fninit
+    movq %cr4, %rax
+    orq $((1 << 9) | (1 << 10)), %rax
+    movq %rax, %cr4
+
+    /* AVX needs CR4.OSXSAVE and the YMM state enabled in XCR0, and only if the CPU
+       offers both XSAVE (CPUID.1:ECX bit 26) and AVX (bit 28) and XCR0 may hold bit 2. */
+    movl $1, %eax
+    cpuid
+    testl $(1 << 26), %ecx
+    jz 9f
+    movl %ecx, %r8d
+    movq %cr4, %rax
+    orq $(1 << 18), %rax
+    movq %rax, %cr4
+    movl $0x0D, %eax
+    xorl %ecx, %ecx
+    cpuid                           /* EAX = XCR0 bits the CPU supports */
+    movl $3, %r9d                   /* x87 | SSE */
+    testl $(1 << 28), %r8d
+    jz 10f
+    testl $4, %eax
+    jz 10f
+    orl $4, %r9d                    /* AVX (YMM upper halves) */
+10: movl %r9d, %eax
+    xorl %edx, %edx
+    xorl %ecx, %ecx
+    xsetbv
+9:
+    movabsq $boot_stack_top, %rsp
+    xorl %ebp, %ebp
+    movl boot_magic(%rip), %edi
+    movl boot_info(%rip), %esi
+    call kernel_main
+11: cli
+    hlt
+    jmp 11b

@@ -1,0 +1,200 @@
+/* config.c - reads /BAREFLOW.CFG exactly as docs/boot-config.md describes it.
+ *
+ * Promise: the run configuration is either every key's default or a value the file set on one
+ * line and that passed its range check; anything else (unknown or repeated key, bad number,
+ * out of range, non-ASCII byte, line without '=') stops the run naming BAREFLOW.CFG, the line
+ * and the key.  `steps` can only be checked against the model's seq_len once the model is
+ * read, so its line is kept for that later message.
+ */
+#include <string.h>
+
+#include "bareflow/runtime.h"
+#include "rt.h"
+
+#define CFG_PATH "/BAREFLOW.CFG"
+#define CFG_MAX 4096
+
+enum { K_PROMPT, K_STEPS, K_TEMPERATURE, K_TOPP, K_SEED, N_KEYS };
+static const char *const key_names[N_KEYS] = {"prompt", "steps", "temperature", "topp", "seed"};
+
+static int is_blank(char c) { return c == ' ' || c == '\t'; }
+
+/* Unsigned decimal integer, no sign, no spaces; returns 0 on success. */
+static int parse_u64(const char *s, uint64_t *out)
+{
+    uint64_t v = 0;
+    if (!*s)
+        return -1;
+    for (; *s; s++) {
+        if (*s < '0' || *s > '9')
+            return -1;
+        unsigned d = (unsigned)(*s - '0');
+        if (v > (UINT64_MAX - d) / 10)
+            return -1;
+        v = v * 10 + d;
+    }
+    *out = v;
+    return 0;
+}
+
+/* [-]digits[.digits][e[-]digits] (the build writes Python's %g): an exact mantissa of at most
+ * 18 digits scaled by exact powers of ten, so the double is correctly rounded for every value
+ * the build can write before it becomes the float the layers use. */
+static int parse_decimal(const char *s, double *out)
+{
+    int neg = 0, digits = 0, frac = 0, dot = 0, exp = 0, eneg = 0;
+    uint64_t mant = 0;
+    if (*s == '-' || *s == '+')
+        neg = *s++ == '-';
+    for (; *s && *s != 'e' && *s != 'E'; s++) {
+        if (*s == '.' && !dot) {
+            dot = 1;
+            continue;
+        }
+        if (*s < '0' || *s > '9' || ++digits > 18)
+            return -1;
+        mant = mant * 10 + (uint64_t)(*s - '0');
+        frac += dot;
+    }
+    if (!digits)
+        return -1;
+    if (*s) {
+        s++;
+        if (*s == '-' || *s == '+')
+            eneg = *s++ == '-';
+        if (!*s)
+            return -1;
+        for (; *s; s++) {
+            if (*s < '0' || *s > '9' || exp > 99)
+                return -1;
+            exp = exp * 10 + (*s - '0');
+        }
+    }
+    int scale10 = (eneg ? -exp : exp) - frac;
+    double scale = 1.0, v = neg ? -(double)mant : (double)mant;
+    for (int i = scale10 < 0 ? -scale10 : scale10; i > 0; i--)
+        scale *= 10.0;
+    *out = scale10 < 0 ? v / scale : v * scale;
+    return 0;
+}
+
+static void set_value(struct bf_run_config *rc, int key, const char *value, int line)
+{
+    uint64_t u;
+    double d;
+    switch (key) {
+    case K_PROMPT:
+        if (strlen(value) > 255)
+            bf_panic("BAREFLOW.CFG line %d: prompt is %zu bytes, at most 255", line, strlen(value));
+        for (const char *p = value; *p; p++)
+            if (*p < 0x20 || *p > 0x7E)
+                bf_panic("BAREFLOW.CFG line %d: prompt holds byte 0x%02x, only printable ASCII is allowed", line,
+                         (unsigned char)*p);
+        memcpy(rc->prompt, value, strlen(value) + 1);
+        return;
+    case K_STEPS:
+        if (parse_u64(value, &u))
+            bf_panic("BAREFLOW.CFG line %d: steps = '%s' is not an integer", line, value);
+        if (u < 1 || u > 1000000000)
+            bf_panic("BAREFLOW.CFG line %d: steps = %s out of range 1..seq_len", line, value);
+        rc->steps = (int)u;
+        rc->steps_line = line;
+        return;
+    case K_SEED:
+        if (parse_u64(value, &u))
+            bf_panic("BAREFLOW.CFG line %d: seed = '%s' is not an integer in 0..2^64-1", line, value);
+        rc->seed = u;
+        return;
+    case K_TEMPERATURE:
+        if (parse_decimal(value, &d))
+            bf_panic("BAREFLOW.CFG line %d: temperature = '%s' is not a decimal number", line, value);
+        if (!(d >= 0.0 && d <= 2.0))
+            bf_panic("BAREFLOW.CFG line %d: temperature = %s out of range 0..2", line, value);
+        rc->temperature = (float)d;
+        return;
+    case K_TOPP:
+        if (parse_decimal(value, &d))
+            bf_panic("BAREFLOW.CFG line %d: topp = '%s' is not a decimal number", line, value);
+        if (!(d > 0.0 && d <= 1.0))
+            bf_panic("BAREFLOW.CFG line %d: topp = %s out of range (0, 1]", line, value);
+        rc->topp = (float)d;
+        return;
+    }
+}
+
+static void parse_line(struct bf_run_config *rc, char *s, int line, int seen[N_KEYS])
+{
+    size_t len = strlen(s);
+    while (len && is_blank(s[len - 1]))
+        s[--len] = 0;
+    while (is_blank(*s))
+        s++;
+    if (!*s || *s == '#')
+        return;
+    char *eq = strchr(s, '=');
+    if (!eq)
+        bf_panic("BAREFLOW.CFG line %d: expected 'key = value', got '%.60s'", line, s);
+    char *value = eq + 1, *end = eq;
+    while (end > s && is_blank(end[-1]))
+        end--;
+    *end = 0;
+    while (is_blank(*value))
+        value++;
+    for (int k = 0; k < N_KEYS; k++) {
+        if (strcmp(s, key_names[k]) != 0)
+            continue;
+        if (seen[k])
+            bf_panic("BAREFLOW.CFG line %d: key '%s' repeated (first set on line %d)", line, s, seen[k]);
+        seen[k] = line;
+        set_value(rc, k, value, line);
+        return;
+    }
+    bf_panic("BAREFLOW.CFG line %d: unknown key '%.40s' (known: prompt, steps, temperature, topp, seed)", line, s);
+}
+
+void bf_config_load(struct bf_run_config *rc)
+{
+    static char text[CFG_MAX + 1];
+    int seen[N_KEYS] = {0};
+    size_t size;
+    const char *data = bf_read_file(CFG_PATH, &size);
+
+    memset(rc, 0, sizeof *rc);
+    memcpy(rc->prompt, "Once upon a time", 17);
+    rc->steps = 32;
+    rc->temperature = 0.0f;
+    rc->topp = 0.9f;
+    rc->seed = 42;
+    if (size > CFG_MAX)
+        bf_panic("BAREFLOW.CFG: %zu bytes, at most %d", size, CFG_MAX);
+    memcpy(text, data, size);
+    text[size] = 0;
+
+    int line = 1;
+    char *start = text;
+    for (size_t i = 0; i <= size; i++) {
+        char c = text[i];
+        if (i < size && c != '\n') {
+            int crlf = c == '\r' && i + 1 < size && text[i + 1] == '\n';
+            if (!crlf && (c < 0x20 || c > 0x7E) && c != '\t')
+                bf_panic("BAREFLOW.CFG line %d: byte 0x%02x is not printable ASCII", line, (unsigned char)c);
+            if (crlf)
+                text[i] = 0;
+            continue;
+        }
+        text[i] = 0;
+        parse_line(rc, start, line, seen);
+        start = text + i + 1;
+        line++;
+    }
+}
+
+void bf_config_check_steps(const struct bf_run_config *rc, int seq_len)
+{
+    if (rc->steps > seq_len && rc->steps_line == 0)
+        bf_panic("BAREFLOW.CFG: the default steps = %d exceeds the model's seq_len %d; set steps", rc->steps,
+                 seq_len);
+    if (rc->steps > seq_len)
+        bf_panic("BAREFLOW.CFG line %d: steps = %d out of range 1..%d (the model's seq_len)", rc->steps_line,
+                 rc->steps, seq_len);
+}

@@ -1,0 +1,129 @@
+/* inference.c - llama2.c's forward pass and generate loop, every layer through bf_call.
+ *
+ * Promise: one forward pass makes exactly the calls of the shared constants (embed 1, rmsnorm
+ * 2*n_layers+1, qkv/rope/attn/attnout/ffn n_layers, classify 1) in llama2.c's order; the loop
+ * forces the prompt tokens, calls the sampler (after drawing one coin from the xorshift RNG)
+ * only where the next token is not forced, stops after `steps` positions or when BOS is
+ * sampled, and streams each decoded piece to the console as soon as it exists.  A sampler
+ * result outside the vocabulary stops the run instead of indexing past the embedding.
+ */
+#include <string.h>
+
+#include "bareflow/platform.h"
+#include "bareflow/runtime.h"
+#include "rt.h"
+
+#define BOS 1
+
+static struct bf_state state;
+
+static void forward(const struct bf_model *m, int token, int pos)
+{
+    const struct bf_config *c = &m->cfg;
+    struct bf_layer_call call;
+    memset(&call, 0, sizeof call);
+    call.cfg = c;
+    call.s = &state;
+    call.pos = pos;
+
+    call.token = token;
+    call.weight = m->token_embedding;
+    bf_call(BF_EMBED, &call);
+    for (int l = 0; l < c->n_layers; l++) {
+        const struct bf_block_weights *w = &m->blocks[l];
+        call.w = w;
+        call.block = l;
+        call.in = state.x;
+        call.out = state.xb;
+        call.weight = w->rms_att;
+        bf_call(BF_RMSNORM, &call);
+        bf_call(BF_QKV, &call);
+        bf_call(BF_ROPE, &call);
+        bf_call(BF_ATTN, &call);
+        bf_call(BF_ATTNOUT, &call);
+        call.in = state.x;
+        call.out = state.xb;
+        call.weight = w->rms_ffn;
+        bf_call(BF_RMSNORM, &call);
+        bf_call(BF_FFN, &call);
+    }
+    call.in = state.x;
+    call.out = state.x;
+    call.weight = m->rms_final;
+    bf_call(BF_RMSNORM, &call);
+    call.weight = m->wcls;
+    bf_call(BF_CLASSIFY, &call);
+}
+
+/* xorshift64* exactly as the shared constants define it (the numpy reference mirrors it). */
+static uint32_t next_u32(uint64_t *s)
+{
+    *s ^= *s >> 12;
+    *s ^= *s << 25;
+    *s ^= *s >> 27;
+    return (uint32_t)((*s * 0x2545F4914F6CDD1Dull) >> 32);
+}
+
+static int sample(const struct bf_model *m, const struct bf_run_config *rc, uint64_t *rng)
+{
+    struct bf_layer_call call;
+    memset(&call, 0, sizeof call);
+    call.cfg = &m->cfg;
+    call.s = &state;
+    call.temperature = rc->temperature;
+    call.topp = rc->topp;
+    call.coin = (float)(next_u32(rng) >> 8) / 16777216.0f;
+    call.result = -1;
+    bf_call(BF_SAMPLER, &call);
+    if (call.result < 0 || call.result >= m->cfg.vocab_size)
+        bf_panic("layer sampler (tier %s) returned token %d, outside 0..%d",
+                 bf_tier_names[bf_layer_stats(BF_SAMPLER)->tier], call.result, m->cfg.vocab_size - 1);
+    return call.result;
+}
+
+/* The console gets what llama2.c's safe_printf prints: lone control bytes are dropped. */
+static void stream(const char *piece, size_t len)
+{
+    unsigned char b = len == 1 ? (unsigned char)piece[0] : 0;
+    if (len == 1 && (b < 0x20 || b == 0x7F) && b != '\n' && b != '\t' && b != '\r')
+        return;
+    bf_write(piece, len);
+}
+
+void bf_generate(const struct bf_model *m, const struct bf_tokenizer *t, const struct bf_run_config *rc,
+                 struct bf_run *run)
+{
+    bf_state_alloc(&state, &m->cfg);
+    run->n_prompt = bf_encode(t, rc->prompt, run->prompt_tokens);
+    run->tokens = bf_alloc((size_t)rc->steps * sizeof(int), 64, "generated tokens");
+    run->text = bf_alloc((size_t)rc->steps * (size_t)t->max_token_length + 1, 1, "generated text");
+    run->n_tokens = 0;
+    run->text_len = 0;
+    run->first_token_at = 0;
+
+    uint64_t rng = rc->seed ? rc->seed : 0x853c49e6748fea9bull;
+    int token = run->prompt_tokens[0], pos = 0;
+    uint64_t start = platform_cycles();
+    while (pos < rc->steps) {
+        forward(m, token, pos);
+        int forced = pos < run->n_prompt - 1;
+        int next = forced ? run->prompt_tokens[pos + 1] : sample(m, rc, &rng);
+        pos++;
+        if (next == BOS)
+            break;
+        size_t len;
+        const char *piece = bf_decode(t, token, next, &len);
+        stream(piece, len);
+        if (!forced) {
+            if (run->n_tokens == 0)
+                run->first_token_at = platform_cycles();
+            run->tokens[run->n_tokens++] = next;
+            memcpy(run->text + run->text_len, piece, len);
+            run->text_len += len;
+        }
+        token = next;
+    }
+    run->loop_cycles = platform_cycles() - start;
+    run->text[run->text_len] = 0;
+    bf_write("\n", 1);
+}

@@ -1,0 +1,415 @@
+"""Each layer module (modules/<name>.c) against a numpy implementation of its contract.
+
+How: every module is compiled natively (x86_64-linux-gnu shared object, -O2, the same
+-ffreestanding flags as the kernel build) together with the real src/libc sources it calls.
+All libc names are renamed to bft_<name> with -D on both sides so the host libm/libc cannot
+interpose.  bf_layer_entry is driven through ctypes structures that mirror layer_abi.h
+(the mirror is checked against the C compiler's offsetof()).
+
+Tolerances:
+* embed, rmsnorm, qkv, attnout, classify use only float products and in-order float sums:
+  the reference replays that order (np.cumsum in float32 is sequential), so they must be
+  bit-identical.  That is the property that makes every tier produce the same tokens.
+* rope, attn, ffn call expf/powf/sinf/cosf: the reference uses float64 maths; the bound is
+  4 * n * 2^-24 * sum|terms| per output (the classic in-order summation bound gamma_n with
+  slack for the float rounding of the transcendental inputs).
+* sampler: greedy must match exactly; for top-p the module's probabilities are compared
+  with tolerance and the token choice is replayed on the module's own probabilities, so the
+  selection logic is checked exactly for hundreds of coins.
+"""
+import ctypes
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+LIBC = REPO / "src" / "libc"
+MODULES = ["embed", "rmsnorm", "qkv", "rope", "attn", "attnout", "ffn", "classify", "sampler"]
+LIBC_NAMES = sorted(p.stem for p in LIBC.glob("*/*.c"))
+F32 = np.float32
+P = ctypes.POINTER(ctypes.c_float)
+
+
+class Config(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_int) for n in
+                ("dim", "hidden_dim", "n_layers", "n_heads", "n_kv_heads", "vocab_size", "seq_len")]
+
+
+class Weights(ctypes.Structure):
+    _fields_ = [(n, P) for n in ("rms_att", "wq", "wk", "wv", "wo", "rms_ffn", "w1", "w2", "w3")]
+
+
+class State(ctypes.Structure):
+    _fields_ = [(n, P) for n in ("x", "xb", "xb2", "hb", "hb2", "q", "att", "logits",
+                                 "key_cache", "value_cache", "probs")] + \
+               [("indices", ctypes.POINTER(ctypes.c_int))]
+
+
+class Call(ctypes.Structure):
+    _fields_ = [("cfg", ctypes.POINTER(Config)), ("s", ctypes.POINTER(State)),
+                ("w", ctypes.POINTER(Weights)), ("block", ctypes.c_int), ("pos", ctypes.c_int),
+                ("token", ctypes.c_int), ("out", P), ("in_", P), ("weight", P),
+                ("temperature", ctypes.c_float), ("topp", ctypes.c_float),
+                ("coin", ctypes.c_float), ("result", ctypes.c_int)]
+
+
+OFFSETS_C = r"""
+#include <stddef.h>
+#include "bareflow/layer_abi.h"
+#define O(t, f) offsetof(struct t, f)
+const long bf_offsets[] = {
+  sizeof(struct bf_config), sizeof(struct bf_block_weights), sizeof(struct bf_state),
+  sizeof(struct bf_layer_call),
+  O(bf_state, probs), O(bf_state, indices),
+  O(bf_layer_call, block), O(bf_layer_call, token), O(bf_layer_call, out), O(bf_layer_call, in),
+  O(bf_layer_call, weight), O(bf_layer_call, temperature), O(bf_layer_call, coin),
+  O(bf_layer_call, result),
+  O(bf_block_weights, w3), O(bf_config, seq_len),
+};
+"""
+
+
+def zigcc(*args):
+    subprocess.run([sys.executable, "-m", "ziglang", "cc", *map(str, args)], check=True)
+
+
+COMMON = ["-target", "x86_64-linux-gnu", "-fPIC", "-O2", "-ffreestanding", "-fno-sanitize=all",
+          f"-I{LIBC / 'include'}", f"-I{REPO / 'src' / 'include'}", f"-I{REPO / 'modules' / 'include'}",
+          *[f"-D{n}=bft_{n}" for n in LIBC_NAMES]]
+
+
+def build_libs(d):
+    """Compile libc objects and one shared object per module into directory d."""
+    objs = []
+    for src in sorted(LIBC.glob("*/*.c")):
+        obj = d / f"libc_{src.stem}.o"
+        zigcc(*COMMON, "-c", src, "-o", obj)
+        objs.append(obj)
+    (d / "offsets.c").write_text(OFFSETS_C)
+    zigcc(*COMMON, "-shared", d / "offsets.c", "-o", d / "offsets.so")
+    libs = {}
+    for m in MODULES:
+        so = d / f"{m}.so"
+        zigcc(*COMMON, "-shared", REPO / "modules" / f"{m}.c", *objs, "-o", so)
+        lib = ctypes.CDLL(str(so))
+        lib.bf_layer_entry.argtypes = [ctypes.POINTER(Call)]
+        lib.bf_layer_entry.restype = None
+        libs[m] = lib
+    libs["_offsets"] = ctypes.CDLL(str(d / "offsets.so"))
+    return libs
+
+
+@pytest.fixture(scope="module")
+def build(tmp_path_factory):
+    return build_libs(tmp_path_factory.mktemp("modules"))
+
+
+def test_ctypes_mirror_matches_layer_abi(build):
+    got = (ctypes.c_long * 16).in_dll(build["_offsets"], "bf_offsets")
+    want = [ctypes.sizeof(Config), ctypes.sizeof(Weights), ctypes.sizeof(State), ctypes.sizeof(Call),
+            State.probs.offset, State.indices.offset, Call.block.offset, Call.token.offset,
+            Call.out.offset, Call.in_.offset, Call.weight.offset, Call.temperature.offset,
+            Call.coin.offset, Call.result.offset, Weights.w3.offset, Config.seq_len.offset]
+    assert list(got) == want
+
+
+class Model:
+    """Random weights and a zeroed run state for one config, with ctypes views."""
+
+    def __init__(self, dim=32, hidden=48, n_layers=2, n_heads=4, n_kv_heads=2, vocab=64, seq=16,
+                 seed=0):
+        r = np.random.default_rng(seed)
+        self.cfg = Config(dim, hidden, n_layers, n_heads, n_kv_heads, vocab, seq)
+        self.kv_dim = dim * n_kv_heads // n_heads
+        self.head_size = dim // n_heads
+
+        def t(*shape, scale=0.3):
+            return (r.standard_normal(shape) * scale).astype(F32)
+
+        self.w = {"rms_att": 1 + t(dim), "wq": t(dim, dim), "wk": t(self.kv_dim, dim),
+                  "wv": t(self.kv_dim, dim), "wo": t(dim, dim), "rms_ffn": 1 + t(dim),
+                  "w1": t(hidden, dim), "w2": t(dim, hidden), "w3": t(hidden, dim)}
+        self.s = {"x": t(dim, scale=1.0), "xb": t(dim, scale=1.0), "xb2": np.zeros(dim, F32),
+                  "hb": np.zeros(hidden, F32), "hb2": np.zeros(hidden, F32), "q": t(dim, scale=1.0),
+                  "att": np.zeros(n_heads * seq, F32), "logits": t(vocab, scale=2.0),
+                  "key_cache": t(n_layers, seq, self.kv_dim, scale=1.0),
+                  "value_cache": t(n_layers, seq, self.kv_dim, scale=1.0),
+                  "probs": np.zeros(vocab, F32)}
+        self.indices = np.zeros(vocab, np.int32)
+        self.embedding = t(vocab, dim, scale=1.0)
+        self.ws = Weights(**{k: ptr(v) for k, v in self.w.items()})
+        self.st = State(**{k: ptr(v) for k, v in self.s.items()},
+                        indices=self.indices.ctypes.data_as(ctypes.POINTER(ctypes.c_int)))
+
+    def call(self, lib, **fields):
+        c = Call(cfg=ctypes.pointer(self.cfg), s=ctypes.pointer(self.st), w=ctypes.pointer(self.ws))
+        for k, v in fields.items():
+            setattr(c, k, ptr(v) if isinstance(v, np.ndarray) else v)
+        lib.bf_layer_entry(ctypes.byref(c))
+        return c
+
+
+def ptr(a):
+    assert a.dtype == F32 and a.flags.c_contiguous
+    return a.ctypes.data_as(P)
+
+
+def matmul32(w, x):
+    """The modules' matmul replayed exactly: float32 products summed in j order."""
+    return np.cumsum(w * x[None, :], axis=1, dtype=F32)[:, -1]
+
+
+def rmsnorm32(x, weight):
+    ss = np.cumsum(x * x, dtype=F32)[-1]
+    ss = F32(ss / F32(x.size)) + F32(1e-5)
+    ss = F32(1.0) / np.sqrt(F32(ss))
+    return weight * (ss * x)
+
+
+def bound(terms_abs_sum, n):
+    return 4 * n * 2.0 ** -24 * terms_abs_sum + 1e-30
+
+
+def test_embed(build):
+    m = Model()
+    for tok in (0, 5, 63):
+        m.call(build["embed"], token=tok, weight=m.embedding)
+        assert np.array_equal(m.s["x"], m.embedding[tok])
+
+
+def test_rmsnorm_exact_and_in_place(build):
+    m = Model(dim=96)
+    src = m.s["x"].copy()
+    m.call(build["rmsnorm"], out=m.s["xb"], in_=m.s["x"], weight=m.w["rms_att"])
+    assert np.array_equal(m.s["xb"], rmsnorm32(src, m.w["rms_att"]))
+    assert np.array_equal(m.s["x"], src)                       # input untouched
+    m.call(build["rmsnorm"], out=m.s["x"], in_=m.s["x"], weight=m.w["rms_ffn"])   # out == in
+    assert np.array_equal(m.s["x"], rmsnorm32(src, m.w["rms_ffn"]))
+    # and it is what float64 maths says, to float accuracy
+    ref = m.w["rms_ffn"] * src / np.sqrt(np.mean(src.astype(np.float64) ** 2) + 1e-5)
+    assert np.allclose(m.s["x"], ref, rtol=1e-5, atol=1e-6)
+
+
+def test_qkv_writes_cache_slot_only(build):
+    m = Model(n_kv_heads=2)
+    kc, vc = m.s["key_cache"].copy(), m.s["value_cache"].copy()
+    m.call(build["qkv"], block=1, pos=5)
+    assert np.array_equal(m.s["q"], matmul32(m.w["wq"], m.s["xb"]))
+    kc[1, 5] = matmul32(m.w["wk"], m.s["xb"])
+    vc[1, 5] = matmul32(m.w["wv"], m.s["xb"])
+    assert np.array_equal(m.s["key_cache"], kc)
+    assert np.array_equal(m.s["value_cache"], vc)
+
+
+def rope_ref(vec, pos, head_size, n):
+    out = vec.astype(np.float64).copy()
+    for i in range(0, n, 2):
+        freq = 1.0 / 10000.0 ** ((i % head_size) / head_size)
+        a = pos * freq
+        v0, v1 = out[i], out[i + 1]
+        out[i], out[i + 1] = v0 * np.cos(a) - v1 * np.sin(a), v0 * np.sin(a) + v1 * np.cos(a)
+    return out
+
+
+@pytest.mark.parametrize("pos", [0, 1, 7, 15])
+def test_rope(build, pos):
+    m = Model(dim=64, n_heads=4, n_kv_heads=2, seq=16)
+    q, k = m.s["q"].copy(), m.s["key_cache"][1, pos].copy()
+    other = m.s["key_cache"].copy()
+    m.call(build["rope"], block=1, pos=pos)
+    # each output is a 2-term sum of |v| * |trig|: bound from the pair magnitudes
+    for got, src, n in ((m.s["q"], q, 64), (m.s["key_cache"][1, pos], k, m.kv_dim)):
+        ref = rope_ref(src, pos, m.head_size, n)
+        mag = np.repeat(np.abs(src.reshape(-1, 2)).sum(axis=1), 2).astype(np.float64)
+        assert np.all(np.abs(got - ref) <= bound(mag, 8)), (pos, np.max(np.abs(got - ref)))
+    other[1, pos] = m.s["key_cache"][1, pos]
+    assert np.array_equal(m.s["key_cache"], other)   # nothing else in the cache moves
+
+
+def test_rope_long_positions(build):
+    """RoPE angles reach seq_len: check far positions (TinyLlama's 2047) stay accurate."""
+    m = Model(dim=64, n_heads=1, n_kv_heads=1, seq=2048, n_layers=1)
+    pos = 2047
+    q = m.s["q"].copy()
+    m.call(build["rope"], block=0, pos=pos)
+    ref = rope_ref(q, pos, 64, 64)
+    mag = np.repeat(np.abs(q.reshape(-1, 2)).sum(axis=1), 2)
+    # pos*freq is rounded to float before cos/sin (as llama2.c): allow that rounding,
+    # |d angle| <= ulp(pos*freq)/2 ~ 2048 * 2^-24, times the pair magnitude.
+    assert np.all(np.abs(m.s["q"] - ref) <= mag * (2048 * 2.0 ** -24) + bound(mag, 8))
+
+
+def attn_ref(m, block, pos):
+    n_heads, hs = m.cfg.n_heads, m.head_size
+    kv_mul = n_heads // m.cfg.n_kv_heads
+    q = m.s["q"].astype(np.float64)
+    K = m.s["key_cache"][block, :pos + 1].astype(np.float64)
+    V = m.s["value_cache"][block, :pos + 1].astype(np.float64)
+    out, att_all, tol = np.zeros(m.cfg.dim), [], np.zeros(m.cfg.dim)
+    for h in range(n_heads):
+        kh = (h // kv_mul) * hs
+        qh = q[h * hs:(h + 1) * hs]
+        scores = K[:, kh:kh + hs] @ qh / np.sqrt(hs)
+        att = np.exp(scores - scores.max())
+        att /= att.sum()
+        att_all.append(att)
+        out[h * hs:(h + 1) * hs] = att @ V[:, kh:kh + hs]
+        # error: each score is an hs-term sum; softmax is Lipschitz 1 in max-norm,
+        # then a (pos+1)-term weighted sum of |v|
+        s_err = bound(np.abs(K[:, kh:kh + hs]) @ np.abs(qh) / np.sqrt(hs), hs).max()
+        vabs = np.abs(V[:, kh:kh + hs]).max(axis=0)
+        tol[h * hs:(h + 1) * hs] = 2 * s_err * vabs + bound(vabs, pos + 1) + 8 * 2.0 ** -24 * vabs
+    return out, att_all, tol
+
+
+@pytest.mark.parametrize("n_heads,n_kv_heads", [(4, 4), (4, 2), (8, 2), (4, 1)])
+@pytest.mark.parametrize("pos", [0, 3, 15])
+def test_attn_gqa(build, n_heads, n_kv_heads, pos):
+    m = Model(dim=64, n_heads=n_heads, n_kv_heads=n_kv_heads, seq=16, seed=pos + n_heads)
+    ref, att, tol = attn_ref(m, 1, pos)
+    m.call(build["attn"], block=1, pos=pos)
+    assert np.all(np.abs(m.s["xb"] - ref) <= tol), np.max(np.abs(m.s["xb"] - ref) - tol)
+    for h in range(n_heads):                 # attention weights land in s->att[h*seq_len + t]
+        got = m.s["att"][h * 16:h * 16 + pos + 1]
+        assert np.allclose(got, att[h], rtol=1e-5, atol=1e-7)
+        assert abs(got.astype(np.float64).sum() - 1) < 1e-5
+
+
+def test_attn_uses_right_kv_head(build):
+    """With GQA, query heads 0,1 must read kv head 0 and heads 2,3 kv head 1 (not h % n_kv)."""
+    m = Model(dim=16, n_heads=4, n_kv_heads=2, seq=4, n_layers=1)
+    m.s["key_cache"][:] = 0                         # uniform attention over t <= pos
+    m.s["value_cache"][0, :, :4] = 1.0              # kv head 0 -> ones
+    m.s["value_cache"][0, :, 4:] = 2.0              # kv head 1 -> twos
+    m.call(build["attn"], block=0, pos=3)
+    assert np.allclose(m.s["xb"], [1.0] * 8 + [2.0] * 8)
+
+
+def test_attnout(build):
+    m = Model()
+    x0 = m.s["x"].copy()
+    m.call(build["attnout"])
+    y = matmul32(m.w["wo"], m.s["xb"])
+    assert np.array_equal(m.s["xb2"], y)
+    assert np.array_equal(m.s["x"], x0 + y)
+
+
+def test_ffn(build):
+    m = Model(dim=32, hidden=80)
+    x0, xb = m.s["x"].astype(np.float64), m.s["xb"].astype(np.float64)
+    w1, w2, w3 = (m.w[k].astype(np.float64) for k in ("w1", "w2", "w3"))
+    a, b = w1 @ xb, w3 @ xb
+    hb = a / (1 + np.exp(-a)) * b
+    y = w2 @ hb
+    m.call(build["ffn"])
+    # hb carries the error of two dim-term sums through silu (|silu'| <= 1.1) and a product
+    e_a = bound(np.abs(w1) @ np.abs(xb), 32)
+    e_b = bound(np.abs(w3) @ np.abs(xb), 32)
+    e_hb = 1.1 * e_a * np.abs(b) + np.abs(a) * e_b + 4 * 2.0 ** -24 * np.abs(hb)
+    tol_y = np.abs(w2) @ e_hb + bound(np.abs(w2) @ np.abs(hb), 80)
+    assert np.all(np.abs(m.s["hb"] - hb) <= e_hb)
+    assert np.all(np.abs(m.s["xb"] - y) <= tol_y)
+    assert np.all(np.abs(m.s["x"] - (x0 + y)) <= tol_y + 2.0 ** -23 * np.abs(x0 + y))
+
+
+def test_classify(build):
+    m = Model(vocab=300)
+    table = np.random.default_rng(3).standard_normal((300, 32)).astype(F32)
+    m.call(build["classify"], weight=table)
+    assert np.array_equal(m.s["logits"], matmul32(table, m.s["x"]))
+
+
+def test_sampler_greedy(build):
+    m = Model(vocab=100)
+    r = np.random.default_rng(4)
+    for _ in range(50):
+        m.s["logits"][:] = r.standard_normal(100).astype(F32)
+        c = m.call(build["sampler"], temperature=0.0, topp=0.9, coin=0.7)
+        assert c.result == int(np.argmax(m.s["logits"]))
+    m.s["logits"][:] = 0
+    m.s["logits"][[7, 42]] = 3.0                       # tie: lowest index wins
+    assert m.call(build["sampler"], temperature=0.0, coin=0.1).result == 7
+
+
+def softmax32_ref(logits, temperature):
+    z = logits.astype(np.float64) / temperature
+    e = np.exp(z - z.max())
+    return e / e.sum()
+
+
+def topp_choice(probs, topp, coin):
+    """llama2.c sample_topp, replayed in float32 on given probabilities."""
+    n = probs.size
+    cutoff = F32((F32(1.0) - F32(topp)) / F32(n - 1))
+    cand = [i for i in range(n) if probs[i] >= cutoff]
+    if not cand:
+        return int(np.argmax(probs))
+    cand.sort(key=lambda i: (-probs[i], i))
+    cum, last = F32(0), len(cand) - 1
+    for k, i in enumerate(cand):
+        cum = F32(cum + probs[i])
+        if cum > F32(topp):
+            last = k
+            break
+    rr, cdf = F32(F32(coin) * cum), F32(0)
+    for k in range(last + 1):
+        cdf = F32(cdf + probs[cand[k]])
+        if rr < cdf:
+            return cand[k]
+    return cand[last]
+
+
+def mult_choice(probs, coin):
+    cdf = F32(0)
+    for i in range(probs.size):
+        cdf = F32(cdf + probs[i])
+        if F32(coin) < cdf:
+            return i
+    return probs.size - 1
+
+
+@pytest.mark.parametrize("temperature,topp", [(1.0, 0.9), (0.8, 0.5), (1.3, 0.99), (0.5, 0.1),
+                                              (1.0, 1.0), (0.7, 0.0)])
+def test_sampler_topp(build, temperature, topp):
+    vocab = 200
+    m = Model(vocab=vocab)
+    r = np.random.default_rng(int(temperature * 10 + topp * 100))
+    logits = (r.standard_normal(vocab) * 2).astype(F32)
+    logits[[10, 11, 150]] = logits.max()                 # ties at the top of the order
+    m.s["logits"][:] = logits
+    chosen = set()
+    for coin in np.linspace(0, 0.999, 300, dtype=F32):
+        c = m.call(build["sampler"], temperature=temperature, topp=topp, coin=float(coin))
+        probs = m.s["probs"]
+        assert np.allclose(probs, softmax32_ref(logits, temperature), rtol=1e-5, atol=1e-9)
+        assert np.array_equal(m.s["logits"], logits)     # logits are left alone
+        want = topp_choice(probs, topp, coin) if 0 < topp < 1 else mult_choice(probs, coin)
+        assert c.result == want, (coin, c.result, want)
+        chosen.add(c.result)
+    if 0 < topp < 1:
+        # everything chosen lies in the nucleus computed in float64
+        p = softmax32_ref(logits, temperature)
+        order = sorted(range(vocab), key=lambda i: (-p[i], i))
+        k = int(np.searchsorted(np.cumsum([p[i] for i in order]), topp, side="right")) + 1
+        assert chosen <= set(order[:k + 1])
+        assert len(chosen) > 1 or k <= 1
+
+
+def test_sampler_topp_coin_extremes_and_ties(build):
+    m = Model(vocab=10)
+    m.s["logits"][:] = np.array([0, 5, 5, 1, 5, 0, 0, 0, 0, 0], F32)
+    # three equal top candidates (1, 2, 4): order must be index ascending
+    got = [m.call(build["sampler"], temperature=1.0, topp=0.9, coin=c).result
+           for c in (0.0, 0.34, 0.67, 0.999)]
+    assert got == [1, 2, 4, 4]
+
+
+def test_sampler_tiny_topp_falls_back_to_argmax(build):
+    """topp < 1/n with a flat distribution leaves no candidate above the cutoff."""
+    m = Model(vocab=50)
+    m.s["logits"][:] = 0.0
+    m.s["logits"][9] = 1e-7
+    assert m.call(build["sampler"], temperature=1.0, topp=0.001, coin=0.5).result == 9

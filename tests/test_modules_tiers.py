@@ -1,0 +1,140 @@
+"""Every tier of every layer module computes bit-identical results.
+
+The modules are compiled to bitcode exactly as the build does (-O2 -Xclang -disable-llvm-passes),
+then, for each tier O0..O3 and each ISA level the host can run (x86-64 and, with AVX2/FMA,
+x86-64-v3), the target attributes are rewritten, the new-pass-manager pipeline runs at that
+speed level with vectorisation as the tier step enables it, and the result is JIT-compiled
+by llvmlite's MCJIT.  libc calls resolve to the real src/libc sources compiled natively.
+Each tier runs the same inputs; all state arrays and the sampler result must equal the
+native -O2 build bit for bit.  This is what lets tier switches leave the tokens unchanged.
+"""
+import ctypes
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import test_modules_layers as L  # noqa: E402  (ctypes mirror of layer_abi.h and the Model)
+
+llvm = pytest.importorskip("llvmlite.binding")
+
+REPO = L.REPO
+CFLAGS = ["-target", "x86_64-freestanding", "-ffreestanding", "-fno-sanitize=all",
+          "-fno-stack-protector", "-g0", "-fno-unwind-tables", "-fno-asynchronous-unwind-tables",
+          "-mno-red-zone", "-fno-pic", "-fno-pie", f"-I{REPO / 'src' / 'include'}",
+          f"-I{REPO / 'src' / 'libc' / 'include'}", f"-I{REPO / 'modules' / 'include'}",
+          "-O2", "-Xclang", "-disable-llvm-passes", "-emit-llvm"]
+V3_FLAGS = {"avx", "avx2", "fma", "bmi1", "bmi2", "movbe", "f16c", "abm", "xsave"}
+
+
+def host_isas():
+    flags = set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                break
+    except OSError:
+        pass
+    return ["x86-64"] + (["x86-64-v3"] if V3_FLAGS <= flags else [])
+
+
+@pytest.fixture(scope="module")
+def native(tmp_path_factory):
+    return L.build_libs(tmp_path_factory.mktemp("native"))
+
+
+@pytest.fixture(scope="module")
+def jit(tmp_path_factory, native):
+    llvm.initialize_all_targets()
+    llvm.initialize_all_asmprinters()
+    llvm.initialize_native_target()
+    llvm.initialize_native_asmprinter()
+    # libc calls from JIT code go to the native renamed copies of the real sources
+    any_lib = native["sampler"]
+    for name in L.LIBC_NAMES:
+        llvm.add_symbol(name, ctypes.cast(getattr(any_lib, "bft_" + name), ctypes.c_void_p).value)
+    d = tmp_path_factory.mktemp("bitcode")
+    engines = []
+    entries = {}
+    triple = llvm.get_process_triple()
+    for m in L.MODULES:
+        bc = d / f"{m}.bc"
+        subprocess.run([sys.executable, "-m", "ziglang", "cc", *CFLAGS, "-c",
+                        str(REPO / "modules" / f"{m}.c"), "-o", str(bc)], check=True)
+        ir = str(llvm.parse_bitcode(bc.read_bytes()))
+        for isa in host_isas():
+            text = re.sub(r'"target-cpu"="[^"]*"', f'"target-cpu"="{isa}"', ir)
+            text = re.sub(r'"target-features"="[^"]*"', '"target-features"="+sse,+sse2"', text)
+            text = re.sub(r'"tune-cpu"="[^"]*"', '"tune-cpu"="generic"', text)
+            for level in range(4):
+                mod = llvm.parse_assembly(text)
+                mod.triple = triple
+                tm = llvm.Target.from_triple(triple).create_target_machine(
+                    cpu=isa, features="+sse,+sse2", opt=level, reloc="pic", codemodel="jitdefault")
+                mod.data_layout = str(tm.target_data)
+                pto = llvm.create_pipeline_tuning_options(speed_level=level)
+                pto.loop_vectorization = pto.slp_vectorization = pto.loop_unrolling = level >= 2
+                pb = llvm.create_pass_builder(tm, pto)
+                pb.getModulePassManager().run(mod, pb)
+                ee = llvm.create_mcjit_compiler(mod, tm)
+                ee.finalize_object()
+                engines.append((ee, mod, tm, pb, pto))   # the pass builder must outlive the engine
+                addr = ee.get_function_address("bf_layer_entry")
+                assert addr
+                fn = ctypes.CFUNCTYPE(None, ctypes.POINTER(L.Call))(addr)
+                entries[(m, isa, level)] = fn
+    yield entries
+    engines.clear()
+
+
+class Fn:
+    """Adapter so Model.call can drive a JIT function like a ctypes library."""
+
+    def __init__(self, f):
+        self.bf_layer_entry = f
+
+
+SCENARIOS = {
+    "embed": [dict(token=17, weight="embedding")],
+    "rmsnorm": [dict(out="xb", in_="x", weight="rms_att"), dict(out="x", in_="x", weight="rms_ffn")],
+    "qkv": [dict(block=1, pos=9)],
+    "rope": [dict(block=1, pos=0), dict(block=0, pos=15)],
+    "attn": [dict(block=1, pos=0), dict(block=1, pos=15)],
+    "attnout": [dict()],
+    "ffn": [dict()],
+    "classify": [dict(weight="embedding")],
+    "sampler": [dict(temperature=0.0, coin=0.3)] +
+               [dict(temperature=t, topp=p, coin=c) for t, p in ((1.0, 0.9), (0.7, 1.0))
+                for c in (0.0, 0.25, 0.5, 0.75, 0.999)],
+}
+
+
+def run(entry, layer, scenario, seed):
+    m = L.Model(dim=64, hidden=96, n_heads=8, n_kv_heads=2, vocab=128, seq=16, seed=seed)
+    args = {}
+    for k, v in scenario.items():
+        if isinstance(v, str):
+            v = m.embedding if v == "embedding" else (m.s[v] if v in m.s else m.w[v])
+        args[k] = v
+    c = m.call(entry, **args)
+    return {k: v.copy() for k, v in m.s.items()}, c.result
+
+
+@pytest.mark.parametrize("layer", L.MODULES)
+def test_all_tiers_bit_identical(native, jit, layer):
+    for i, scenario in enumerate(SCENARIOS[layer]):
+        for seed in (1, 2):
+            want_state, want_result = run(native[layer], layer, scenario, seed)
+            for (m, isa, level), fn in jit.items():
+                if m != layer:
+                    continue
+                state, result = run(Fn(fn), layer, scenario, seed)
+                assert result == want_result, (layer, isa, level, scenario)
+                for k in want_state:
+                    assert np.array_equal(state[k].view(np.uint32), want_state[k].view(np.uint32)), \
+                        (layer, isa, f"O{level}", k, scenario)

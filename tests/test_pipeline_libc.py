@@ -1,0 +1,60 @@
+"""libc subset selection against the project's real libc sources."""
+import pytest
+
+from bareflow_plugins import libc, toolchain
+from bareflow_plugins.errors import BareflowError
+from conftest import ROOT
+
+
+@pytest.fixture(scope="module")
+def provider():
+    return libc.ProjectLibc(ROOT / "src" / "libc", toolchain.FREESTANDING_CFLAGS)
+
+
+def test_only_the_needed_closure_is_selected(provider, tmp_path):
+    selection = libc.select({"expf": {"module ffn"}, "memcpy": {"kernel"}}, [provider], tmp_path)
+    chosen = set(selection.symbols)
+    assert {"expf", "memcpy"} <= chosen
+    assert "qsort" not in chosen and "snprintf" not in chosen
+    rows = {row["symbol"]: row for row in selection.manifest()}
+    assert rows["expf"]["provider"] == "bareflow-libc" and rows["expf"]["size"] > 0
+    assert rows["expf"]["needed_by"] == ["module ffn"]
+    # every dependency the chosen objects pull in is itself chosen and says who needs it
+    for row in rows.values():
+        assert row["needed_by"]
+    text = selection.manifest_text()
+    assert text.splitlines()[0].startswith("# BareFlow libc manifest")
+    assert any(line.startswith("expf bareflow-libc ") for line in text.splitlines())
+
+
+def test_transitive_dependencies_are_followed(provider, tmp_path):
+    selection = libc.select({"snprintf": {"kernel"}}, [provider], tmp_path)
+    assert "vsnprintf" in selection.symbols
+    assert "libc:snprintf" in selection.symbols["vsnprintf"].needed_by
+
+
+def test_missing_symbol_lists_symbol_and_needers(provider, tmp_path):
+    with pytest.raises(BareflowError) as err:
+        libc.select({"frobnicate": {"module attn", "module ffn"}, "expf": {"module ffn"}}, [provider], tmp_path)
+    assert "frobnicate: needed by module attn, module ffn" in str(err.value)
+    assert "expf" not in str(err.value)
+
+
+def test_provider_priority_decides(provider, tmp_path):
+    class Shadow(libc.LibcProvider):
+        name, priority = "shadow", 10
+
+        def symbols(self):
+            return {"expf": "shadow"}
+
+        def object_for(self, symbol, workdir, verbose=False):
+            return provider.object_for(symbol, workdir)
+
+    selection = libc.select({"expf": {"module ffn"}}, [provider, Shadow()], tmp_path)
+    assert selection.symbols["expf"].provider == "shadow"
+
+
+def test_exports_source_is_sorted_and_complete():
+    src = libc.exports_source({"sqrtf", "expf"})
+    assert src.index('"expf"') < src.index('"sqrtf"')
+    assert "bf_export_count = 2;" in src

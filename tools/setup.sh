@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Install what BareFlow needs on a Debian/Ubuntu machine with Python 3.11+:
+#  - Debian tools the build and tests use, when missing (qemu, syslinux, mtools, dosfstools, ovmf);
+#  - a virtual environment .venv with the pinned Python packages (pyproject.toml) and pytest.
+# Without root or sudo the Debian tools are left out with a warning; tests needing them skip.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' || {
+    echo "setup: Python 3.11 or newer is required (found $(python3 --version 2>&1))" >&2; exit 1; }
+
+missing=()
+command -v qemu-system-x86_64 >/dev/null || missing+=(qemu-system-x86)
+{ command -v syslinux >/dev/null && [ -e /usr/lib/syslinux/mbr/mbr.bin ] &&
+  [ -e /usr/lib/syslinux/modules/bios/mboot.c32 ]; } || missing+=(syslinux syslinux-common)
+command -v mcopy >/dev/null || missing+=(mtools)
+command -v fsck.fat >/dev/null || [ -x /usr/sbin/fsck.fat ] || missing+=(dosfstools)
+[ -e /usr/share/ovmf/OVMF.fd ] || missing+=(ovmf)
+python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
+
+if [ ${#missing[@]} -gt 0 ]; then
+    if [ "$(id -u)" = 0 ]; then SUDO=""; elif sudo -n true 2>/dev/null; then SUDO="sudo"; else SUDO="none"; fi
+    if [ "$SUDO" = none ]; then
+        echo "setup: warning: cannot install ${missing[*]} (not root, no sudo); tests needing them will skip" >&2
+    else
+        echo "setup: installing Debian packages: ${missing[*]}"
+        $SUDO apt-get update -q
+        DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q "${missing[@]}"
+    fi
+fi
+
+[ -x .venv/bin/python ] || python3 -m venv .venv
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
+echo "setup: done (.venv ready)"
