@@ -20,6 +20,10 @@ def _number(name, text, kind, low, high, low_open=False):
     return value
 
 
+def check_steps(text, seq_len):
+    return _number("steps", str(text), int, 1, seq_len)
+
+
 def render(values, seq_len):
     """Return the config file bytes for `values` (missing keys take DEFAULTS)."""
     merged = {k: str(values.get(k, "") or v) if k != "prompt" else values.get(k, v) for k, v in DEFAULTS.items()}

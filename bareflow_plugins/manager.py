@@ -10,6 +10,7 @@ Every mistake a plugin author can make is turned into a BareflowError that names
 a misspelled hook, an argument the hook does not provide, an exception inside a hook, a
 registration hook returning junk, two plugins registering the same name.
 """
+import dataclasses
 import difflib
 import functools
 import importlib
@@ -41,6 +42,8 @@ PER_PLUGIN_HOOKS = frozenset({
     "bareflow_policy_decided",
 })
 
+_SINGULAR = {"policies": "policy", "libc_providers": "libc provider",
+             "bootloaders": "bootloader", "flash_targets": "flash target"}
 _MODULE_NAME = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*\Z")
 # Shown by describe(), in this order, when a registered object has them.
 _DESCRIBED_ATTRIBUTES = ("priority", "files", "capabilities", "options")
@@ -274,7 +277,7 @@ class BareflowPluginManager(pluggy.PluginManager):
                 if obj_name in seen:
                     first = seen[obj_name].plugin
                     raise BareflowError(
-                        f"{kind[:-1] if kind.endswith('s') else kind} {obj_name!r} is registered by "
+                        f"{_SINGULAR.get(kind, kind)} {obj_name!r} is registered by "
                         f"plugin {first!r} and again by plugin {plugin_name!r}; block one of them "
                         f"with BLOCK_PLUGINS=<plugin name>")
                 seen[obj_name] = Registration(obj_name, obj, plugin_name)
@@ -364,9 +367,14 @@ def _describe_attributes(obj) -> list[str]:
         value = getattr(obj, attr, None)
         if value is None or value == {} or value == [] or callable(value):
             continue
+        if dataclasses.is_dataclass(value):
+            # A dataclass (e.g. flash Capabilities) reads best in its declared field order.
+            value = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+        elif isinstance(value, Mapping):
+            value = {key: value[key] for key in sorted(value, key=str)}
         if isinstance(value, Mapping):
             lines.append(f"      {attr}:")
-            for key in sorted(value, key=str):
+            for key in value:
                 text = value[key]
                 if isinstance(text, bool):
                     text = "yes" if text else "no"

@@ -1,8 +1,45 @@
-"""Shared test set-up: make the repository and tests/ importable."""
+"""Shared test set-up: import paths, and builds several test files reuse (built once per session)."""
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 for path in (ROOT, ROOT / "tests"):
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
+
+
+class Build:
+    def __init__(self, directory):
+        self.dir = Path(directory)
+        self.image = self.dir / "bareflow.img"
+        self.hosted = self.dir / "bareflow-hosted"
+        self.kernel = self.dir / "kernel" / "KERNEL.BIN"
+
+
+def _build(tmp_path_factory, name, *args):
+    from buildutil import scons
+    directory = tmp_path_factory.mktemp(name)
+    proc = scons(directory, "image", "hosted", "-j2", *args)
+    build = Build(directory)
+    build.log = proc.stdout
+    return build
+
+
+@pytest.fixture(scope="session")
+def default_build(tmp_path_factory):
+    """The default image: synthetic model, tiered policy, baseline ISA."""
+    return _build(tmp_path_factory, "default")
+
+
+@pytest.fixture(scope="session")
+def fixed_o0_build(tmp_path_factory):
+    return _build(tmp_path_factory, "fixed-o0", "POLICY=fixed", "TIER=O0")
+
+
+@pytest.fixture(scope="session")
+def stories_build(tmp_path_factory):
+    from buildutil import stories
+    model, tok = stories()
+    return _build(tmp_path_factory, "stories", f"MODEL={model}", f"TOKENIZER={tok}")

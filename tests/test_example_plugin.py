@@ -58,7 +58,11 @@ def example_venv(tmp_path_factory):
         assert made.returncode == 0, made.stderr
     purelib = _run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"])
     assert purelib.returncode == 0, purelib.stderr
-    Path(purelib.stdout.strip(), "bareflow_repo.pth").write_text(str(REPO) + "\n")
+    # The repository, and the packages of the interpreter running the tests (when that is itself
+    # a venv, --system-site-packages only shows its base interpreter's, not the pinned deps).
+    import sysconfig
+    visible = [str(REPO)] + sorted({sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]})
+    Path(purelib.stdout.strip(), "bareflow_repo.pth").write_text("\n".join(visible) + "\n")
     installed = _run([str(python), "-m", "pip", "install", "--no-deps", "--no-build-isolation",
                       str(source)])
     assert installed.returncode == 0, installed.stdout + installed.stderr

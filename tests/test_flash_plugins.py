@@ -150,3 +150,23 @@ def test_command_line(image, tmp_path):
     assert r.returncode == 1 and "[no-confirmation]" in r.stderr
     r = run("--target", "file", "--yes", str(out), str(image))
     assert r.returncode == 0, r.stderr
+
+
+def test_scons_entry_point_with_the_build_plugin_manager(image, tmp_path):
+    from bareflow_plugins import manager
+    from bareflow_plugins.flash.api import flash_from_variables
+    pm = manager.load_plugins({}, entry_points=False, environ={})
+    assert list(available_targets(pm)) == ["file", "raw", "tftp"]
+    out = tmp_path / "scons.img"
+    v = {"IMAGE": str(image), "DEVICE": str(out), "FLASH_TARGET": "file", "YES": "0",
+         "FORCE_NON_REMOVABLE": ""}
+    report = flash_from_variables(pm, v)                  # new file: no question needed
+    assert report.verified and out.stat().st_size == os.path.getsize(image)
+    with pytest.raises(BareflowError, match=r"YES='maybe': expected 1/0"):
+        flash_from_variables(pm, dict(v, YES="maybe"))
+    with pytest.raises(BareflowError, match=r"FLASH_OPTIONS: 'pxelinux' is not NAME=VALUE"):
+        flash_from_variables(pm, dict(v, FLASH_TARGET="tftp", FLASH_OPTIONS="pxelinux"))
+    blocked = manager.load_plugins({"BLOCK_PLUGINS": "bareflow_plugins.builtin.flash_targets"},
+                                   entry_points=False, environ={})
+    with pytest.raises(BareflowError, match=r"unknown FLASH_TARGET 'file'; available: none"):
+        flash_from_variables(blocked, v)

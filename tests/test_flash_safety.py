@@ -70,6 +70,15 @@ def test_mount_through_device_mapper_refused(fake, image):
     assert "[in-use]" in msg and "dm-3" in msg
 
 
+def test_proc_mounts_fallback_and_missing_mount_table(fake, image):
+    fake.mount("/dev/sdb1", "/media/stick")
+    os.rename(os.path.join(fake.root, "proc/self/mounts"), os.path.join(fake.root, "proc/mounts"))
+    refused(fake, image, "mounted")
+    os.unlink(os.path.join(fake.root, "proc/mounts"))
+    with pytest.raises(BareflowError, match=r"cannot read .*mounts: refusing to flash without knowing"):
+        check(fake, image)
+
+
 def test_disk_holding_root_refused(fake, image):
     fake.mount("/dev/sda2", "/", "ext4")
     msg = refused(fake, image, "system-disk", device="/dev/sda", force_non_removable=True)

@@ -8,7 +8,6 @@ import pytest
 from bareflow_plugins import builtin, hookimpl
 from bareflow_plugins.errors import BareflowError
 from bareflow_plugins.manager import BareflowPluginManager, PluginHookError, load_plugins
-from bareflow_plugins.policy import Decision, Policy
 
 POLICIES = "bareflow_plugins.builtin.policies"
 
@@ -142,7 +141,8 @@ def test_blocking_a_builtin_lets_a_plugin_replace_it(make_module):
     with pytest.raises(BareflowError) as err:
         load_plugins({"PLUGINS": "my_tiered"}, entry_points=False, environ={}).policies()
     message = str(err.value)
-    assert f"'tiered' is registered by plugin '{POLICIES}' and again by plugin 'my_tiered'" in message
+    assert message.startswith(f"policy 'tiered' is registered by plugin '{POLICIES}' and again "
+                              f"by plugin 'my_tiered'; block one of them")
     pm = load_plugins({"PLUGINS": "my_tiered", "BLOCK_PLUGINS": POLICIES}, entry_points=False,
                       environ={})
     assert list(pm.policies()) == ["tiered"]
@@ -376,11 +376,17 @@ def test_describe_lists_plugins_hooks_and_registrations(fake_distribution, make_
     fake_distribution("fakeplug", "1.2.3", {"fake": "fakeplug_desc"},
                       {"fakeplug_desc": policy_plugin("fake-policy")})
     make_module("explicit_desc", """
+        from dataclasses import dataclass
         from types import SimpleNamespace as NS
         __version__ = "3.1"
+        @dataclass
+        class Caps:
+            verify: bool
+            accepts: str
         def bareflow_register_flash_targets():
             return [NS(name="sdcard", description="Write to an SD card\\nsecond line",
-                       capabilities={"verify": True, "eject": False})]
+                       capabilities={"verify": True, "eject": False}),
+                    NS(name="usb", capabilities=Caps(False, "a stick"))]
         def bareflow_image_files(files):
             pass
     """)
@@ -396,6 +402,7 @@ def test_describe_lists_plugins_hooks_and_registrations(fake_distribution, make_
     assert "  flash targets:\n    sdcard - Write to an SD card\n" in text
     assert "second line" not in text
     assert "        eject: no\n        verify: yes\n" in text
+    assert "    usb\n      capabilities:\n        verify: no\n        accepts: a stick\n" in text
     assert f"{POLICIES} [blocked by BLOCK_PLUGINS]" in text
     assert pm.describe() == text          # deterministic
 

@@ -256,6 +256,7 @@ def test_stories260k_matches_reference(tmp_path, temperature, topp, seed):
     ref = reference.generate(*model, "Once upon a time", 64, float(temperature), float(topp), seed)
     assert r["tokens"] == ref["tokens"]
     assert r["text"].encode("latin-1").decode("utf-8") == ref["text"]
+    assert r["temperature"] == float(temperature) and r["seed"] == seed
     if temperature == "0":
         assert r["text"].startswith(", there was a little girl named Lily")
 
@@ -331,6 +332,18 @@ def test_result_strings_are_escaped_json(tmp_path):
     run = run_files(tmp_path, base_files(cfg=config(prompt=prompt, steps=20)))
     assert run.code == 0, run.out
     assert run.result["prompt"] == prompt
+
+
+@needs_mtools
+def test_config_number_forms_round_trip(tmp_path):
+    """Python's %g writes 1e-05; a leading-dot decimal and the largest seed also parse exactly."""
+    cfg = config(steps=20, temperature="1e-05", topp=".5", seed=2**64 - 1)
+    run = run_files(tmp_path, base_files(cfg=cfg))
+    assert run.code == 0, run.out
+    r = run.result
+    assert (r["temperature"], r["seed"]) == (1e-05, 2**64 - 1)
+    m, t = synthetic_model()
+    assert r["tokens"] == reference.generate(m, t, "Once upon a time", 20, 1e-05, 0.5, 2**64 - 1)["tokens"]
 
 
 @needs_mtools

@@ -13,11 +13,6 @@ BUILTIN_PLUGINS = [
     "bareflow_plugins.builtin.flash_targets",
 ]
 
-# Built-ins other helpers are still writing.  A module listed here is skipped silently when
-# it does not exist; any other missing built-in is a broken installation and an error.
-# Remove a name from this set once its module has landed.
-OPTIONAL_BUILTINS = {
-    "bareflow_plugins.builtin.syslinux",
-    "bareflow_plugins.builtin.libc_project",
-    "bareflow_plugins.builtin.flash_targets",
-}
+# Built-ins that may be absent from an installation (skipped silently when their module does
+# not import); any other missing built-in is a broken installation and an error.
+OPTIONAL_BUILTINS = set()

@@ -38,18 +38,22 @@ def available_targets(plugin_manager=None):
     """
     if plugin_manager is None:
         from bareflow_plugins.builtin import flash_targets
-        sources = [("bareflow_plugins.builtin.flash_targets", flash_targets.bareflow_register_flash_targets)]
+        pairs = [("bareflow_plugins.builtin.flash_targets", t)
+                 for t in flash_targets.bareflow_register_flash_targets()]
+    elif hasattr(plugin_manager, "registrations"):
+        # The build's BareflowPluginManager: it already traced each object to its plugin.
+        pairs = [(r.plugin, r.obj) for r in plugin_manager.registrations("bareflow_register_flash_targets")]
     else:
-        sources = [(impl.plugin_name, impl.function)
-                   for impl in plugin_manager.hook.bareflow_register_flash_targets.get_hookimpls()]
+        pairs = [(impl.plugin_name, t)
+                 for impl in plugin_manager.hook.bareflow_register_flash_targets.get_hookimpls()
+                 for t in impl.function() or []]
     found, owner = {}, {}
-    for plugin, register in sources:
-        for t in register() or []:
-            _validate_target(t, plugin)
-            if t.name in found:
-                raise BareflowError(f"flash target {t.name!r} is registered twice: by plugin "
-                                    f"{owner[t.name]} and by plugin {plugin}")
-            found[t.name], owner[t.name] = t, plugin
+    for plugin, t in pairs:
+        _validate_target(t, plugin)
+        if t.name in found:
+            raise BareflowError(f"flash target {t.name!r} is registered twice: by plugin "
+                                f"{owner[t.name]} and by plugin {plugin}")
+        found[t.name], owner[t.name] = t, plugin
     return dict(sorted(found.items()))
 
 
@@ -69,7 +73,8 @@ def flash_image(image, device, target=DEFAULT_TARGET, *, bmap=None, assume_yes=F
                            quiet=quiet, options=dict(options or {}))
     targets = available_targets(plugin_manager)
     if target not in targets:
-        raise BareflowError(f"unknown FLASH_TARGET {target!r}; available: {', '.join(targets)}")
+        raise BareflowError(f"unknown FLASH_TARGET {target!r}; available: "
+                            f"{', '.join(targets) or 'none (no plugin registers a flash target)'}")
     t = targets[target]
     unknown = sorted(set(ctx.options) - set(t.options))
     if unknown:
@@ -81,3 +86,38 @@ def flash_image(image, device, target=DEFAULT_TARGET, *, bmap=None, assume_yes=F
     info = t.check(device, image, ctx)
     safety.confirm(info, image, blockmap.image_size, ctx)
     return t.write(device, image, blockmap, ctx)
+
+
+def _flag(variables, name):
+    value = str(variables.get(name, "") or "").strip().lower()
+    if value in ("", "0", "no", "false", "off"):
+        return False
+    if value in ("1", "yes", "true", "on"):
+        return True
+    raise BareflowError(f"{name}={variables.get(name)!r}: expected 1/0 (yes/no)")
+
+
+def options_from_string(text, variable="FLASH_OPTIONS"):
+    """"name=value,name=value" -> dict (target options on the SCons command line)."""
+    options = {}
+    for item in filter(None, (part.strip() for part in str(text or "").split(","))):
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise BareflowError(f"{variable}: {item!r} is not NAME=VALUE")
+        options[name.strip()] = value.strip()
+    return options
+
+
+def flash_from_variables(plugin_manager, variables):
+    """`scons flash`: IMAGE, DEVICE, FLASH_TARGET, YES, FORCE_NON_REMOVABLE, and optionally
+    BMAP and FLASH_OPTIONS ("name=value,..."), read from the build variables."""
+    report = flash_image(
+        variables.get("IMAGE", ""), variables.get("DEVICE", ""),
+        variables.get("FLASH_TARGET", "") or DEFAULT_TARGET,
+        bmap=variables.get("BMAP") or None,
+        assume_yes=_flag(variables, "YES"),
+        force_non_removable=_flag(variables, "FORCE_NON_REMOVABLE"),
+        options=options_from_string(variables.get("FLASH_OPTIONS", "")),
+        plugin_manager=plugin_manager)
+    print(report.summary())
+    return report

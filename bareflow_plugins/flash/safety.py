@@ -77,7 +77,7 @@ def refusals(facts, image_size, force_non_removable=False):
     if facts.exclusive_errno is not None:
         e = facts.exclusive_errno
         why = ("something is using it" if e == errno.EBUSY else
-               "no permission: run as root or as a member of the disk group" if e in (errno.EACCES, errno.EPERM)
+               "permission denied (not root / disk group, or a container or security policy forbids it)" if e in (errno.EACCES, errno.EPERM)
                else "the device cannot be opened")
         refuse("busy", f"cannot be opened exclusively ({errno.errorcode.get(e, '?')}: {os.strerror(e)}); {why}")
     if facts.read_only:

@@ -5,7 +5,6 @@ The flow is always: check (all refusals, nothing written) -> confirmation -> wri
 verifies if the target declares `verify`).  Plugins register instances through the
 `bareflow_register_flash_targets` hook.
 """
-import os
 import sys
 from dataclasses import dataclass, field
 from typing import Callable, Optional
@@ -82,7 +81,7 @@ class FlashReport:
 @dataclass
 class FlashContext:
     """Everything a target may consult besides device and image.  Tests replace the seams."""
-    sysroot: str = "/"                     # /dev, /sys and /proc are read below this
+    sysroot: str = "/"                     # raw: /dev, /sys and /proc are read below this
     assume_yes: bool = False               # YES=1: skip the question
     force_non_removable: bool = False      # FORCE_NON_REMOVABLE=1
     quiet: bool = False                    # no progress line
@@ -106,12 +105,6 @@ class FlashContext:
     def emit(self, name, **info):
         if self.on_event is not None:
             self.on_event(name, **info)
-
-    def host_path(self, path):
-        """Map an absolute device path into sysroot (identity for the real root)."""
-        if self.sysroot in ("", "/") or not os.path.isabs(path):
-            return path
-        return os.path.join(self.sysroot, path.lstrip("/"))
 
 
 class FlashTarget:

@@ -156,9 +156,9 @@ class TftpTarget(FlashTarget):
         if replaced:
             notes.append(f"replaces {len(replaced)} existing file(s): {', '.join(sorted(replaced)[:6])}"
                          + (" ..." if len(replaced) > 6 else ""))
+        notes.insert(0, f"{len(files)} files to write")
         return DeviceInfo(device, path, "directory" if st is not None else "new directory",
-                          needs_confirmation=bool(replaced), notes=notes,
-                          partitions=[f"{len(files)} files to copy"])
+                          needs_confirmation=bool(replaced), notes=notes)
 
     def write(self, device, image, blockmap, ctx):
         self.check(device, image, ctx)

@@ -11,6 +11,7 @@
 
 #include <math.h>
 #include <stddef.h>
+#include "bareflow/layer_abi.h"
 
 #pragma STDC FP_CONTRACT OFF
 

@@ -106,6 +106,20 @@ static void put_decimal(struct out *o, double v, int places)
     putf(o, ".%s", digits);
 }
 
+/* The fewest fraction digits (at most 9) that read back as the same float, so 0.8f prints
+ * as 0.8 and the config value the user wrote comes back unchanged. */
+static void put_float(struct out *o, float f)
+{
+    double scale = 1.0;
+    for (int places = 0; places <= 9; places++, scale *= 10.0) {
+        if ((float)((double)(uint64_t)((double)f * scale + 0.5) / scale) == f) {
+            put_decimal(o, f, places);
+            return;
+        }
+    }
+    put_decimal(o, f, 9);
+}
+
 static void put_ids(struct out *o, const int *ids, int n)
 {
     put(o, "[", 1);
@@ -157,7 +171,7 @@ void bf_print_result(const struct bf_run_config *rc, const struct bf_run *run, u
     puts_(&o, ",\"text\":");
     put_string(&o, run->text, run->text_len);
     putf(&o, ",\"steps\":%d,\"temperature\":", rc->steps);
-    put_decimal(&o, rc->temperature, 6);
+    put_float(&o, rc->temperature);
     putf(&o, ",\"seed\":%llu,\"tokens_per_second\":", (unsigned long long)rc->seed);
     put_decimal(&o, seconds > 0.0 ? run->n_tokens / seconds : 0.0, 3);
     putf(&o, ",\"cycles_per_second\":%llu,\"isa\":\"%s\",\"layers\":", (unsigned long long)cps,

@@ -84,16 +84,15 @@ def _setup(env):
     for key in ("ZIG_GLOBAL_CACHE_DIR", "ZIG_LOCAL_CACHE_DIR"):
         env["ENV"][key] = os.environ[key] = zig_cache
     env.SetDefault(BF_EPOCH=int(os.environ.get("SOURCE_DATE_EPOCH", DEFAULT_EPOCH)))
-    building = not (S.GetOption("help") or S.GetOption("clean"))
     pm = manager.load_plugins(v)
+    # Options that policies document (STOP_PROFILING, PGO_HOT_CALLS, ...) pass straight through.
+    v.update({name: S.ARGUMENTS[name] for name in pm.option_variables() if name in S.ARGUMENTS})
     S.Alias("plugins", [], commands.action_print(pm.describe))
     S.AlwaysBuild("plugins")
-    if not building:
+    if S.GetOption("help") or set(S.COMMAND_LINE_TARGETS) == {"plugins"}:
         return
-    targets = set(S.COMMAND_LINE_TARGETS) or {"image"}
-    if targets <= {"plugins"}:
-        return
-    toolchain.check_llvm_versions()
+    if not S.GetOption("clean"):
+        toolchain.check_llvm_versions()
     isa = v["ISA"]
     check_isa(isa)
     pm.hook.bareflow_configure(variables=dict(v))
@@ -101,7 +100,9 @@ def _setup(env):
     model_node, tok_node, config = _model(env, v)
     prof = profile.load_profile(v["PROFILE"]) if v["PROFILE"] else None
     from bareflow_plugins import model as model_mod
-    infos = layers.layer_infos(config, model_mod.layer_costs(config), int(v["STEPS"]), prof)
+    steps = bootconfig.check_steps(v["STEPS"], config.seq_len)
+    # Attention's work grows with the position: cost it at the mean context of this run.
+    infos = layers.layer_infos(config, model_mod.layer_costs(config, (steps + 1) // 2), steps, prof)
     decisions = policy.decide_all(pm, v["POLICY"], infos, v)
     needed = policy.tiers_needed(decisions)
 

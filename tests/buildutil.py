@@ -1,0 +1,95 @@
+"""Helpers for tests that drive the real build (`scons`) and boot the real image."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+QEMU_SUCCESS = 33
+PARTITION_OFFSET = 2048 * 512
+SBIN_PATH = os.environ.get("PATH", "") + os.pathsep + "/usr/sbin" + os.pathsep + "/sbin"
+
+
+def tool(name):
+    return shutil.which(name, path=SBIN_PATH)
+
+
+def need(*names):
+    missing = [n for n in names if tool(n) is None]
+    if missing:
+        pytest.skip(f"needs {', '.join(missing)} (install with tools/setup.sh)")
+
+
+def stories():
+    model, tok = SHARED_DATA / "stories260K.bin", SHARED_DATA / "tok512.bin"
+    if not (model.exists() and tok.exists()):
+        pytest.skip(f"reference checkpoint not found in {SHARED_DATA} (stories260K.bin, tok512.bin)")
+    return model, tok
+
+
+def scons(build_dir, *args, cwd=ROOT, check=True, env=None, timeout=900):
+    """Run SCons like a user would; return the CompletedProcess (stdout+stderr merged)."""
+    cmd = [sys.executable, "-m", "SCons", f"BUILD_DIR={build_dir}", *args]
+    full_env = dict(os.environ, **(env or {}))
+    proc = subprocess.run(cmd, cwd=cwd, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"scons {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}")
+    return proc
+
+
+def qemu(image, *, kernel=None, usb=False, firmware="bios", timeout=300, cpu=None):
+    """Boot `image` under QEMU (TCG); return (exit status, serial output)."""
+    need("qemu-system-x86_64")
+    cmd = ["qemu-system-x86_64", "-display", "none", "-serial", "stdio", "-no-reboot", "-m", "256M",
+           "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]
+    if cpu:
+        cmd += ["-cpu", cpu]
+    if firmware == "uefi":
+        cmd += ["-bios", "/usr/share/ovmf/OVMF.fd"]
+    if usb:
+        cmd += ["-drive", f"if=none,id=stick,file={image},format=raw",
+                "-device", "qemu-xhci", "-device", "usb-storage,drive=stick"]
+    else:
+        cmd += ["-drive", f"file={image},format=raw,if=ide"]
+    if kernel:
+        cmd += ["-kernel", str(kernel)]
+    try:
+        proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              timeout=timeout)
+    except subprocess.TimeoutExpired as exc:
+        out = (exc.stdout or b"").decode("utf-8", "replace")
+        raise AssertionError(f"QEMU hung for {timeout} s; serial so far:\n{out[-3000:]}") from None
+    return proc.returncode, proc.stdout.decode("utf-8", "replace")
+
+
+def hosted(program, image, timeout=120):
+    proc = subprocess.run([str(program), str(image)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          timeout=timeout)
+    return proc.returncode, proc.stdout.decode("utf-8", "replace")
+
+
+def result(output):
+    """The JSON of the last BAREFLOW-RESULT line."""
+    lines = [l for l in output.splitlines() if l.startswith("BAREFLOW-RESULT ")]
+    assert lines, f"no BAREFLOW-RESULT line in output:\n{output[-3000:]}"
+    return json.loads(lines[-1][len("BAREFLOW-RESULT "):])
+
+
+def image_file(image, path):
+    """Read one file out of the image's FAT16 partition with mtools (an independent reader)."""
+    need("mcopy")
+    proc = subprocess.run([tool("mtype"), "-i", f"{image}@@{PARTITION_OFFSET}", f"::{path}"],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=dict(os.environ, MTOOLS_SKIP_CHECK="1"))
+    assert proc.returncode == 0, f"mtype {path}: {proc.stderr.decode()}"
+    return proc.stdout
+
+
+def reference_tokens(model, tokenizer, prompt="Once upon a time", steps=32, temperature=0.0, topp=0.9, seed=42):
+    from bareflow_plugins import reference
+    return reference.generate(str(model), str(tokenizer), prompt, steps, temperature, topp, seed)

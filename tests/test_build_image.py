@@ -1,0 +1,114 @@
+"""`scons image`: the disk image as independent tools see it (fsck.fat, mtools) and as SCons users expect."""
+import hashlib
+import subprocess
+
+import pytest
+
+from bareflow_plugins import layers, modformat, policytable, profile
+from buildutil import PARTITION_OFFSET, image_file, need, scons, tool
+
+
+def _sha(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_partition_passes_fsck(default_build, tmp_path):
+    need("fsck.fat")
+    part = tmp_path / "part.img"
+    part.write_bytes(default_build.image.read_bytes()[PARTITION_OFFSET:])
+    proc = subprocess.run([tool("fsck.fat"), "-n", str(part)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_every_file_reads_back_with_mtools(default_build):
+    b = default_build.dir
+    expected = {
+        "/KERNEL.BIN": b / "kernel" / "KERNEL.BIN",
+        "/MODEL.BIN": b / "model" / "SYNTH.BIN",
+        "/TOKENIZR.BIN": b / "model" / "SYNTHTOK.BIN",
+        "/POLICY.TBL": b / "image" / "POLICY.TBL",
+        "/BAREFLOW.CFG": b / "image" / "BAREFLOW.CFG",
+        "/PROFILE.BIN": b / "image" / "PROFILE.BIN",
+        "/LIBC.MAN": b / "libc" / "LIBC.MAN",
+    }
+    for module in sorted((b / "modules" / "x86-64").iterdir()):
+        expected[f"/MODULES/{module.name}"] = module
+    for path, source in expected.items():
+        assert image_file(default_build.image, path) == source.read_bytes(), path
+
+
+def test_policy_table_ladders_match_the_packaged_tiers(default_build):
+    table = policytable.decode(image_file(default_build.image, "/POLICY.TBL"))
+    packaged = sorted(p.name for p in (default_build.dir / "modules" / "x86-64").iterdir())
+    wanted = sorted(f"{name.upper()}.{tier}" for name, entry in table.items() for tier in entry.ladder)
+    assert packaged == wanted
+    assert list(table) == list(layers.LAYER_NAMES)
+    # the default policy climbs: every layer has at least two tiers
+    assert all(len(entry.ladder) >= 2 for entry in table.values())
+    for name in packaged:
+        info = modformat.parse((default_build.dir / "modules" / "x86-64" / name).read_bytes())
+        assert f"{info.layer.upper()}.{info.tier}" == name and info.isa == "x86-64"
+
+
+def test_fixed_o3_packages_only_o3(tmp_path):
+    scons(tmp_path, "image", "POLICY=fixed", "TIER=O3")
+    modules = sorted(p.name for p in (tmp_path / "modules" / "x86-64").iterdir())
+    assert modules and all(m.endswith(".O3") for m in modules)
+    assert len(modules) == len(layers.LAYER_NAMES)
+    table = policytable.decode(image_file(tmp_path / "bareflow.img", "/POLICY.TBL"))
+    assert all(entry.ladder == ["O3"] for entry in table.values())
+
+
+def test_libc_manifest_lists_only_what_is_needed(default_build):
+    manifest = image_file(default_build.image, "/LIBC.MAN").decode()
+    rows = {line.split()[0]: line.split() for line in manifest.splitlines() if not line.startswith("#")}
+    assert "expf" in rows and "module" in rows["expf"][3]
+    assert "memcpy" in rows
+    assert "tanhf" not in rows        # in src/libc, but nothing calls it
+    assert int(rows["expf"][2]) > 0
+
+
+def test_empty_profile_is_preallocated(default_build):
+    data = image_file(default_build.image, "/PROFILE.BIN")
+    assert len(data) == 4096
+    assert profile.decode_profile(data).layers == [] or not profile.decode_profile(data).layers
+
+
+def test_two_clean_builds_are_byte_identical(default_build, tmp_path):
+    scons(tmp_path, "image", "-j2")
+    assert _sha(tmp_path / "bareflow.img") == _sha(default_build.image)
+    assert (tmp_path / "bareflow.bmap").read_bytes() == (default_build.dir / "bareflow.bmap").read_bytes()
+
+
+def test_source_date_epoch_is_honoured(default_build, tmp_path):
+    scons(tmp_path, "image", env={"SOURCE_DATE_EPOCH": "1767225600"})
+    assert _sha(tmp_path / "bareflow.img") != _sha(default_build.image)
+
+
+def test_help_lists_variables_with_defaults(tmp_path):
+    out = scons(tmp_path, "-h").stdout
+    for variable in ("MODEL", "TOKENIZER", "POLICY", "TIER", "ISA", "PROFILE", "PROMPT", "STEPS", "VERBOSE"):
+        assert f"\n{variable}:" in out
+    assert "default: tiered" in out
+
+
+def test_plugins_lists_policies_and_providers(tmp_path):
+    out = scons(tmp_path, "plugins").stdout
+    for word in ("tiered", "fixed", "pgo", "bareflow-libc", "syslinux", "raw", "bareflow_register_policies"):
+        assert word in out
+
+
+def test_clean_removes_outputs(tmp_path):
+    scons(tmp_path, "image")
+    assert (tmp_path / "bareflow.img").exists()
+    scons(tmp_path, "-c", "image")
+    assert not (tmp_path / "bareflow.img").exists()
+    assert not list((tmp_path / "modules").rglob("*.O*")) if (tmp_path / "modules").exists() else True
+
+
+def test_v3_isa_builds_avx_modules(tmp_path):
+    scons(tmp_path, "image", "ISA=x86-64-v3", "POLICY=fixed", "TIER=O2")
+    names = sorted((tmp_path / "modules" / "x86-64-v3").iterdir())
+    assert names
+    info = modformat.parse(names[0].read_bytes())
+    assert info.isa == "x86-64-v3"
