@@ -74,6 +74,15 @@ KERNEL_LDFLAGS: List[str] = [
 MULTIBOOT_MAGIC = 0x1BADB002
 MULTIBOOT_SEARCH_BYTES = 8192
 MULTIBOOT_AOUT_KLUDGE = 1 << 16
+# Required-feature bits (0-15) a loader must understand; ours (syslinux mboot.c32, QEMU, the
+# UEFI loader) provide page-aligned modules (bit 0) and memory information (bit 1) only.
+MULTIBOOT_SUPPORTED_REQUIRED = (1 << 0) | (1 << 1)
+
+# The UEFI entry header (docs/uefi.md): right after the 32-byte multiboot header, the
+# signature, the 64-bit entry address and a checksum making the four u32 words sum to 0.
+BFU64_SIGNATURE = b"BFU64\0\0\0"
+BFU64_OFFSET = 32
+BFU64_BYTES = 16
 
 
 def zig_command(tool: str) -> List[str]:
@@ -121,15 +130,24 @@ def link_kernel(objects: Iterable[str], out_elf: str, out_bin: str, linker_scrip
     check_multiboot(out_bin)
 
 
-def check_multiboot(path: str) -> dict:
-    """Verify the Multiboot-1 a.out-kludge header of the flat image at `path`.
+def check_multiboot(path: str, require_uefi_entry: bool = False) -> dict:
+    """Verify the Multiboot-1 a.out-kludge header of the flat image at `path`, and the BFU64
+    UEFI entry header after it when present (required with `require_uefi_entry`).
 
-    Returns the header fields; raises BareflowError naming the file and the bad field."""
+    Returns the header fields (``entry64_addr`` is None without a BFU64 header); raises
+    BareflowError naming the file and the bad field.  src/uefi/kernel_image.c applies the
+    same rules at boot time."""
     try:
         with open(path, "rb") as f:
             data = f.read()
     except OSError as e:
         raise BareflowError(f"{path}: cannot read kernel image: {e.strerror}") from None
+    return check_multiboot_bytes(data, path, require_uefi_entry)
+
+
+def check_multiboot_bytes(data: bytes, path: str = "KERNEL.BIN",
+                          require_uefi_entry: bool = False) -> dict:
+    """check_multiboot() for an image already in memory; `path` names it in errors."""
     offset = None
     for off in range(0, min(len(data), MULTIBOOT_SEARCH_BYTES) - 11, 4):
         if struct.unpack_from("<I", data, off)[0] == MULTIBOOT_MAGIC:
@@ -145,6 +163,9 @@ def check_multiboot(path: str) -> dict:
     if not flags & MULTIBOOT_AOUT_KLUDGE:
         raise BareflowError(f"{path}: multiboot flags {flags:#x} lack bit 16 (address fields); "
                             "a flat image needs them")
+    if flags & 0xFFFF & ~MULTIBOOT_SUPPORTED_REQUIRED:
+        raise BareflowError(f"{path}: multiboot flags {flags:#x} require features (bits 2-15) "
+                            "no BareFlow loader provides; only bits 0 and 1 are supported")
     if offset + 32 > len(data):
         raise BareflowError(f"{path}: multiboot header at offset {offset} is truncated")
     header_addr, load_addr, load_end, bss_end, entry = struct.unpack_from("<5I", data, offset + 12)
@@ -163,7 +184,28 @@ def check_multiboot(path: str) -> dict:
         raise BareflowError(f"{path}: bss_end_addr {bss_end:#x} below load_end_addr {load_end:#x}")
     if not load_addr <= entry < load_addr + len(data):
         raise BareflowError(f"{path}: entry_addr {entry:#x} outside the loaded image")
+    fields["entry64_addr"] = _check_bfu64(data, path, offset, load_addr, require_uefi_entry)
     return fields
+
+
+def _check_bfu64(data: bytes, path: str, mb_offset: int, load_addr: int, required: bool):
+    """The BFU64 entry address, or None when the header is absent and not required."""
+    off = mb_offset + BFU64_OFFSET
+    if data[off:off + len(BFU64_SIGNATURE)] != BFU64_SIGNATURE:
+        if required:
+            raise BareflowError(f"{path}: no BFU64 UEFI entry header at offset {off} (right after "
+                                "the multiboot header); the UEFI loader cannot start this kernel")
+        return None
+    if off + BFU64_BYTES > len(data):
+        raise BareflowError(f"{path}: BFU64 header at offset {off} is truncated")
+    words = struct.unpack_from("<4I", data, off)
+    if sum(words) & 0xFFFFFFFF:
+        raise BareflowError(f"{path}: BFU64 header checksum at offset {off + 12} is wrong "
+                            f"(the four words sum to {sum(words) & 0xFFFFFFFF:#x}, not 0)")
+    entry64 = words[2]
+    if not load_addr <= entry64 < load_addr + len(data):
+        raise BareflowError(f"{path}: BFU64 entry {entry64:#x} outside the loaded image")
+    return entry64
 
 
 def build_kernel(objects_dir: str, out_elf: str, out_bin: str, extra_objects: Sequence[str] = (),

@@ -1,9 +1,13 @@
-/* boot.S - from the multiboot loader's 32-bit hand-over to 64-bit C with SSE enabled.
+/* boot.S - from the loader's hand-over (32-bit Multiboot or 64-bit UEFI) to 64-bit C with SSE.
  *
  * Promises:
  *  - a Multiboot-1 header (a.out kludge, so the loader needs no ELF support) in the first
  *    8 KiB of the flat image, asking for the memory map and page-aligned modules;
- *  - the loader's EAX (magic) and EBX (info address) reach kernel_main() unchanged;
+ *  - right after it (header offset 32) the "BFU64" header naming _start64, the 64-bit entry
+ *    the UEFI loader (src/uefi/) jumps to: RDI = 0x2BADB002, RSI = Multiboot info address,
+ *    long mode, interrupts off, the kernel identity-mapped (docs/uefi.md);
+ *  - both entries end in the same state: the loader's magic and info address reach
+ *    kernel_main() unchanged, on this file's page tables, GDT, stack and SSE set-up;
  *  - a CPU without CPUID or long mode gets a BAREFLOW-PANIC line on COM1 and an
  *    isa-debug-exit failure code, then halts - it never runs 64-bit code;
  *  - 64-bit paging identity-maps [0, 4 GiB) with 2 MiB pages, except the first 2 MiB which
@@ -40,6 +44,117 @@ multiboot_header:
     .long __kernel_end              /* bss_end_addr: the loader zeroes up to here */
     .long _start32                  /* entry_addr */
 
+/* The UEFI loader's entry, at header offset 32.  The four u32 words sum to 0 mod 2^32; the
+   assembler cannot negate a symbol, so kernel.ld computes the checksum. */
+bfu64_header:
+    .ascii "BFU64\0\0\0"
+    .long _start64
+    .long bfu64_checksum
+
+/* ------------------------------------------------------------------------------------ */
+/* Macros expanded once in 32-bit and once in 64-bit code: the assembler encodes the same
+   instructions for each mode (32-bit address registers get an address-size prefix in 64-bit
+   mode, which is fine: everything here lies below 4 GiB). */
+
+/* Fills the zeroed .bss.boot page tables: [0, 4 GiB) identity-mapped, 2 MiB pages except the
+   first 2 MiB (4 KiB pages without page 0 and the stack guard page).  Only the low 4 bytes of
+   each entry are written; the high bytes are the zeroes the bss was cleared to.
+   Clobbers EAX, ECX, EDI. */
+.macro BUILD_PAGE_TABLES
+    /* Page directories: entry j maps [j*2 MiB, (j+1)*2 MiB). */
+    movl $page_dirs, %edi
+    xorl %ecx, %ecx
+.Lpd\@:
+    movl %ecx, %eax
+    shll $21, %eax
+    orl $(PTE_PRESENT | PTE_WRITE | PTE_LARGE), %eax
+    movl %eax, (%edi, %ecx, 8)
+    incl %ecx
+    cmpl $2048, %ecx
+    jb .Lpd\@
+
+    /* The first 2 MiB through 4 KiB pages, minus page 0 and the stack guard page. */
+    movl $pt_low, %edi
+    movl $1, %ecx                   /* entry 0 stays zero: NULL faults */
+.Lpt\@:
+    movl %ecx, %eax
+    shll $12, %eax
+    cmpl $boot_stack_guard, %eax
+    je .Lskip\@
+    orl $(PTE_PRESENT | PTE_WRITE), %eax
+    movl %eax, (%edi, %ecx, 8)
+.Lskip\@:
+    incl %ecx
+    cmpl $512, %ecx
+    jb .Lpt\@
+    movl $page_dirs, %edi
+    movl $(pt_low + PTE_PRESENT + PTE_WRITE), (%edi)
+
+    movl $pdpt, %edi
+    movl $(page_dirs + PTE_PRESENT + PTE_WRITE), 0(%edi)
+    movl $(page_dirs + 4096 + PTE_PRESENT + PTE_WRITE), 8(%edi)
+    movl $(page_dirs + 8192 + PTE_PRESENT + PTE_WRITE), 16(%edi)
+    movl $(page_dirs + 12288 + PTE_PRESENT + PTE_WRITE), 24(%edi)
+    movl $pml4, %edi
+    movl $(pdpt + PTE_PRESENT + PTE_WRITE), (%edi)
+.endm
+
+/* Writes the NUL-terminated string at ESI to COM1 (bounded waits: a missing UART must not
+   hang us).  Clobbers EAX, EBX, ECX, EDX, ESI. */
+.macro PUTS_COM1
+.Lchar\@:
+    movb (%esi), %bl
+    testb %bl, %bl
+    jz .Ldone\@
+    movl $100000, %ecx
+    movw $(COM1 + 5), %dx
+.Lwait\@:
+    inb %dx, %al
+    testb $0x20, %al
+    jnz .Lsend\@
+    decl %ecx
+    jnz .Lwait\@
+.Lsend\@:
+    movw $COM1, %dx
+    movb %bl, %al
+    outb %al, %dx
+    incl %esi
+    jmp .Lchar\@
+.Ldone\@:
+.endm
+
+/* Reports the BAREFLOW-PANIC line at ESI on COM1 (115200 8N1, set up here: nothing else is),
+   exits QEMU with status 3 and otherwise halts for good with interrupts off. */
+.macro FAIL_ON_COM1
+    movl %esi, %edi
+    movw $(COM1 + 1), %dx
+    xorb %al, %al
+    outb %al, %dx                   /* no UART interrupts */
+    movw $(COM1 + 3), %dx
+    movb $0x80, %al
+    outb %al, %dx                   /* DLAB on */
+    movw $(COM1 + 0), %dx
+    movb $1, %al
+    outb %al, %dx                   /* divisor 1 = 115200 baud */
+    movw $(COM1 + 1), %dx
+    xorb %al, %al
+    outb %al, %dx
+    movw $(COM1 + 3), %dx
+    movb $0x03, %al
+    outb %al, %dx                   /* 8N1, DLAB off */
+    movl %edi, %esi
+    PUTS_COM1
+    movw $DEBUG_EXIT_PORT, %dx
+    movl $1, %eax                   /* BF_EXIT_PANIC: QEMU exits with status 3 */
+    outl %eax, %dx
+    movl $msg_halt, %esi            /* still running: real hardware, say so and stop */
+    PUTS_COM1
+.Lhalt\@:
+    cli
+    hlt
+    jmp .Lhalt\@
+.endm
+
 /* ------------------------------------------------------------------------------------ */
     .section .data
     .balign 16
@@ -63,6 +178,8 @@ msg_no_cpuid:
     .asciz "BAREFLOW-PANIC: this CPU has no CPUID instruction, so no 64-bit long mode\r\n"
 msg_no_long_mode:
     .asciz "BAREFLOW-PANIC: this CPU lacks 64-bit long mode (CPUID 0x80000001 EDX bit 29)\r\n"
+msg_la57:
+    .asciz "BAREFLOW-PANIC: the UEFI firmware runs with 5-level paging (CR4.LA57); unsupported\r\n"
 msg_halt:
     .asciz "BAREFLOW-HALT code=1\r\n"
 
@@ -126,37 +243,7 @@ _start32:
     testl $(1 << 29), %edx
     jz no_long_mode
 
-    /* Page directories: entry j maps [j*2 MiB, (j+1)*2 MiB). */
-    movl $page_dirs, %edi
-    xorl %ecx, %ecx
-1:  movl %ecx, %eax
-    shll $21, %eax
-    orl $(PTE_PRESENT | PTE_WRITE | PTE_LARGE), %eax
-    movl %eax, (%edi, %ecx, 8)
-    incl %ecx
-    cmpl $2048, %ecx
-    jb 1b
-
-    /* The first 2 MiB through 4 KiB pages, minus page 0 and the stack guard page. */
-    movl $pt_low, %edi
-    movl $1, %ecx                   /* entry 0 stays zero: NULL faults */
-2:  movl %ecx, %eax
-    shll $12, %eax
-    cmpl $boot_stack_guard, %eax
-    je 3f
-    orl $(PTE_PRESENT | PTE_WRITE), %eax
-    movl %eax, (%edi, %ecx, 8)
-3:  incl %ecx
-    cmpl $512, %ecx
-    jb 2b
-    movl $(pt_low + PTE_PRESENT + PTE_WRITE), page_dirs
-
-    movl $pdpt, %edi
-    movl $(page_dirs + PTE_PRESENT + PTE_WRITE), 0(%edi)
-    movl $(page_dirs + 4096 + PTE_PRESENT + PTE_WRITE), 8(%edi)
-    movl $(page_dirs + 8192 + PTE_PRESENT + PTE_WRITE), 16(%edi)
-    movl $(page_dirs + 12288 + PTE_PRESENT + PTE_WRITE), 24(%edi)
-    movl $(pdpt + PTE_PRESENT + PTE_WRITE), pml4
+    BUILD_PAGE_TABLES
 
     movl $pml4, %eax
     movl %eax, %cr3
@@ -180,52 +267,55 @@ no_cpuid:
 no_long_mode:
     movl $msg_no_long_mode, %esi
 fail32:
-    /* COM1 at 115200 8N1, written directly: nothing else is set up yet. */
-    movw $(COM1 + 1), %dx
-    xorb %al, %al
-    outb %al, %dx                   /* no UART interrupts */
-    movw $(COM1 + 3), %dx
-    movb $0x80, %al
-    outb %al, %dx                   /* DLAB on */
-    movw $(COM1 + 0), %dx
-    movb $1, %al
-    outb %al, %dx                   /* divisor 1 = 115200 baud */
-    movw $(COM1 + 1), %dx
-    xorb %al, %al
-    outb %al, %dx
-    movw $(COM1 + 3), %dx
-    movb $0x03, %al
-    outb %al, %dx                   /* 8N1, DLAB off */
-    call puts32
-    movw $DEBUG_EXIT_PORT, %dx
-    movl $1, %eax                   /* BF_EXIT_PANIC: QEMU exits with status 3 */
-    outl %eax, %dx
-    movl $msg_halt, %esi            /* still running: real hardware, say so and stop */
-    call puts32
-8:  cli
-    hlt
-    jmp 8b
-
-/* Writes the NUL-terminated string at ESI to COM1; clobbers EAX, EBX, ECX, EDX, ESI. */
-puts32:
-4:  movb (%esi), %bl
-    testb %bl, %bl
-    jz 6f
-    movl $100000, %ecx              /* bounded: a missing UART must not hang us here */
-    movw $(COM1 + 5), %dx
-5:  inb %dx, %al
-    testb $0x20, %al
-    jnz 7f
-    loop 5b
-7:  movw $COM1, %dx
-    movb %bl, %al
-    outb %al, %dx
-    incl %esi
-    jmp 4b
-6:  ret
+    FAIL_ON_COM1
 
 /* ------------------------------------------------------------------------------------ */
     .code64
+/* The UEFI loader's entry (after ExitBootServices): 64-bit mode on the firmware's identity
+   mapping, RDI = loader magic, RSI = info address (below 4 GiB), RSP anywhere.  Everything the
+   firmware set up is replaced before C runs, so both entries reach start64 in the same state. */
+    .globl _start64
+_start64:
+    cli
+    cld
+    movl %edi, boot_magic(%rip)
+    movl %esi, boot_info(%rip)
+
+    /* The UEFI loader zeroes the bss too; the page tables must not trust it. */
+    movl $__bss_start, %edi
+    movl $__kernel_end, %ecx
+    subl %edi, %ecx
+    shrl $2, %ecx
+    xorl %eax, %eax
+    rep stosl                       /* RDI/RCX: the 32-bit moves cleared their high halves */
+    movl $boot_stack_top, %esp      /* the firmware's stack may be anywhere; this is ours */
+
+    /* Our tables are 4-level: LA57 cannot be switched off without leaving long mode. */
+    movq %cr4, %rax
+    testl $(1 << 12), %eax
+    jz 1f
+    movl $msg_la57, %esi
+    FAIL_ON_COM1
+1:
+    BUILD_PAGE_TABLES
+
+    /* CR4 = PAE alone, as on the Multiboot path (start64 adds the SSE bits): this also drops
+       PGE, which flushes any global TLB entries left from the firmware's page tables. */
+    movl $(1 << 5), %eax
+    movq %rax, %cr4
+    movl $pml4, %eax
+    movq %rax, %cr3
+    movq %cr0, %rax
+    orl $(1 << 16), %eax            /* WP, as the Multiboot path sets it */
+    movq %rax, %cr0
+
+    lgdt gdt_pointer(%rip)
+    pushq $0x08                     /* reload CS from our GDT */
+    leaq start64(%rip), %rax
+    pushq %rax
+    lretq
+
+/* ------------------------------------------------------------------------------------ */
 start64:
     movw $0x10, %ax
     movw %ax, %ds

@@ -7,7 +7,6 @@
  */
 #include <stdarg.h>
 #include <stdio.h>
-#include <string.h>
 
 #include "bareflow/platform.h"
 #include "rt.h"
@@ -25,11 +24,6 @@ void bf_write(const char *buf, size_t len)
 int bf_console_mid_line(void)
 {
     return mid_line;
-}
-
-void bf_print(const char *s)
-{
-    bf_write(s, strlen(s));
 }
 
 void bf_printf(const char *fmt, ...)

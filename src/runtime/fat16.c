@@ -12,6 +12,7 @@
 
 #include "bareflow/fat16.h"
 #include "bareflow/platform.h"
+#include "rt.h"
 
 #define SECTOR 512u
 #define MAX_IO 128u                /* sectors per platform call: keeps ATA PIO requests small */
@@ -26,9 +27,6 @@ struct entry {
     uint16_t cluster;
     uint32_t size;
 };
-
-static uint16_t le16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
-static uint32_t le32(const uint8_t *p) { return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24; }
 
 __attribute__((format(printf, 3, 4)))
 static int fail(struct bf_fat16 *v, int code, const char *fmt, ...)
@@ -64,7 +62,7 @@ static int disk_io(struct bf_fat16 *v, const char *what, uint32_t sector, uint32
 /* A FAT16 boot sector at sector 0 means a disk without a partition table (superfloppy). */
 static int is_fat16_boot_sector(const uint8_t *s)
 {
-    return (s[0] == 0xEB || s[0] == 0xE9) && le16(s + 11) == SECTOR && memcmp(s + 54, "FAT16", 5) == 0;
+    return (s[0] == 0xEB || s[0] == 0xE9) && bf_le16(s + 11) == SECTOR && memcmp(s + 54, "FAT16", 5) == 0;
 }
 
 static int find_partition(struct bf_fat16 *v, const uint8_t *mbr, uint64_t disk, uint64_t *start, uint64_t *count)
@@ -74,14 +72,14 @@ static int find_partition(struct bf_fat16 *v, const uint8_t *mbr, uint64_t disk,
         *count = disk;
         return BF_FAT_OK;
     }
-    if (le16(mbr + 510) != 0xAA55)
-        return fail(v, BF_FAT_ERROR, "MBR: signature 0x%04x at offset 510, expected 0xaa55", le16(mbr + 510));
+    if (bf_le16(mbr + 510) != 0xAA55)
+        return fail(v, BF_FAT_ERROR, "MBR: signature 0x%04x at offset 510, expected 0xaa55", bf_le16(mbr + 510));
     for (int i = 0; i < 4; i++) {
         const uint8_t *e = mbr + 446 + 16 * i;
         if (e[4] != 0x04 && e[4] != 0x06 && e[4] != 0x0E)
             continue;
-        *start = le32(e + 8);
-        *count = le32(e + 12);
+        *start = bf_le32(e + 8);
+        *count = bf_le32(e + 12);
         if (*start == 0 || *count == 0 || *start + *count > disk)
             return fail(v, BF_FAT_ERROR, "MBR: partition %d (type 0x%02x) spans sectors %llu+%llu, outside the "
                         "%llu-sector disk", i + 1, e[4], (unsigned long long)*start, (unsigned long long)*count,
@@ -93,12 +91,12 @@ static int find_partition(struct bf_fat16 *v, const uint8_t *mbr, uint64_t disk,
 
 static int parse_bpb(struct bf_fat16 *v, const uint8_t *bs, uint64_t part_sectors)
 {
-    uint32_t bps = le16(bs + 11), spc = bs[13], reserved = le16(bs + 14), nfats = bs[16];
-    uint32_t root_entries = le16(bs + 17), fat_size = le16(bs + 22);
-    uint32_t total = le16(bs + 19) ? le16(bs + 19) : le32(bs + 32);
+    uint32_t bps = bf_le16(bs + 11), spc = bs[13], reserved = bf_le16(bs + 14), nfats = bs[16];
+    uint32_t root_entries = bf_le16(bs + 17), fat_size = bf_le16(bs + 22);
+    uint32_t total = bf_le16(bs + 19) ? bf_le16(bs + 19) : bf_le32(bs + 32);
 
-    if (le16(bs + 510) != 0xAA55)
-        return fail(v, BF_FAT_ERROR, "FAT16 boot sector: signature 0x%04x, expected 0xaa55", le16(bs + 510));
+    if (bf_le16(bs + 510) != 0xAA55)
+        return fail(v, BF_FAT_ERROR, "FAT16 boot sector: signature 0x%04x, expected 0xaa55", bf_le16(bs + 510));
     if (bps != SECTOR)
         return fail(v, BF_FAT_ERROR, "FAT16 BPB: bytes_per_sector %u, expected 512", bps);
     if (spc == 0 || (spc & (spc - 1)))
@@ -207,8 +205,8 @@ static int check_entry(const uint8_t *e, const char name[11], struct entry *out)
     if (e[11] == ATTR_LFN || (e[11] & ATTR_VOLUME) || memcmp(e, name, 11) != 0)
         return 0;
     out->attr = e[11];
-    out->cluster = le16(e + 26);
-    out->size = le32(e + 28);
+    out->cluster = bf_le16(e + 26);
+    out->size = bf_le32(e + 28);
     return 1;
 }
 

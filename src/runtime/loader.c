@@ -75,7 +75,7 @@ bf_layer_fn bf_load_module(int layer, int tier)
     const uint8_t *f = bf_read_file(path, &size);
     char name[16];
 
-#define BAD(...) bf_panic("module " "%s: " __VA_ARGS__)
+#define BAD(...) bf_panic("module %s: " __VA_ARGS__)
     if (size < HDR)
         BAD("file is %zu bytes, shorter than the %d-byte header", path, size, HDR);
     if (memcmp(f, "BFMD", 4) != 0)

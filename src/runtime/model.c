@@ -75,7 +75,6 @@ void bf_model_load(struct bf_model *m)
         memcpy(copy, data + HEADER_BYTES, size - HEADER_BYTES);
         w = copy;
     }
-    m->file_size = size;
     m->token_embedding = w;
     const float *rms_att = w + n_emb, *wq = rms_att + n_rms, *wk = wq + n_wq, *wv = wk + n_wk;
     const float *wo = wv + n_wk, *rms_ffn = wo + n_wo, *w1 = rms_ffn + n_rms, *w2 = w1 + n_w1;

@@ -16,7 +16,6 @@
 /* console.c: all runtime output goes through here (platform_console_write underneath). */
 void bf_write(const char *buf, size_t len);
 int bf_console_mid_line(void);   /* the last byte written was not a newline */
-void bf_print(const char *s);
 void bf_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* util.c: CRC-32 (IEEE, zlib's), a deterministic u64 sort, the layer and tier names. */
@@ -64,7 +63,6 @@ struct bf_model {
     const float *wcls;                /* [vocab, dim] (the embedding when shared) */
     struct bf_block_weights *blocks;  /* [n_layers] */
     int shared_classifier;
-    size_t file_size;
 };
 void bf_model_load(struct bf_model *m);
 void bf_state_alloc(struct bf_state *s, const struct bf_config *cfg);

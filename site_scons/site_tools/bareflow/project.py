@@ -44,6 +44,8 @@ def variables():
         ("QEMU_TIMEOUT", "seconds before `scons run` gives up on QEMU", "600"),
         ("DEVICE", "device or path for `scons flash`", ""),
         ("FLASH_TARGET", "flash target plugin for `scons flash`", "raw"),
+        ("FLASH_OPTIONS", "flash target options, name=value,... (see `scons plugins`)", ""),
+        ("BMAP", "block map for `scons flash` (default: next to IMAGE)", ""),
         ("YES", "flash without asking for confirmation (1)", "0"),
         ("FORCE_NON_REMOVABLE", "allow flashing a non-removable disk (1)", "0"),
         ("VERBOSE", "print full commands (1)", "0"),
@@ -114,7 +116,7 @@ def _setup(env):
         flags = list(toolchain.FREESTANDING_CFLAGS)
         pm.hook.bareflow_module_cflags(module=layer, cflags=flags, variables=dict(v))
         bc = env.BfBitcode(f"$BF_BUILD/bc/{layer}.bc", f"#modules/{layer}.c",
-                           BF_MODULE_CFLAGS=flags, BF_CPPPATH=cppath, BF_LAYER=layer)
+                           BF_MODULE_CFLAGS=flags, BF_CPPPATH=cppath, CPPPATH=cppath, BF_LAYER=layer)
         link = _libc_bitcode(env, providers, v) if v["LIBC_INLINE"] in ("1", "yes") else []
         for tier in needed[layer]:
             tier_level(tier)
@@ -194,9 +196,22 @@ def _libc_bitcode(env, providers, v):
                 nodes += env.BfBitcode(f"$BF_BUILD/libc/bc/{sym}.bc", str(provider.symbols()[sym]),
                                        BF_MODULE_CFLAGS=toolchain.FREESTANDING_CFLAGS,
                                        BF_CPPPATH=[env.Dir("#src/libc/include").abspath],
+                                       CPPPATH=[env.Dir("#src/libc/include").abspath],
                                        BF_LAYER=f"libc {sym}")
             break
     return nodes
+
+
+def _check_fat16_capacity(files):
+    """Fail before building anything when the model alone cannot fit a FAT16 partition."""
+    from bareflow_plugins import fat16
+    capacity = fat16.MAX_CLUSTERS * fat16.MAX_SECTORS_PER_CLUSTER * 512
+    sizes = {path: os.path.getsize(src) for path, src in files.items()}
+    if sum(sizes.values()) > capacity:
+        listed = ", ".join(f"{p} ({n} bytes, from {files[p]})" for p, n in sizes.items())
+        raise BareflowError(f"payload too big for FAT16: {listed} add up to {sum(sizes.values())} bytes, "
+                            f"over the {capacity} bytes a FAT16 partition holds "
+                            f"({fat16.MAX_CLUSTERS} clusters of 32 KiB)")
 
 
 def _model(env, v):
@@ -207,6 +222,7 @@ def _model(env, v):
             raise BareflowError("MODEL is set but TOKENIZER is not: give both (MODEL=path TOKENIZER=path)")
         config = model_mod.read_config(v["MODEL"])
         tok_mod.read_tokenizer(v["TOKENIZER"], config.vocab_size)
+        _check_fat16_capacity({"/MODEL.BIN": v["MODEL"], "/TOKENIZR.BIN": v["TOKENIZER"]})
         return env.File(os.path.abspath(v["MODEL"])), env.File(os.path.abspath(v["TOKENIZER"])), config
     from bareflow_plugins import synthetic
     config = synthetic.CONFIG
