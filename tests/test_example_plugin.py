@@ -119,3 +119,18 @@ def test_installed_plugin_options_and_blocking(example_venv):
     blocked = run_check(example_venv, {"BLOCK_PLUGINS": "example"})
     assert "example-eager" not in blocked["policies"]
     assert "example" not in blocked["plugins"]
+
+
+def test_scons_image_with_the_installed_plugin_uses_its_decisions(example_venv, tmp_path):
+    """The full build, run by the venv's interpreter, writes the plugin's ladders to the image."""
+    from bareflow_plugins import policytable
+    from buildutil import image_file
+    build = tmp_path / "build"
+    proc = _run([str(example_venv), "-m", "SCons", f"BUILD_DIR={build}", "image", "POLICY=example-eager",
+                 "EAGER_CALLS=4"], cwd=REPO)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    table = policytable.decode(image_file(build / "bareflow.img", "/POLICY.TBL"))
+    for name, decision in table.items():
+        assert decision.ladder == ["O0", "O3"] and decision.calls == [4] and decision.preload, name
+    modules = sorted(p.name for p in (build / "modules" / "x86-64").iterdir())
+    assert {m.rsplit(".", 1)[1] for m in modules} == {"O0", "O3"}

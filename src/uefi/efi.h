@@ -120,7 +120,9 @@ typedef struct {
     void *reserved;
     void *register_protocol_notify, *locate_handle, *locate_device_path;
     void *install_configuration_table;
-    void *load_image, *start_image, *exit, *unload_image;
+    void *load_image, *start_image;
+    EFI_STATUS (EFIAPI *exit)(EFI_HANDLE image, EFI_STATUS status, uint64_t data_size, CHAR16 *data);
+    void *unload_image;
     EFI_STATUS (EFIAPI *exit_boot_services)(EFI_HANDLE image, uint64_t map_key);
     void *get_next_monotonic_count;
     EFI_STATUS (EFIAPI *stall)(uint64_t microseconds);
