@@ -133,8 +133,20 @@ def sample_argmax(logits) -> int:
 
 
 def sample_topp(logits, temperature: float, topp: float, coin: float) -> int:
-    """logits / temperature -> softmax -> llama2.c's nucleus sampling."""
-    return sample_topp_probs(softmax((logits / F32(temperature)).astype(F32)), topp, coin)
+    """logits / temperature -> softmax -> llama2.c's sampler: plain multinomial sampling when
+    topp >= 1 (a nucleus holding all the mass is the whole distribution), nucleus otherwise."""
+    probs = softmax((logits / F32(temperature)).astype(F32))
+    if F32(topp) >= F32(1.0) or probs.shape[0] < 2:
+        return sample_multinomial(probs, coin)
+    return sample_topp_probs(probs, topp, coin)
+
+
+def sample_multinomial(probs, coin: float) -> int:
+    """The first index whose running float32 sum exceeds coin (the last one if rounding leaves
+    the total below coin), as llama2.c's sample_mult."""
+    cdf = np.add.accumulate(probs.astype(F32), dtype=F32)
+    hit = np.nonzero(F32(coin) < cdf)[0]
+    return int(hit[0]) if hit.size else probs.shape[0] - 1
 
 
 def sample_topp_probs(probs, topp: float, coin: float) -> int:

@@ -56,9 +56,11 @@ def run_target(env, v, image):
     image_path = v["IMAGE"]
     timeout = float(v["QEMU_TIMEOUT"])
 
-    def run(target, source, env):
+    verbose = env["BF_VERBOSE"]
+
+    def run(target, source, _env):
         cmd = qemu_command(image_path, v["FIRMWARE"])
-        if env["BF_VERBOSE"]:
+        if verbose:
             print(" ".join(cmd))
         try:
             proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, timeout=timeout)
@@ -75,10 +77,20 @@ def run_target(env, v, image):
 
 
 def profile_target(env, v):
-    def extract(target, source, env):
+    out = env.File("$BF_BUILD/profile.bin").abspath
+
+    def extract(target, source, _env):
         from bareflow_plugins import profile
-        data = profile.extract_profile(v["IMAGE"])
-        out = env.File("$BF_BUILD/profile.bin").abspath
+        source = v["IMAGE"]
+        try:
+            with open(source, "rb") as handle:
+                head = handle.read(512)
+        except OSError as exc:
+            raise BareflowError(f"IMAGE={source}: {exc.strerror}") from None
+        if len(head) == 512 and head[510:] == b"\x55\xaa":
+            data = profile.extract_profile(source)          # a disk image the kernel wrote back to
+        else:                                               # a PROFILE.BIN, or a serial log
+            data = profile.encode_profile(profile.load_profile(source))
         write_atomic(out, data)
         print(profile.describe(profile.decode_profile(data)))
         print(f"profile written to {out}; use: scons image PROFILE={out}")
