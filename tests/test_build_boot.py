@@ -36,9 +36,16 @@ def synthetic_reference(default_build):
     return reference_tokens(default_build.dir / "model" / "SYNTH.BIN", default_build.dir / "model" / "SYNTHTOK.BIN")
 
 
+def _copy(build, directory):
+    """Boot a copy: the kernel writes /PROFILE.BIN back into the image it booted from."""
+    image = directory / f"{build.dir.name}.img"
+    image.write_bytes(build.image.read_bytes())
+    return image
+
+
 @pytest.fixture(scope="module")
-def bios_run(default_build):
-    status, out = qemu(default_build.image)
+def bios_run(default_build, tmp_path_factory):
+    status, out = qemu(_copy(default_build, tmp_path_factory.mktemp("bios")))
     assert status == QEMU_SUCCESS, out[-3000:]
     return result(out), out
 
@@ -57,16 +64,15 @@ def test_bios_boot_matches_reference_and_policy(default_build, bios_run, synthet
     assert any(layer["changes"] for layer in run["layers"].values())
 
 
-def test_direct_kernel_boot_gives_the_same_tokens(default_build, bios_run):
-    status, out = qemu(default_build.image, kernel=default_build.kernel)
+def test_direct_kernel_boot_gives_the_same_tokens(default_build, bios_run, tmp_path):
+    status, out = qemu(_copy(default_build, tmp_path), kernel=default_build.kernel)
     assert status == QEMU_SUCCESS, out[-3000:]
     assert "SYSLINUX" not in out
     assert result(out)["tokens"] == bios_run[0]["tokens"]
 
 
 def test_hosted_build_gives_the_same_tokens(default_build, bios_run, tmp_path):
-    image = tmp_path / "copy.img"
-    image.write_bytes(default_build.image.read_bytes())
+    image = _copy(default_build, tmp_path)
     status, out = hosted(default_build.hosted, image)
     assert status == 0, out[-3000:]
     run = result(out)
@@ -75,8 +81,8 @@ def test_hosted_build_gives_the_same_tokens(default_build, bios_run, tmp_path):
     _check_timeline(run, table, len(run["prompt_tokens"]) - 1 + len(run["tokens"]), n_layers=4)
 
 
-def test_fixed_o0_and_default_policy_differ_in_timeline_not_tokens(fixed_o0_build, bios_run):
-    status, out = qemu(fixed_o0_build.image)
+def test_fixed_o0_and_default_policy_differ_in_timeline_not_tokens(fixed_o0_build, bios_run, tmp_path):
+    status, out = qemu(_copy(fixed_o0_build, tmp_path))
     assert status == QEMU_SUCCESS, out[-3000:]
     run = result(out)
     assert run["tokens"] == bios_run[0]["tokens"]
@@ -91,14 +97,12 @@ def test_stories260k_in_qemu_and_hosted_match_reference(stories_build, tmp_path)
     from buildutil import stories
     model, tok = stories()
     expected = reference_tokens(model, tok)
-    status, out = qemu(stories_build.image)
+    status, out = qemu(_copy(stories_build, tmp_path))
     assert status == QEMU_SUCCESS, out[-3000:]
     run = result(out)
     assert run["tokens"] == expected["tokens"]
     assert run["text"] == expected["text"]
-    image = tmp_path / "copy.img"
-    image.write_bytes(stories_build.image.read_bytes())
-    status, out = hosted(stories_build.hosted, image)
+    status, out = hosted(stories_build.hosted, _copy(stories_build, tmp_path))
     assert status == 0 and result(out)["tokens"] == expected["tokens"]
     table = policytable.decode(image_file(stories_build.image, "/POLICY.TBL"))
     _check_timeline(run, table, len(run["prompt_tokens"]) - 1 + len(run["tokens"]), n_layers=5)
