@@ -8,6 +8,12 @@ places, in this order:
 2. `files(variables)`   -> {"/8.3/PATH": bytes}: extra files for the FAT16 partition
                            (configuration, loadable modules).  They must not collide with
                            the payload's files.
+   `image_files(variables, payload)` -> the same, for a bootloader whose files depend on
+                           the payload (`payload`: read-only {path: bytes} of the image's
+                           own files, without other bootloaders' files).  The image builder
+                           calls this one; the default returns files(variables).  syslinux
+                           uses it to list the handed files on its APPEND line, uefi to check
+                           KERNEL.BIN's UEFI entry header at build time.
    `mbr_code()`         -> bytes (at most 440) or None: the MBR boot code.  At most one
                            selected bootloader may provide it.
    `installed_files()`  -> paths of the files the install step adds; they must be in the
@@ -31,6 +37,27 @@ from .errors import BareflowError
 _NAME = re.compile(r"[a-z][a-z0-9_-]{0,31}\Z")
 MBR_CODE_MAX = 440
 
+# Files a bootloader hands the kernel in memory (Multiboot modules), so that it runs where no
+# ATA disk answers (USB storage): these root files, when present, then every file under
+# /MODULES/.  src/uefi/main.c hands the same list (docs/uefi.md).
+HANDED_ROOT_FILES = ("/BAREFLOW.CFG", "/POLICY.TBL", "/MODEL.BIN", "/TOKENIZR.BIN",
+                     "/PROFILE.BIN", "/LIBC.MAN")
+HANDED_DIRECTORY = "/MODULES/"
+MAX_HANDED_FILES = 64               # the kernel's Multiboot module limit (src/kernel/multiboot.c)
+
+
+def handed_files(paths):
+    """The payload paths to hand over, in hand-over order: HANDED_ROOT_FILES order, then the
+    sorted files directly inside /MODULES/.  More than MAX_HANDED_FILES is an error."""
+    paths = set(paths)
+    chosen = [p for p in HANDED_ROOT_FILES if p in paths]
+    chosen += sorted(p for p in paths if p.startswith(HANDED_DIRECTORY)
+                     and "/" not in p[len(HANDED_DIRECTORY):])
+    if len(chosen) > MAX_HANDED_FILES:
+        raise BareflowError(f"{len(chosen)} files to hand the kernel as Multiboot modules; the "
+                            f"kernel accepts at most {MAX_HANDED_FILES} (src/kernel/multiboot.c)")
+    return chosen
+
 
 class Bootloader:
     """Base class with do-nothing defaults; `name` must be set by subclasses."""
@@ -42,6 +69,9 @@ class Bootloader:
 
     def files(self, variables):
         return {}
+
+    def image_files(self, variables, payload):
+        return self.files(variables)
 
     def mbr_code(self):
         return None

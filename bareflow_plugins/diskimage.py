@@ -6,7 +6,8 @@
 
 files          {"/8.3/PATH": bytes}, the payload (kernel, model, modules, ...).
 bootloaders    Bootloader objects (bareflow_plugins.bootloader), e.g. the registered
-               "syslinux"; their files join the payload, one may supply the MBR code, and
+               "syslinux"; their files (image_files(variables, payload), which sees the
+               payload read-only) join the payload, one may supply the MBR code, and
                each one's install step runs on the finished filesystem, in order.
 volume_id      FAT volume serial (u32); disk_signature: MBR disk signature (u32).  Pass
                values derived from the build inputs (derive_id) to stay reproducible.
@@ -30,6 +31,7 @@ import hashlib
 import os
 import struct
 import tempfile
+import types
 from dataclasses import dataclass
 
 from . import blockmap, fat16
@@ -106,8 +108,13 @@ def _gather(files, bootloaders, variables):
         claimed[path] = f"bootloader {b.name!r}"
 
     code, code_owner = None, None
+    payload = types.MappingProxyType(dict(files))
     for b in loaders:
-        extra = b.files(dict(variables or {}))
+        image_files = getattr(b, "image_files", None)      # optional: Bootloader provides it
+        if callable(image_files):
+            extra = image_files(dict(variables or {}), payload)
+        else:
+            extra = b.files(dict(variables or {}))
         if not isinstance(extra, dict):
             raise BareflowError(f"bootloader {b.name!r}: files() must return a dict, not {type(extra).__name__}")
         for path, data in sorted(extra.items(), key=lambda kv: str(kv[0])):

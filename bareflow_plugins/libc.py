@@ -186,7 +186,8 @@ class ProjectLibc(LibcProvider):
     def _compile(self, symbol, workdir, extra, suffix, verbose):
         src = self.symbols()[symbol]
         cmd = toolchain.CC + self.cflags + extra + ["-I", str(self.root / "include"), "-c", str(src)]
-        digest = hashlib.sha256(json.dumps(cmd).encode() + src.read_bytes()).hexdigest()[:20]
+        key = json.dumps(cmd).encode() + src.read_bytes() + self._headers_digest()
+        digest = hashlib.sha256(key).hexdigest()[:20]
         out = Path(workdir) / f"{symbol}-{digest}{suffix}"
         if not out.exists():
             out.parent.mkdir(parents=True, exist_ok=True)
@@ -194,6 +195,13 @@ class ProjectLibc(LibcProvider):
             toolchain.run(cmd + ["-o", str(tmp)], what=f"compiling libc {src}", verbose=verbose)
             tmp.replace(out)
         return out.read_bytes()
+
+    def _headers_digest(self):
+        """Any libc header may reach any libc source, so all of them key the object cache."""
+        digest = hashlib.sha256()
+        for header in sorted(self.root.glob("**/*.h")):
+            digest.update(str(header.relative_to(self.root)).encode() + b"\0" + header.read_bytes())
+        return digest.digest()
 
     def object_for(self, symbol, workdir, verbose=False):
         return self._compile(symbol, workdir, ["-O2"], ".o", verbose)

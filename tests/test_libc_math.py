@@ -203,3 +203,52 @@ def test_two_over_pi_table_is_exact():
     for w in words:
         got = (got << 32) | w
     assert got == want
+
+
+# --- Exhaustive sweep (opt-in: BAREFLOW_EXHAUSTIVE=1; ~1 minute per function on one core) ---
+# Reproduces the table in docs/libc.md: every float in the range, against glibc's double
+# functions, counting results that are not correctly rounded.
+SWEEP_C = r"""
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+float FN(float);
+int main(void) {
+    double worst = 0; unsigned long n = 0, bad = 0;
+    for (uint64_t u = 0; u < 0x100000000ull; u++) {
+        uint32_t w = (uint32_t)u; float x; memcpy(&x, &w, 4);
+        if (!(x >= LO && x <= HI)) continue;
+        double r = REF((double)x); float g = FN(x); double e;
+        if (isnan(r)) e = isnan(g) ? 0 : 1e9;
+        else if (isinf(r) || fabs(r) > 3.4028235677973366e38) e = (isinf(g) && (g > 0) == (r > 0)) ? 0 : 1e9;
+        else { int k = r == 0 ? -126 : ilogb(r); if (k < -126) k = -126;
+               e = fabs((double)g - r) / ldexp(1.0, k - 23); }
+        n++; if (e > 0.5 + 1e-9) bad++; if (e > worst) worst = e;
+    }
+    printf("%lu %.9f %lu\n", n, worst, bad);
+    return 0;
+}
+"""
+
+SWEEPS = {"expf": ("exp", "-104.0f", "88.72f", 0), "logf": ("log", "0.0f", "INFINITY", 0),
+          "sinf": ("sin", "-INFINITY", "INFINITY", 0), "cosf": ("cos", "-INFINITY", "INFINITY", 0),
+          "tanhf": ("tanh", "-INFINITY", "INFINITY", 16)}
+
+
+@pytest.mark.skipif(not __import__("os").environ.get("BAREFLOW_EXHAUSTIVE"),
+                    reason="exhaustive sweep is opt-in: set BAREFLOW_EXHAUSTIVE=1")
+@pytest.mark.parametrize("name", sorted(SWEEPS))
+def test_exhaustive(name, tmp_path):
+    ref, lo, hi, allowed_bad = SWEEPS[name]
+    (tmp_path / "sweep.c").write_text(SWEEP_C)
+    exe = tmp_path / "sweep"
+    subprocess.run([sys.executable, "-m", "ziglang", "cc", "-target", "x86_64-linux-gnu", "-O2",
+                    "-ffreestanding", f"-I{LIBC / 'include'}", f"-D{name}=bft_{name}",
+                    "-c", str(LIBC / "math" / f"{name}.c"), "-o", str(tmp_path / "f.o")], check=True)
+    subprocess.run([sys.executable, "-m", "ziglang", "cc", "-target", "x86_64-linux-gnu", "-O2",
+                    f"-DFN=bft_{name}", f"-DREF={ref}", f"-DLO={lo}", f"-DHI={hi}",
+                    str(tmp_path / "sweep.c"), str(tmp_path / "f.o"), "-lm", "-o", str(exe)], check=True)
+    n, worst, bad = subprocess.run([str(exe)], check=True, capture_output=True, text=True).stdout.split()
+    print(f"{name}: {n} floats, max {worst} ulp, {bad} not correctly rounded")
+    assert float(worst) < 0.501 and int(bad) <= allowed_bad

@@ -58,3 +58,16 @@ def test_exports_source_is_sorted_and_complete():
     src = libc.exports_source({"sqrtf", "expf"})
     assert src.index('"expf"') < src.index('"sqrtf"')
     assert "bf_export_count = 2;" in src
+
+
+def test_editing_a_libc_header_invalidates_the_object_cache(tmp_path):
+    import shutil
+    root = tmp_path / "libc"
+    shutil.copytree(ROOT / "src" / "libc", root)
+    provider = libc.ProjectLibc(root, toolchain.FREESTANDING_CFLAGS)
+    before = provider.object_for("expf", tmp_path / "cache")
+    internal = root / "math" / "math_internal.h"
+    internal.write_text(internal.read_text() + "\nstatic inline int bf_cache_probe(void) { return 7; }\n")
+    assert provider.object_for("expf", tmp_path / "cache") is not None
+    assert len(list((tmp_path / "cache").glob("expf-*.o"))) == 2
+    assert before == provider.object_for("expf", tmp_path / "cache2")  # same bytes: the edit is unused

@@ -9,6 +9,7 @@ run in registration order.
 BUILTIN_PLUGINS = [
     "bareflow_plugins.builtin.policies",
     "bareflow_plugins.builtin.syslinux",
+    "bareflow_plugins.builtin.uefi",
     "bareflow_plugins.builtin.libc_project",
     "bareflow_plugins.builtin.flash_targets",
 ]

@@ -4,6 +4,12 @@ Boot chain: BIOS -> MBR code (/usr/lib/syslinux/mbr/mbr.bin) -> partition boot s
 (written by `syslinux --install`) -> LDLINUX.SYS -> LDLINUX.C32 reads SYSLINUX.CFG ->
 MBOOT.C32 (+ LIBCOM32.C32) loads /KERNEL.BIN and any multiboot modules.
 
+The registered instance hands the kernel the runtime's files as multiboot modules
+(bootloader.handed_files: /BAREFLOW.CFG, /POLICY.TBL, /MODEL.BIN, /TOKENIZR.BIN, /PROFILE.BIN,
+/LIBC.MAN and every /MODULES/ file present in the payload), so the kernel also runs from USB
+storage, where its ATA driver finds no disk.  mboot.c32 reads them through the BIOS, which
+boots from any disk it can boot from.
+
 The installer (Debian's mtools-based `syslinux`) adds LDLINUX.SYS and LDLINUX.C32 itself,
 from copies built into it; we do not ship LDLINUX.C32 because the installer would replace
 it anyway and its ldlinux.sys must match its own ldlinux.c32.  How much room those two
@@ -21,7 +27,7 @@ import subprocess
 import tempfile
 
 from bareflow_plugins import fat16, hookimpl
-from bareflow_plugins.bootloader import Bootloader
+from bareflow_plugins.bootloader import Bootloader, handed_files
 from bareflow_plugins.errors import BareflowError
 
 MODULES_DIR = "/usr/lib/syslinux/modules/bios"
@@ -52,12 +58,15 @@ class SyslinuxBootloader(Bootloader):
     description = "syslinux 6 BIOS boot: MBR + FAT16 boot sector, mboot.c32 loads KERNEL.BIN"
 
     def __init__(self, installer="syslinux", modules_dir=MODULES_DIR, mbr_path=MBR_BIN,
-                 kernel="KERNEL.BIN", modules=()):
+                 kernel="KERNEL.BIN", modules=(), hand_payload=False):
+        """`modules`: multiboot modules named explicitly; `hand_payload`: also every file
+        bootloader.handed_files() picks from the image's payload (after `modules`)."""
         self.installer = installer
         self.modules_dir = modules_dir
         self.mbr_path = mbr_path
         self.kernel = kernel
         self.modules = tuple(modules)
+        self.hand_payload = hand_payload
 
     def _installer_path(self):
         return shutil.which(self.installer)
@@ -79,8 +88,14 @@ class SyslinuxBootloader(Bootloader):
             raise BareflowError(f"bootloader syslinux is not available: {why}")
 
     def files(self, variables):
+        return self.image_files(variables, {})
+
+    def image_files(self, variables, payload):
         self._require()
-        out = {"/SYSLINUX.CFG": syslinux_cfg(self.kernel, self.modules)}
+        modules = list(self.modules)
+        if self.hand_payload:
+            modules += [p for p in handed_files(payload) if p not in modules]
+        out = {"/SYSLINUX.CFG": syslinux_cfg(self.kernel, modules)}
         for m in COPIED_MODULES:
             with open(os.path.join(self.modules_dir, m), "rb") as fh:
                 out["/" + m.upper()] = fh.read()
@@ -148,4 +163,4 @@ def _installed_sizes(installer):
 
 @hookimpl
 def bareflow_register_bootloaders():
-    return [SyslinuxBootloader()]
+    return [SyslinuxBootloader(hand_payload=True)]

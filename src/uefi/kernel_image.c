@@ -85,7 +85,6 @@ void kernel_check(const uint8_t *data, uint64_t size, struct kernel_image *k)
     k->load_addr = load;
     k->load_end = (uint32_t)file_end;
     k->bss_end = (uint32_t)image_end;
-    k->entry32 = entry;
     k->entry64 = entry64;
 }
 

@@ -48,7 +48,7 @@ size_t vol_list(const char *dir, char names[][MAX_PATH], size_t max);
 /* kernel_image.c: KERNEL.BIN's multiboot + BFU64 headers, checked like
  * bareflow_plugins/kernel_recipe.check_multiboot, and the image placed at its address. */
 struct kernel_image {
-    uint32_t load_addr, load_end, bss_end, entry32, entry64;
+    uint32_t load_addr, load_end, bss_end, entry64;
 };
 void kernel_check(const uint8_t *data, uint64_t size, struct kernel_image *k);
 void kernel_place(const uint8_t *data, const struct kernel_image *k);

@@ -1,0 +1,52 @@
+"""`scons run`, `scons hosted` and `scons flash` as a user types them."""
+import subprocess
+
+from buildutil import PARTITION_OFFSET, need, scons, tool
+
+
+def test_scons_run_streams_the_serial_console_and_succeeds(default_build, tmp_path):
+    image = tmp_path / "run.img"
+    image.write_bytes(default_build.image.read_bytes())
+    out = scons(default_build.dir, "run", f"IMAGE={image}", timeout=600).stdout
+    assert "BAREFLOW-RESULT" in out and "Once upon a time" in out
+
+
+def test_scons_run_fails_when_the_kernel_panics(default_build, tmp_path):
+    need("qemu-system-x86_64")
+    image = tmp_path / "bad.img"
+    data = bytearray(default_build.image.read_bytes())
+    # wipe the partition's boot sector: syslinux cannot even start, the BIOS finds nothing to boot
+    data[PARTITION_OFFSET:PARTITION_OFFSET + 512] = bytes(512)
+    image.write_bytes(bytes(data))
+    proc = scons(default_build.dir, "run", f"IMAGE={image}", "QEMU_TIMEOUT=20", check=False, timeout=120)
+    assert proc.returncode != 0
+    assert "bareflow: error:" in proc.stdout
+
+
+def test_scons_flash_to_a_file_target(default_build, tmp_path):
+    need("fsck.fat", "mcopy")
+    target = tmp_path / "stick.img"
+    out = scons(default_build.dir, "flash", f"DEVICE={target}", "FLASH_TARGET=file", "YES=1").stdout
+    assert "verif" in out.lower()
+    flashed = target.read_bytes()
+    image = default_build.image.read_bytes()
+    assert len(flashed) >= len(image) and flashed[:512] == image[:512]
+    part = tmp_path / "part.img"
+    part.write_bytes(flashed[PARTITION_OFFSET:len(image)])
+    proc = subprocess.run([tool("fsck.fat"), "-n", str(part)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout
+
+
+def test_scons_flash_refuses_the_system_disk(default_build):
+    import os
+    root_dev = None
+    with open("/proc/self/mounts") as mounts:
+        for line in mounts:
+            dev, mnt = line.split()[:2]
+            if mnt == "/" and dev.startswith("/dev/"):
+                root_dev = dev
+    if root_dev is None or not os.path.exists(root_dev):
+        import pytest
+        pytest.skip("the root filesystem is not on a /dev block device here")
+    proc = scons(default_build.dir, "flash", f"DEVICE={root_dev}", "YES=1", "FORCE_NON_REMOVABLE=1", check=False)
+    assert proc.returncode != 0 and "bareflow: error:" in proc.stdout
