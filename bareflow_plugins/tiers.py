@@ -50,8 +50,9 @@ def retarget_ir(ir_text, isa):
 def compile_tier(bitcode, tier, isa, *, module_name, link_bitcode=()):
     """Return ELF relocatable bytes for `bitcode` optimised at `tier` for `isa`.
 
-    `link_bitcode` is a sequence of (name, bitcode bytes) linked in before optimisation (a bitcode
-    libc provider): their definitions become internal so they can inline and vanish.
+    `link_bitcode` is a sequence of (function name, bitcode bytes) from a bitcode libc provider.
+    The functions the module calls (and those they call) are linked in before optimisation and
+    made internal, so they can inline and vanish.
     """
     level = tier_level(tier)
     check_isa(isa)
@@ -62,11 +63,19 @@ def compile_tier(bitcode, tier, isa, *, module_name, link_bitcode=()):
     except RuntimeError as exc:
         raise BareflowError(f"{what}: cannot parse bitcode: {exc}") from exc
     own_definitions = {f.name for f in mod.functions if not f.is_declaration}
-    for name, extra in link_bitcode:
-        try:
-            mod.link_in(llvm.parse_bitcode(extra))
-        except RuntimeError as exc:
-            raise BareflowError(f"{what}: cannot link bitcode provider {name}: {exc}") from exc
+    available = dict(link_bitcode)
+    linked = set()
+    while True:     # link what the module calls, then what those call, and so on
+        wanted = sorted(f.name for f in mod.functions
+                        if f.is_declaration and f.name in available and f.name not in linked)
+        if not wanted:
+            break
+        for name in wanted:
+            linked.add(name)
+            try:
+                mod.link_in(llvm.parse_bitcode(available[name]))
+            except RuntimeError as exc:
+                raise BareflowError(f"{what}: cannot link bitcode of {name}: {exc}") from exc
     for func in mod.functions:
         if not func.is_declaration and func.name not in own_definitions:
             func.linkage = llvm.Linkage.internal

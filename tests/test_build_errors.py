@@ -53,7 +53,7 @@ def test_c_that_does_not_compile(tmp_path):
 
 def test_unresolvable_symbol_lists_symbol_and_module(tmp_path):
     out = _fails(tmp_path / "b", "PLUGINS=badplugin", env=_plugin(tmp_path, "unresolved"))
-    assert "bf_missing_expf: needed by module ffn" in out
+    assert "bf_missing_expf: needed by module:ffn" in out
 
 
 def test_policy_answer_out_of_range_names_plugin_and_layer(tmp_path):

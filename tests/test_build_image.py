@@ -112,3 +112,20 @@ def test_v3_isa_builds_avx_modules(tmp_path):
     assert names
     info = modformat.parse(names[0].read_bytes())
     assert info.isa == "x86-64-v3"
+
+
+def test_libc_inline_links_bitcode_into_modules(default_build, tmp_path):
+    """LIBC_INLINE=yes: expf & co. are linked into the modules before tiering, so the modules
+    import nothing, the kernel's libc subset shrinks, and the tokens do not change."""
+    from buildutil import hosted, result
+    scons(tmp_path, "image", "hosted", "LIBC_INLINE=yes", "POLICY=fixed", "TIER=O3")
+    for module in (tmp_path / "modules" / "x86-64").iterdir():
+        assert modformat.parse(module.read_bytes()).imports == [], module.name
+    manifest = (tmp_path / "libc" / "LIBC.MAN").read_text()
+    assert "\nexpf " not in manifest and "\nmemcpy " in manifest
+    inline_img, plain_img = tmp_path / "inline.img", tmp_path / "plain.img"
+    inline_img.write_bytes((tmp_path / "bareflow.img").read_bytes())
+    plain_img.write_bytes(default_build.image.read_bytes())
+    inline = result(hosted(tmp_path / "bareflow-hosted", inline_img)[1])
+    plain = result(hosted(default_build.hosted, plain_img)[1])
+    assert inline["tokens"] == plain["tokens"]

@@ -30,7 +30,7 @@ def _bitcode(target, source, env):
 
 
 def _tier(target, source, env):
-    link = [(str(s), read(s)) for s in source[1:]]
+    link = [(os.path.splitext(os.path.basename(str(s)))[0], read(s)) for s in source[1:]]
     with LLVM_LOCK:
         obj = tiers.compile_tier(read(source[0]), env["BF_TIER"], env["BF_ISA"],
                                  module_name=env["BF_LAYER"], link_bitcode=link)
@@ -52,7 +52,7 @@ def _libc_select(target, source, env):
         paths.append(path)
     subset, manifest_json, manifest_text, exports_c = (str(t) for t in target)
     module_imports = {sym for sym, sel in selection.symbols.items()
-                      if any(r.startswith("module ") for r in sel.needed_by)}
+                      if any(r.startswith("module:") for r in sel.needed_by)}
     if paths:
         toolchain.run(toolchain.LD_LLD + ["-r", "--build-id=none", "-o", subset + ".tmp"] + paths,
                       what="combining the libc subset", verbose=env.get("BF_VERBOSE"))

@@ -123,7 +123,7 @@ def _setup(env):
             obj = env.BfTier(f"$BF_BUILD/tiers/{isa}/{layer}.{tier}.o", bc + link,
                              BF_TIER=tier, BF_ISA=isa, BF_LAYER=layer)
             tier_objs += obj
-            requirers[obj[0].abspath] = f"module {layer}"
+            requirers[obj[0].abspath] = f"module:{layer}"
             module_files[(layer, tier)] = obj
 
     kernel_env = commands.c_env(env, cppath)
