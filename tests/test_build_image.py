@@ -129,3 +129,10 @@ def test_libc_inline_links_bitcode_into_modules(default_build, tmp_path):
     inline = result(hosted(tmp_path / "bareflow-hosted", inline_img)[1])
     plain = result(hosted(default_build.hosted, plain_img)[1])
     assert inline["tokens"] == plain["tokens"]
+
+
+def test_one_line_per_step_by_default_full_commands_with_verbose(tmp_path):
+    quiet = scons(tmp_path / "q", "image").stdout
+    assert "  BC       " in quiet and "  TIER     " in quiet and "ziglang" not in quiet
+    loud = scons(tmp_path / "v", "image", "VERBOSE=1").stdout
+    assert "-m ziglang cc" in loud and "-disable-llvm-passes" in loud and "tier(BF_LAYER=" in loud

@@ -14,6 +14,7 @@ import os
 
 import SCons.Action
 import SCons.Builder
+import SCons.Node.Python
 import SCons.Scanner.C
 
 from bareflow_plugins import libc as libc_mod
@@ -112,29 +113,35 @@ def _disk_image(target, source, env):
                                variables=settings["variables"], bmap_path=str(target[1]))
 
 
-def _str(label):
+def _str(label, runs_command):
     def describe(target, source, env):
-        if env.get("BF_VERBOSE"):
-            return None
-        return f"  {label:<8} {target[0]}"
+        if not env.get("BF_VERBOSE"):
+            return f"  {label:<8} {target[0]}"
+        if runs_command:
+            return None                     # toolchain.run prints the full command line
+        settings = " ".join(f"{k}={env[k]}" for k in ("BF_LAYER", "BF_TIER", "BF_ISA") if env.get(k))
+        names = ["<generated>" if isinstance(s, SCons.Node.Python.Value) else str(s) for s in source]
+        return (f"{label.lower()}({settings}) " + " ".join(names)
+                + " -> " + " ".join(str(t) for t in target))
     return describe
 
 
-def _action(func, label, varlist=()):
-    return SCons.Action.Action(report_errors(func), strfunction=_str(label), varlist=list(varlist))
+def _action(func, label, varlist=(), runs_command=False):
+    return SCons.Action.Action(report_errors(func), strfunction=_str(label, runs_command),
+                               varlist=list(varlist))
 
 
 def add_builders(env):
     c_scanner = SCons.Scanner.C.CScanner()
     env["BUILDERS"].update({
         "BfBitcode": SCons.Builder.Builder(
-            action=_action(_bitcode, "BC", ["BF_MODULE_CFLAGS", "BF_CPPPATH"]),
+            action=_action(_bitcode, "BC", ["BF_MODULE_CFLAGS", "BF_CPPPATH"], runs_command=True),
             suffix=".bc", source_scanner=c_scanner),
         "BfTier": SCons.Builder.Builder(action=_action(_tier, "TIER", ["BF_TIER", "BF_ISA"])),
         "BfLibcSelect": SCons.Builder.Builder(action=_action(_libc_select, "LIBC")),
         "BfModuleFile": SCons.Builder.Builder(action=_action(_module_file, "MODULE", ["BF_TIER", "BF_ISA"])),
         "BfWriteBytes": SCons.Builder.Builder(action=_action(_write_bytes, "GEN")),
-        "BfLinkKernel": SCons.Builder.Builder(action=_action(_link_kernel, "LINK")),
-        "BfLinkHosted": SCons.Builder.Builder(action=_action(_link_hosted, "LINK")),
+        "BfLinkKernel": SCons.Builder.Builder(action=_action(_link_kernel, "LINK", runs_command=True)),
+        "BfLinkHosted": SCons.Builder.Builder(action=_action(_link_hosted, "LINK", runs_command=True)),
         "BfDiskImage": SCons.Builder.Builder(action=_action(_disk_image, "IMAGE")),
     })
