@@ -98,7 +98,7 @@ def test_ovmf_ide_boot_gives_the_bios_tokens(tmp_path_factory, tmp_path):
     handed = expected_handed(image)
     lines = uefi_lines(out)
     assert any(line.endswith("bareflow-uefi: loading KERNEL.BIN") for line in lines), out[-4000:]
-    assert f"boot services exited; " in out and f", {len(handed)} files; jumping to 0x" in out
+    assert "boot services exited; " in out and f", {len(handed)} files; jumping to 0x" in out
     # OVMF mirrors ConOut to the serial port: the loader must not print its lines twice.
     assert sum("loading KERNEL.BIN" in line for line in lines) == 1, lines
     kernel_line = next(line for line in out.splitlines() if line.startswith("bareflow-kernel:"))

@@ -38,6 +38,7 @@ def variables():
         ("BLOCK_PLUGINS", "plugin names not to load, comma-separated", ""),
         ("BOOTLOADERS", "bootloader plugins that go on the image, comma-separated", "syslinux"),
         ("LIBC_INLINE", "link bitcode libc into modules before tiering (yes/no)", "no"),
+        ("LIBC_PREFER", "libc provider asked first, by name (see `scons plugins`)", ""),
         ("BUILD_DIR", "where every output goes", "build"),
         ("IMAGE", "image for `scons run`/`scons profile`/`scons flash` (default: BUILD_DIR/bareflow.img)", ""),
         ("FIRMWARE", "firmware for `scons run`: bios or uefi", "bios"),
