@@ -169,3 +169,15 @@ def test_llvm_version_mismatch_stops_the_build(monkeypatch):
     monkeypatch.undo()
     clang, lite = toolchain.check_llvm_versions()
     assert clang[0] == lite[0]
+
+
+@pytest.mark.parametrize("layer", ["ffn", "attn", "rmsnorm"])
+def test_real_layer_modules_get_the_isa_asked_for(tmp_path, layer):
+    from conftest import ROOT
+    out = tmp_path / f"{layer}.bc"
+    bitcode.compile_bitcode(ROOT / "modules" / f"{layer}.c", out, cflags=toolchain.FREESTANDING_CFLAGS,
+                            include_dirs=[ROOT / "src" / "include", ROOT / "src" / "libc" / "include",
+                                          ROOT / "modules" / "include"], what=f"module {layer}")
+    for tier in ("O0", "O3"):
+        assert tiers.count_avx_instructions(tiers.assembly(out.read_bytes(), tier, "x86-64")) == 0
+        assert tiers.count_avx_instructions(tiers.assembly(out.read_bytes(), tier, "x86-64-v3")) > 0
