@@ -118,7 +118,8 @@ def compile_object(source: str, obj: str, repo_root: str = ".", verbose: bool = 
 def link_kernel(objects: Iterable[str], out_elf: str, out_bin: str, linker_script: str,
                 verbose: bool = False) -> None:
     """Link `objects` with `linker_script` into `out_elf` and the flat image `out_bin`,
-    then check the image's multiboot header.  Raises BareflowError with lld's message."""
+    then check the image's multiboot and BFU64 (UEFI entry) headers.  Raises BareflowError
+    with lld's message."""
     objs = [str(o) for o in objects]
     if not objs:
         raise BareflowError("link_kernel: no object files given")
@@ -127,7 +128,7 @@ def link_kernel(objects: Iterable[str], out_elf: str, out_bin: str, linker_scrip
     base = zig_command("ld.lld") + KERNEL_LDFLAGS + ["-T", linker_script]
     _run(base + ["-o", out_elf] + objs, f"linking {out_elf}", verbose)
     _run(base + ["--oformat", "binary", "-o", out_bin] + objs, f"linking {out_bin}", verbose)
-    check_multiboot(out_bin)
+    check_multiboot(out_bin, require_uefi_entry=True)      # both boot paths must work
 
 
 def check_multiboot(path: str, require_uefi_entry: bool = False) -> dict:
