@@ -230,3 +230,30 @@ def test_handoff_state_seen_from_the_kernel(tmp_path):
     assert "BAREFLOW-PANIC: CPU exception #PF page fault (vector 14) error=0x0 rip=0x" in out, out[-2000:]
     assert "cr2=0x0\n" in out
     assert status == 3, out[-2000:]
+
+
+def fake_kernel(load_addr: int) -> bytes:
+    """A header-correct 64-byte kernel linked at `load_addr` (its code only halts)."""
+    size = 64
+    flags = 0x10003
+    magic = kernel_recipe.MULTIBOOT_MAGIC
+    head = struct.pack("<8I", magic, flags, (-(magic + flags)) % 2**32, load_addr, load_addr,
+                       load_addr + size, load_addr + size + 4096, load_addr + 48)
+    words = struct.unpack("<2I", b"BFU64\0\0\0") + (load_addr + 48,)
+    bfu64 = b"BFU64\0\0\0" + struct.pack("<II", load_addr + 48, (-sum(words)) % 2**32)
+    data = head + bfu64 + b"\xfa\xf4\xeb\xfd".ljust(16, b"\x90")        # cli; hlt; jmp $-1
+    kernel_recipe.check_multiboot_bytes(data, "fake", require_uefi_entry=True)
+    return data
+
+
+@needs_ovmf
+def test_loader_reports_an_occupied_load_address(tmp_path):
+    # Linked into the firmware flash's address range: the header is fine, the memory is not RAM.
+    image = tmp_path / "occupied.img"
+    diskimage.build_disk_image(image, {"/KERNEL.BIN": fake_kernel(0xFFE00000)}, volume_id=1,
+                               disk_signature=2, bmap_path=False,
+                               bootloaders=[uefi_plugin.UefiBootloader(cache_dir=tmp_path / "efi")])
+    status, out = qemu(image, firmware="uefi", timeout=QEMU_TIMEOUT)
+    assert ("BAREFLOW-PANIC: uefi: cannot reserve [0xffe00000, 0xffe02000) for /KERNEL.BIN, the "
+            "addresses it is linked for: EFI_NOT_FOUND") in out, out[-3000:]
+    assert status == 3, out[-3000:]

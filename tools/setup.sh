@@ -17,6 +17,8 @@ command -v mcopy >/dev/null || missing+=(mtools)
 command -v fsck.fat >/dev/null || [ -x /usr/sbin/fsck.fat ] || missing+=(dosfstools)
 [ -e /usr/share/ovmf/OVMF.fd ] || missing+=(ovmf)
 [ -e /usr/lib/PXELINUX/pxelinux.0 ] || missing+=(pxelinux)        # the tftp flash target's PXE test
+[ -e /usr/lib/llvm-19/lib/libllvmlibc.a ] || missing+=(libllvmlibc-19-dev)   # the llvm-libc provider
+command -v objdump >/dev/null || missing+=(binutils)
 [ -e /usr/lib/ipxe/qemu/efi-e1000.rom ] || [ -e /usr/lib/ipxe/qemu/pxe-e1000.rom ] || missing+=(ipxe-qemu)
 python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
 

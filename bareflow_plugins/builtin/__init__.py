@@ -11,6 +11,7 @@ BUILTIN_PLUGINS = [
     "bareflow_plugins.builtin.syslinux",
     "bareflow_plugins.builtin.uefi",
     "bareflow_plugins.builtin.libc_project",
+    "bareflow_plugins.builtin.llvm_libc",
     "bareflow_plugins.builtin.flash_targets",
 ]
 

@@ -186,7 +186,16 @@ const char *status_name(EFI_STATUS s)
     case EFI_NOT_FOUND: return "EFI_NOT_FOUND";
     case EFI_ACCESS_DENIED: return "EFI_ACCESS_DENIED";
     case EFI_ABORTED: return "EFI_ABORTED";
-    default: return "an unknown EFI status";
+    default: {
+        static char unknown[40];
+        char *p = unknown;
+        for (const char *t = "EFI status "; *t; t++)
+            *p++ = *t;
+        for (int shift = 60; shift >= 0; shift -= 4)
+            *p++ = "0123456789abcdef"[(s >> shift) & 15];
+        *p = 0;
+        return unknown;
+    }
     }
 }
 

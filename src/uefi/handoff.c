@@ -129,7 +129,8 @@ static size_t convert_map(const uint8_t *map, uint64_t map_size, uint64_t desc_s
         const EFI_MEMORY_DESCRIPTOR *d = (const void *)(map + off);
         if (d->number_of_pages == 0)
             continue;
-        struct range r = { d->physical_start, d->physical_start + d->number_of_pages * EFI_PAGE_SIZE, 0, 0 };
+        uint64_t end = d->physical_start + d->number_of_pages * EFI_PAGE_SIZE;
+        struct range r = { d->physical_start, end, 0, 0 };
         r.type = multiboot_type(d->type, &r.ram);
         size_t j = n++;                                     /* insertion sort by base */
         for (; j > 0 && out[j - 1].base > r.base; j--)
@@ -159,6 +160,16 @@ static size_t convert_map(const uint8_t *map, uint64_t map_size, uint64_t desc_s
     return m;
 }
 
+/* Buffers for the map must exist before the final GetMemoryMap: allocating changes the map. */
+static uint8_t *map_buffer(uint64_t bytes)
+{
+    EFI_STATUS why;
+    uint64_t at = alloc_low_pages(bytes, &why);
+    if (!at)
+        fail(why, "no memory below 4 GiB for the memory map: %s", status_name(why));
+    return (uint8_t *)(uintptr_t)at;
+}
+
 void mb_exit_and_enter(const struct kernel_image *k)
 {
     EFI_BOOT_SERVICES *bs = g_st->boot_services;
@@ -169,32 +180,35 @@ void mb_exit_and_enter(const struct kernel_image *k)
         fail(s, "GetMemoryMap did not report the map's size: %s", status_name(s));
     uint64_t capacity = map_size + SPARE_DESCRIPTORS * desc_size;
     uint64_t max_ranges = capacity / desc_size;
-    EFI_STATUS why = EFI_SUCCESS;
-    uint8_t *map = (uint8_t *)(uintptr_t)alloc_low_pages(capacity, &why);
-    struct range *ranges = map ? (struct range *)(uintptr_t)alloc_low_pages(max_ranges * sizeof(struct range), &why) : 0;
-    uint8_t *mmap = ranges ? (uint8_t *)(uintptr_t)alloc_low_pages(max_ranges * MMAP_ENTRY, &why) : 0;
-    if (!mmap)
-        fail(why, "no memory below 4 GiB for the memory map: %s", status_name(why));
+    uint8_t *map = map_buffer(capacity);
+    struct range *ranges = (struct range *)map_buffer(max_ranges * sizeof(struct range));
+    uint8_t *mmap = map_buffer(max_ranges * MMAP_ENTRY);
 
     say("bareflow-uefi: leaving boot services; kernel entry %x\n", (uint64_t)k->entry64);
     for (int tries = 0;; tries++) {
         map_size = capacity;
-        s = bs->get_memory_map(&map_size, (EFI_MEMORY_DESCRIPTOR *)map, &key, &desc_size, &desc_version);
+        s = bs->get_memory_map(&map_size, (EFI_MEMORY_DESCRIPTOR *)map, &key, &desc_size,
+                               &desc_version);
         if (s != EFI_SUCCESS)
-            fail(s, "GetMemoryMap: %s (map %u bytes, room for %u)", status_name(s), map_size, capacity);
+            fail(s, "GetMemoryMap: %s (map %u bytes, room for %u)", status_name(s), map_size,
+                 capacity);
+        /* After the first attempt only GetMemoryMap and ExitBootServices may be called: COM1
+           becomes the only console (port I/O, no allocation, so the key stays valid). */
         if (tries == 0)
-            con_boot_services_gone();       /* from the first attempt on, no console output */
+            con_boot_services_gone();
         s = bs->exit_boot_services(g_image, key);
         if (s == EFI_SUCCESS)
             break;
         if (s != EFI_INVALID_PARAMETER || tries + 1 == EXIT_TRIES)
-            fail(s, "ExitBootServices: %s after %u attempts", status_name(s), (uint64_t)tries + 1);
+            fail(s, "ExitBootServices: %s after %u attempts", status_name(s),
+                 (uint64_t)tries + 1);
     }
 
     uint32_t mem_lower, mem_upper;
     size_t n = convert_map(map, map_size, desc_size, ranges, &mem_lower, &mem_upper);
     if (n * MMAP_ENTRY > MMAP_MAX_BYTES) {
-        say("bareflow-uefi: warning: memory map cut to its first %u ranges\n", (uint64_t)(MMAP_MAX_BYTES / MMAP_ENTRY));
+        say("bareflow-uefi: warning: memory map cut to its first %u ranges\n",
+            (uint64_t)(MMAP_MAX_BYTES / MMAP_ENTRY));
         n = MMAP_MAX_BYTES / MMAP_ENTRY;
     }
     for (size_t i = 0; i < n; i++) {

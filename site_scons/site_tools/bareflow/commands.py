@@ -41,10 +41,16 @@ def objects(cenv, src_dir, obj_dir):
     return out
 
 
-def qemu_command(image, firmware="bios", memory="256M"):
+def qemu_command(image, firmware="bios", disk="ide", memory="256M"):
     cmd = ["qemu-system-x86_64", "-display", "none", "-serial", "stdio", "-no-reboot", "-m", memory,
-           "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04",
-           "-drive", f"file={image},format=raw,if=ide"]
+           "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]
+    if disk == "ide":
+        cmd += ["-drive", f"file={image},format=raw,if=ide"]
+    elif disk == "usb":     # no IDE controller sees it: the kernel runs from the handed-over files
+        cmd += ["-drive", f"if=none,id=stick,file={image},format=raw",
+                "-device", "qemu-xhci", "-device", "usb-storage,drive=stick"]
+    else:
+        raise BareflowError(f"DISK={disk!r}: expected ide or usb")
     if firmware == "uefi":
         cmd += ["-bios", "/usr/share/ovmf/OVMF.fd"]
     elif firmware != "bios":
@@ -59,7 +65,7 @@ def run_target(env, v, image):
     verbose = env["BF_VERBOSE"]
 
     def run(target, source, _env):
-        cmd = qemu_command(image_path, v["FIRMWARE"])
+        cmd = qemu_command(image_path, v["FIRMWARE"], v["DISK"])
         if verbose:
             print(" ".join(cmd))
         try:

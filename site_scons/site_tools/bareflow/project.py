@@ -36,12 +36,13 @@ def variables():
         ("SEED", "sampling seed", bootconfig.DEFAULTS["seed"]),
         ("PLUGINS", "extra plugin modules to load, comma-separated", ""),
         ("BLOCK_PLUGINS", "plugin names not to load, comma-separated", ""),
-        ("BOOTLOADERS", "bootloader plugins that go on the image, comma-separated", "syslinux"),
+        ("BOOTLOADERS", "bootloader plugins that go on the image, comma-separated", "syslinux,uefi"),
         ("LIBC_INLINE", "link bitcode libc into modules before tiering (yes/no)", "no"),
         ("LIBC_PREFER", "libc provider asked first, by name (see `scons plugins`)", ""),
         ("BUILD_DIR", "where every output goes", "build"),
         ("IMAGE", "image for `scons run`/`scons profile`/`scons flash` (default: BUILD_DIR/bareflow.img)", ""),
         ("FIRMWARE", "firmware for `scons run`: bios or uefi", "bios"),
+        ("DISK", "how `scons run` attaches the image: ide or usb (usb-storage on xHCI)", "ide"),
         ("QEMU_TIMEOUT", "seconds before `scons run` gives up on QEMU", "600"),
         ("DEVICE", "device or path for `scons flash`", ""),
         ("FLASH_TARGET", "flash target plugin for `scons flash`", "raw"),
@@ -112,6 +113,9 @@ def _setup(env):
     cppath = [env.Dir("#src/include").abspath, env.Dir("#src/libc/include").abspath,
               env.Dir("#modules/include").abspath]
     providers = pm.libc_providers()
+    if v["LIBC_PREFER"] and v["LIBC_PREFER"] not in {p.name for p in providers}:
+        raise BareflowError(f"LIBC_PREFER={v['LIBC_PREFER']!r} names no registered libc provider "
+                            f"(registered: {', '.join(p.name for p in providers)})")
     tier_objs, requirers, module_files = [], {}, {}
     for layer in layers.LAYER_NAMES:
         flags = list(toolchain.FREESTANDING_CFLAGS)
@@ -141,9 +145,11 @@ def _setup(env):
     libc_out = env.BfLibcSelect(
         ["$BF_BUILD/libc/libc_subset.o", "$BF_BUILD/libc/manifest.json", "$BF_BUILD/libc/LIBC.MAN",
          "$BF_BUILD/gen/exports.c"], tier_objs + runtime_objs + kernel_objs + hosted_objs)
+    env.Depends(libc_out, "#src/kernel/kernel.ld")
     for provider in providers:
-        env.Depends(libc_out, "#src/kernel/kernel.ld")
-    env.Depends(libc_out, [str(p) for p in provider.dependencies()])
+        env.Depends(libc_out, [str(p) for p in provider.dependencies()])
+    # Which provider wins is part of the selection, not only what the providers contain.
+    env.Depends(libc_out, env.Value([(p.name, p.priority) for p in providers]))
     subset, manifest_json, manifest_text, exports_c = libc_out
     exports_o = kernel_env.Object("$BF_BUILD/obj/gen/exports.o", exports_c)
     kernel_bin = env.BfLinkKernel("$BF_BUILD/kernel/KERNEL.BIN",
@@ -172,9 +178,12 @@ def _setup(env):
     paths = sorted(files)
     spec = {"paths": paths, "extra": {k: extra[k] for k in sorted(extra)},
             "settings": {"bootloaders": loaders, "epoch": env["BF_EPOCH"],
-                         "variables": {k: v[k] for k in ("BOOTLOADERS", "FIRMWARE")}}}
+                         "variables": {"BOOTLOADERS": v["BOOTLOADERS"],
+                                       "BUILD_DIR": env.Dir("$BF_BUILD").abspath}}}
     image = env.BfDiskImage([image_path, "$BF_BUILD/bareflow.bmap"],
                             [env.Value(spec)] + [files[p] for p in paths])
+    # Bootloader plugins build their own files (BOOTX64.EFI) inside the image step.
+    env.Depends(image, env.Glob("#src/uefi/*.c") + env.Glob("#src/uefi/*.h"))
     env["BF_PLUGIN_MANAGER"] = pm
     summary = policy.summary(decisions, infos)
     env.AddPostAction(files["/POLICY.TBL"], commands.action_print(
