@@ -71,7 +71,8 @@ def test_libc_manifest_lists_only_what_is_needed(default_build):
 def test_empty_profile_is_preallocated(default_build):
     data = image_file(default_build.image, "/PROFILE.BIN")
     assert len(data) == 4096
-    assert profile.decode_profile(data).layers == [] or not profile.decode_profile(data).layers
+    empty = profile.decode_profile(data)
+    assert not empty.layers and empty.tokens == 0
 
 
 def test_two_clean_builds_are_byte_identical(default_build, tmp_path):
@@ -101,9 +102,11 @@ def test_plugins_lists_policies_and_providers(tmp_path):
 def test_clean_removes_outputs(tmp_path):
     scons(tmp_path, "image")
     assert (tmp_path / "bareflow.img").exists()
+    assert list((tmp_path / "modules").rglob("*.O*")) and (tmp_path / "kernel" / "KERNEL.BIN").exists()
     scons(tmp_path, "-c", "image")
     assert not (tmp_path / "bareflow.img").exists()
-    assert not list((tmp_path / "modules").rglob("*.O*")) if (tmp_path / "modules").exists() else True
+    assert not list((tmp_path / "modules").rglob("*.O*"))
+    assert not (tmp_path / "kernel" / "KERNEL.BIN").exists()
 
 
 def test_v3_isa_builds_avx_modules(tmp_path):
