@@ -64,8 +64,10 @@ def bareflow_register_flash_targets():
 def bareflow_image_files(variables, files):
     """Add or replace files on the image's FAT16 partition.
 
-    `files` is a dict mapping an absolute 8.3 path ("/EXTRA/NOTES.TXT") to bytes; change it in
-    place.  Called after the built-in files (kernel, modules, policy table, model, ...) are set.
+    `files` is a dict mapping an absolute 8.3 path ("/EXTRA/NOTES.TXT") to bytes; put entries in
+    it.  It starts empty: the built-in files (kernel, modules, policy table, model, ...) are still
+    to be built when plugins are asked, so an entry with the same path as one of them replaces it.
+    Called at read time, once per build; the bytes are part of the image's build signature.
     """
 
 

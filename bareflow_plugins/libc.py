@@ -118,6 +118,19 @@ def select(requirements, providers, workdir, verbose=False):
     return Selection(chosen, objects)
 
 
+def bitcode_resolver(providers, workdir, verbose=False):
+    """name -> bitcode (or None), asking providers in priority order: the one that would supply
+    the symbol as an object supplies its bitcode, if it has any, for LIBC_INLINE."""
+    providers = sorted(providers, key=lambda p: (p.priority, p.name))
+
+    def resolve(name):
+        for provider in providers:
+            if name in provider.symbols():
+                return provider.bitcode_for(name, workdir, verbose)
+        return None
+    return resolve
+
+
 def undefined_requirements(named_objects, provided=()):
     """{symbol: {requirer}} from [(requirer, object bytes)], minus what those objects define.
 

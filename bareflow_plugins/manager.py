@@ -247,6 +247,29 @@ class BareflowPluginManager(pluggy.PluginManager):
             results.append((impl.plugin_name, impl.function(*[kwargs[a] for a in impl.argnames])))
         return results
 
+    def image_files(self, variables) -> dict:
+        """Files plugins put on the image (bareflow_image_files), each path checked and any bad
+        one reported with the plugin that added it.  Later plugins win on the same path."""
+        from . import fat16
+        caller = self.hook_caller("bareflow_image_files")
+        merged = {}
+        for impl in reversed(caller.get_hookimpls()):
+            if impl.wrapper or impl.hookwrapper:
+                continue
+            files = {}
+            kwargs = {"variables": dict(variables), "files": files}
+            impl.function(*[kwargs[a] for a in impl.argnames])
+            for path, data in files.items():
+                try:
+                    fat16.split_path(path)
+                except BareflowError as exc:
+                    raise BareflowError(f"plugin {impl.plugin_name!r} (bareflow_image_files): {exc}") from None
+                if not isinstance(data, (bytes, bytearray)):
+                    raise BareflowError(f"plugin {impl.plugin_name!r} (bareflow_image_files): {path} must be "
+                                        f"bytes, got {type(data).__name__}")
+                merged[path] = bytes(data)
+        return merged
+
     def registrations(self, hook_name: str) -> list[Registration]:
         """Objects returned by a registration hook, in plugin registration order.
 

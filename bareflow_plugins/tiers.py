@@ -47,12 +47,12 @@ def retarget_ir(ir_text, isa):
     return _TUNE_ATTR.sub('"tune-cpu"="generic"', ir_text)
 
 
-def compile_tier(bitcode, tier, isa, *, module_name, link_bitcode=()):
+def compile_tier(bitcode, tier, isa, *, module_name, link_bitcode=None):
     """Return ELF relocatable bytes for `bitcode` optimised at `tier` for `isa`.
 
-    `link_bitcode` is a sequence of (function name, bitcode bytes) from a bitcode libc provider.
-    The functions the module calls (and those they call) are linked in before optimisation and
-    made internal, so they can inline and vanish.
+    `link_bitcode(name)`, when given, returns the bitcode defining function `name` (a bitcode
+    libc provider) or None.  The functions the module calls, and those they call, are linked in
+    before optimisation and made internal, so they can inline and vanish.
     """
     level = tier_level(tier)
     check_isa(isa)
@@ -63,17 +63,18 @@ def compile_tier(bitcode, tier, isa, *, module_name, link_bitcode=()):
     except RuntimeError as exc:
         raise BareflowError(f"{what}: cannot parse bitcode: {exc}") from exc
     own_definitions = {f.name for f in mod.functions if not f.is_declaration}
-    available = dict(link_bitcode)
-    linked = set()
-    while True:     # link what the module calls, then what those call, and so on
-        wanted = sorted(f.name for f in mod.functions
-                        if f.is_declaration and f.name in available and f.name not in linked)
+    tried = set()
+    while link_bitcode:     # link what the module calls, then what those call, and so on
+        wanted = sorted(f.name for f in mod.functions if f.is_declaration and f.name not in tried)
         if not wanted:
             break
         for name in wanted:
-            linked.add(name)
+            tried.add(name)
+            code = link_bitcode(name)
+            if code is None:
+                continue        # stays an import, resolved by the libc selection
             try:
-                mod.link_in(llvm.parse_bitcode(available[name]))
+                mod.link_in(llvm.parse_bitcode(code))
             except RuntimeError as exc:
                 raise BareflowError(f"{what}: cannot link bitcode of {name}: {exc}") from exc
     for func in mod.functions:

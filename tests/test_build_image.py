@@ -139,3 +139,22 @@ def test_one_line_per_step_by_default_full_commands_with_verbose(tmp_path):
     assert "  BC       " in quiet and "  TIER     " in quiet and "ziglang" not in quiet
     loud = scons(tmp_path / "v", "image", "VERBOSE=1").stdout
     assert "-m ziglang cc" in loud and "-disable-llvm-passes" in loud and "tier(BF_LAYER=" in loud
+
+
+def test_plugins_add_files_to_the_image(tmp_path):
+    import os
+    (tmp_path / "extrafiles.py").write_text(
+        "import os\n"
+        "from bareflow_plugins import hookimpl\n"
+        "@hookimpl\n"
+        "def bareflow_image_files(variables, files):\n"
+        "    files['/EXTRA/README.TXT'] = b'flashed by ' + variables['POLICY'].encode() + b'\\n'\n"
+        "    if os.environ.get('EXTRAFILES_BAD_NAME') == '1':\n"
+        "        files['/this-name-is-far-too-long.text'] = b'x'\n")
+    env = {"PYTHONPATH": str(tmp_path) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    scons(tmp_path / "b", "image", "PLUGINS=extrafiles", env=env)
+    assert image_file(tmp_path / "b" / "bareflow.img", "/EXTRA/README.TXT") == b"flashed by tiered\n"
+    bad = scons(tmp_path / "c", "image", "PLUGINS=extrafiles", env=dict(env, EXTRAFILES_BAD_NAME="1"),
+                check=False)
+    assert bad.returncode != 0 and "this-name-is-far-too-long.text" in bad.stdout
+    assert "plugin 'extrafiles'" in bad.stdout

@@ -31,7 +31,10 @@ def _bitcode(target, source, env):
 
 
 def _tier(target, source, env):
-    link = [(os.path.splitext(os.path.basename(str(s)))[0], read(s)) for s in source[1:]]
+    link = None
+    if env.get("BF_LIBC_INLINE"):
+        link = libc_mod.bitcode_resolver(env["BF_LIBC_PROVIDERS"], env.Dir("$BF_BUILD/libc/cache").abspath,
+                                         verbose=env.get("BF_VERBOSE"))
     with LLVM_LOCK:
         obj = tiers.compile_tier(read(source[0]), env["BF_TIER"], env["BF_ISA"],
                                  module_name=env["BF_LAYER"], link_bitcode=link)
@@ -137,7 +140,7 @@ def add_builders(env):
         "BfBitcode": SCons.Builder.Builder(
             action=_action(_bitcode, "BC", ["BF_MODULE_CFLAGS", "BF_CPPPATH"], runs_command=True),
             suffix=".bc", source_scanner=c_scanner),
-        "BfTier": SCons.Builder.Builder(action=_action(_tier, "TIER", ["BF_TIER", "BF_ISA"])),
+        "BfTier": SCons.Builder.Builder(action=_action(_tier, "TIER", ["BF_TIER", "BF_ISA", "BF_LIBC_INLINE"])),
         "BfLibcSelect": SCons.Builder.Builder(action=_action(_libc_select, "LIBC")),
         "BfModuleFile": SCons.Builder.Builder(action=_action(_module_file, "MODULE", ["BF_TIER", "BF_ISA"])),
         "BfWriteBytes": SCons.Builder.Builder(action=_action(_write_bytes, "GEN")),

@@ -75,19 +75,7 @@ def _vars(env):
 
 def _setup(env):
     v = _vars(env)
-    verbose = v["VERBOSE"] not in ("", "0", "no")
-    env["BF_VERBOSE"] = verbose
-    build_dir = v["BUILD_DIR"] or "build"
-    env["BF_BUILD"] = build_dir if os.path.isabs(build_dir) else "#" + build_dir
-    os.makedirs(env.Dir("$BF_BUILD").abspath, exist_ok=True)
-    env.SConsignFile(os.path.join(env.Dir("$BF_BUILD").abspath, ".sconsign"))
-    v["IMAGE"] = v["IMAGE"] or os.path.join(env.Dir("$BF_BUILD").abspath, "bareflow.img")
-    # zig needs a cache directory; keep it inside the build so SCons's clean ENV works and
-    # `scons -c` plus removing the build directory leaves nothing behind.
-    zig_cache = os.path.join(env.Dir("$BF_BUILD").abspath, "zig-cache")
-    for key in ("ZIG_GLOBAL_CACHE_DIR", "ZIG_LOCAL_CACHE_DIR"):
-        env["ENV"][key] = os.environ[key] = zig_cache
-    env.SetDefault(BF_EPOCH=int(os.environ.get("SOURCE_DATE_EPOCH", DEFAULT_EPOCH)))
+    _build_dir(env, v)
     pm = manager.load_plugins(v)
     # Options that policies document (STOP_PROFILING, PGO_HOT_CALLS, ...) pass straight through.
     v.update({name: S.ARGUMENTS[name] for name in pm.option_variables() if name in S.ARGUMENTS})
@@ -97,46 +85,104 @@ def _setup(env):
         return
     if not S.GetOption("clean"):
         toolchain.check_llvm_versions()
-    isa = v["ISA"]
-    check_isa(isa)
+    check_isa(v["ISA"])
     pm.hook.bareflow_configure(variables=dict(v))
 
     model_node, tok_node, config = _model(env, v)
-    prof = profile.load_profile(v["PROFILE"]) if v["PROFILE"] else None
+    decisions, infos = _decide(pm, v, config)
+    providers = _libc_providers(pm, v)
+    cppath = [env.Dir("#src/include").abspath, env.Dir("#src/libc/include").abspath,
+              env.Dir("#modules/include").abspath]
+    tier_objs = _module_tiers(env, pm, v, decisions, providers, cppath)
+    kernel_bin, hosted_bin, manifest_json, manifest_text = _kernel(env, providers, cppath, tier_objs)
+
+    files = {"/KERNEL.BIN": kernel_bin[0], "/LIBC.MAN": manifest_text,
+             "/MODEL.BIN": model_node, "/TOKENIZR.BIN": tok_node}
+    for (layer, tier), obj in sorted(tier_objs.items()):
+        files[module_path(layer, tier)] = env.BfModuleFile(
+            f"$BF_BUILD/modules/{v['ISA']}/{layer.upper()}.{tier}", [obj, manifest_json],
+            BF_LAYER=layer, BF_TIER=tier, BF_ISA=v["ISA"])[0]
+    table = policytable.encode(decisions, layers.LAYER_NAMES)
+    files["/POLICY.TBL"] = env.BfWriteBytes("$BF_BUILD/image/POLICY.TBL", env.Value(table))[0]
+    cfg = bootconfig.render({k.lower(): v[k] for k in ("PROMPT", "STEPS", "TEMPERATURE", "TOPP", "SEED")},
+                            config.seq_len)
+    files["/BAREFLOW.CFG"] = env.BfWriteBytes("$BF_BUILD/image/BAREFLOW.CFG", env.Value(cfg))[0]
+    files["/PROFILE.BIN"] = env.BfWriteBytes("$BF_BUILD/image/PROFILE.BIN",
+                                             env.Value(profile.empty_profile()))[0]
+    summary = policy.summary(decisions, infos)
+    env.AddPostAction(files["/POLICY.TBL"], commands.action_print(
+        lambda: f"policy {v['POLICY']} ({v['ISA']}):\n{summary}"))
+    image = _image(env, pm, v, files)
+
+    S.Alias("image", image)
+    S.Alias("hosted", hosted_bin)
+    S.Default("image")
+    commands.run_target(env, v, image)
+    commands.profile_target(env, v)
+    commands.flash_target(env, v, image, pm)
+
+
+def _build_dir(env, v):
+    """Every output, SCons's own database and zig's cache live under BUILD_DIR."""
+    build_dir = v["BUILD_DIR"] or "build"
+    env["BF_VERBOSE"] = v["VERBOSE"] not in ("", "0", "no")
+    env["BF_BUILD"] = build_dir if os.path.isabs(build_dir) else "#" + build_dir
+    root = env.Dir("$BF_BUILD").abspath
+    os.makedirs(root, exist_ok=True)
+    env.SConsignFile(os.path.join(root, ".sconsign"))
+    v["IMAGE"] = v["IMAGE"] or os.path.join(root, "bareflow.img")
+    # zig needs a cache directory; SCons runs tools with a clean ENV, so say where explicitly.
+    for key in ("ZIG_GLOBAL_CACHE_DIR", "ZIG_LOCAL_CACHE_DIR"):
+        env["ENV"][key] = os.environ[key] = os.path.join(root, "zig-cache")
+    env.SetDefault(BF_EPOCH=int(os.environ.get("SOURCE_DATE_EPOCH", DEFAULT_EPOCH)))
+
+
+def _decide(pm, v, config):
+    """The policy's validated decisions for every layer, and the LayerInfos it was shown."""
     from bareflow_plugins import model as model_mod
+    prof = profile.load_profile(v["PROFILE"]) if v["PROFILE"] else None
     steps = bootconfig.check_steps(v["STEPS"], config.seq_len)
     # Attention's work grows with the position: cost it at the mean context of this run.
     infos = layers.layer_infos(config, model_mod.layer_costs(config, (steps + 1) // 2), steps, prof)
-    decisions = policy.decide_all(pm, v["POLICY"], infos, v)
-    needed = policy.tiers_needed(decisions)
+    return policy.decide_all(pm, v["POLICY"], infos, v), infos
 
-    cppath = [env.Dir("#src/include").abspath, env.Dir("#src/libc/include").abspath,
-              env.Dir("#modules/include").abspath]
+
+def _libc_providers(pm, v):
     providers = pm.libc_providers()
     if v["LIBC_PREFER"] and v["LIBC_PREFER"] not in {p.name for p in providers}:
         raise BareflowError(f"LIBC_PREFER={v['LIBC_PREFER']!r} names no registered libc provider "
                             f"(registered: {', '.join(p.name for p in providers)})")
-    tier_objs, requirers, module_files = [], {}, {}
-    for layer in layers.LAYER_NAMES:
+    return providers
+
+
+def _module_tiers(env, pm, v, decisions, providers, cppath):
+    """Bitcode for every layer, then one object per tier some ladder uses: {(layer, tier): node}."""
+    inline = v["LIBC_INLINE"] in ("1", "yes")
+    objects = {}
+    for layer, tiers in policy.tiers_needed(decisions).items():
         flags = list(toolchain.FREESTANDING_CFLAGS)
         pm.hook.bareflow_module_cflags(module=layer, cflags=flags, variables=dict(v))
         bc = env.BfBitcode(f"$BF_BUILD/bc/{layer}.bc", f"#modules/{layer}.c",
                            BF_MODULE_CFLAGS=flags, BF_CPPPATH=cppath, CPPPATH=cppath, BF_LAYER=layer)
-        link = _libc_bitcode(env, providers, v) if v["LIBC_INLINE"] in ("1", "yes") else []
-        for tier in needed[layer]:
+        for tier in tiers:
             tier_level(tier)
-            obj = env.BfTier(f"$BF_BUILD/tiers/{isa}/{layer}.{tier}.o", bc + link,
-                             BF_TIER=tier, BF_ISA=isa, BF_LAYER=layer)
-            tier_objs += obj
-            requirers[obj[0].abspath] = f"module:{layer}"
-            module_files[(layer, tier)] = obj
+            objects[(layer, tier)] = env.BfTier(f"$BF_BUILD/tiers/{v['ISA']}/{layer}.{tier}.o", bc,
+                                                BF_TIER=tier, BF_ISA=v["ISA"], BF_LAYER=layer,
+                                                BF_LIBC_INLINE=inline, BF_LIBC_PROVIDERS=providers)[0]
+            if inline:      # the linked-in libc is part of the tier
+                for provider in providers:
+                    env.Depends(objects[(layer, tier)], [str(p) for p in provider.dependencies()])
+    return objects
 
+
+def _kernel(env, providers, cppath, tier_objs):
+    """The libc selection over modules and kernel, the export table, and both kernel links."""
     kernel_env = commands.c_env(env, cppath)
     runtime_objs = commands.objects(kernel_env, "#src/runtime", "$BF_BUILD/obj/runtime")
     kernel_objs = commands.objects(kernel_env, "#src/kernel", "$BF_BUILD/obj/kernel")
     hosted_objs = commands.objects(kernel_env, "#src/hosted", "$BF_BUILD/obj/hosted")
-    for node in runtime_objs + kernel_objs + hosted_objs:
-        requirers[node.abspath] = "kernel"
+    requirers = {node.abspath: f"module:{layer}" for (layer, _), node in tier_objs.items()}
+    requirers.update({node.abspath: "kernel" for node in runtime_objs + kernel_objs + hosted_objs})
     env["BF_REQUIRERS"] = requirers
     env["BF_LIBC_PROVIDERS"] = providers
     with open(env.File("#src/kernel/kernel.ld").abspath) as script:
@@ -144,7 +190,8 @@ def _setup(env):
                                          | libc_mod.EXPORT_TABLE_SYMBOLS)
     libc_out = env.BfLibcSelect(
         ["$BF_BUILD/libc/libc_subset.o", "$BF_BUILD/libc/manifest.json", "$BF_BUILD/libc/LIBC.MAN",
-         "$BF_BUILD/gen/exports.c"], tier_objs + runtime_objs + kernel_objs + hosted_objs)
+         "$BF_BUILD/gen/exports.c"],
+        [tier_objs[key] for key in sorted(tier_objs)] + runtime_objs + kernel_objs + hosted_objs)
     env.Depends(libc_out, "#src/kernel/kernel.ld")
     for provider in providers:
         env.Depends(libc_out, [str(p) for p in provider.dependencies()])
@@ -156,60 +203,24 @@ def _setup(env):
                                   kernel_objs + runtime_objs + exports_o + [subset])
     hosted_bin = env.BfLinkHosted("$BF_BUILD/bareflow-hosted",
                                   hosted_objs + runtime_objs + exports_o + [subset])
+    return kernel_bin, hosted_bin, manifest_json, manifest_text
 
-    files = {"/KERNEL.BIN": kernel_bin[0], "/LIBC.MAN": manifest_text,
-             "/MODEL.BIN": model_node, "/TOKENIZR.BIN": tok_node}
-    for (layer, tier), obj in sorted(module_files.items()):
-        files[module_path(layer, tier)] = env.BfModuleFile(
-            f"$BF_BUILD/modules/{isa}/{layer.upper()}.{tier}", [obj, manifest_json],
-            BF_LAYER=layer, BF_TIER=tier, BF_ISA=isa)[0]
-    table = policytable.encode(decisions, layers.LAYER_NAMES)
-    files["/POLICY.TBL"] = env.BfWriteBytes("$BF_BUILD/image/POLICY.TBL", env.Value(table))[0]
-    cfg = bootconfig.render({k.lower(): v[k] for k in ("PROMPT", "STEPS", "TEMPERATURE", "TOPP", "SEED")},
-                            config.seq_len)
-    files["/BAREFLOW.CFG"] = env.BfWriteBytes("$BF_BUILD/image/BAREFLOW.CFG", env.Value(cfg))[0]
-    files["/PROFILE.BIN"] = env.BfWriteBytes("$BF_BUILD/image/PROFILE.BIN",
-                                             env.Value(profile.empty_profile()))[0]
 
-    image_path = "$BF_BUILD/bareflow.img"
+def _image(env, pm, v, files):
+    """build/bareflow.img (+ .bmap) from the built files, plugin files and bootloaders."""
     loaders = [name.strip() for name in v["BOOTLOADERS"].split(",") if name.strip()]
-    extra = {}
-    pm.hook.bareflow_image_files(variables=dict(v), files=extra)
+    extra = pm.image_files(v)
     paths = sorted(files)
     spec = {"paths": paths, "extra": {k: extra[k] for k in sorted(extra)},
             "settings": {"bootloaders": loaders, "epoch": env["BF_EPOCH"],
                          "variables": {"BOOTLOADERS": v["BOOTLOADERS"],
                                        "BUILD_DIR": env.Dir("$BF_BUILD").abspath}}}
-    image = env.BfDiskImage([image_path, "$BF_BUILD/bareflow.bmap"],
+    env["BF_PLUGIN_MANAGER"] = pm
+    image = env.BfDiskImage(["$BF_BUILD/bareflow.img", "$BF_BUILD/bareflow.bmap"],
                             [env.Value(spec)] + [files[p] for p in paths])
     # Bootloader plugins build their own files (BOOTX64.EFI) inside the image step.
     env.Depends(image, env.Glob("#src/uefi/*.c") + env.Glob("#src/uefi/*.h"))
-    env["BF_PLUGIN_MANAGER"] = pm
-    summary = policy.summary(decisions, infos)
-    env.AddPostAction(files["/POLICY.TBL"], commands.action_print(
-        lambda: f"policy {v['POLICY']} ({isa}):\n{summary}"))
-
-    S.Alias("image", image)
-    S.Alias("hosted", hosted_bin)
-    S.Default("image")
-    commands.run_target(env, v, image)
-    commands.profile_target(env, v)
-    commands.flash_target(env, v, image, pm)
-
-
-def _libc_bitcode(env, providers, v):
-    """Bitcode of the project libc's math and string functions for inlining (LIBC_INLINE=yes)."""
-    nodes = []
-    for provider in providers:
-        if provider.kind == "source" and hasattr(provider, "symbols"):
-            for sym in sorted(provider.symbols()):
-                nodes += env.BfBitcode(f"$BF_BUILD/libc/bc/{sym}.bc", str(provider.symbols()[sym]),
-                                       BF_MODULE_CFLAGS=toolchain.FREESTANDING_CFLAGS,
-                                       BF_CPPPATH=[env.Dir("#src/libc/include").abspath],
-                                       CPPPATH=[env.Dir("#src/libc/include").abspath],
-                                       BF_LAYER=f"libc {sym}")
-            break
-    return nodes
+    return image
 
 
 def _check_fat16_capacity(files):
