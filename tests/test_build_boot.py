@@ -106,3 +106,23 @@ def test_stories260k_in_qemu_and_hosted_match_reference(stories_build, tmp_path)
     assert status == 0 and result(out)["tokens"] == expected["tokens"]
     table = policytable.decode(image_file(stories_build.image, "/POLICY.TBL"))
     _check_timeline(run, table, len(run["prompt_tokens"]) - 1 + len(run["tokens"]), n_layers=5)
+
+
+def test_v3_image_runs_on_a_v3_cpu_and_is_refused_clearly_elsewhere(bios_run, tmp_path):
+    from buildutil import scons
+    scons(tmp_path / "b", "image", "ISA=x86-64-v3")
+    image = tmp_path / "b" / "bareflow.img"
+    status, out = qemu(_copy_path(image, tmp_path / "max.img"), cpu="max")
+    assert status == QEMU_SUCCESS, out[-3000:]
+    run = result(out)
+    assert run["isa"] == "x86-64-v3"
+    assert run["tokens"] == bios_run[0]["tokens"]      # FMA contraction is off: same bits as baseline
+    status, out = qemu(_copy_path(image, tmp_path / "old.img"), cpu="qemu64")
+    assert status == (1 << 1) | 1
+    panic = [line for line in out.splitlines() if line.startswith("BAREFLOW-PANIC")]
+    assert panic and "x86-64-v3" in panic[0], out[-2000:]
+
+
+def _copy_path(src, dest):
+    dest.write_bytes(src.read_bytes())
+    return dest
