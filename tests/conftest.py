@@ -1,4 +1,5 @@
 """Shared test set-up: import paths, and builds several test files reuse (built once per session)."""
+import os
 import sys
 from pathlib import Path
 
@@ -8,6 +9,11 @@ ROOT = Path(__file__).resolve().parents[1]
 for path in (ROOT, ROOT / "tests"):
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
+
+# dosfstools installs mkfs.fat/fsck.fat in /usr/sbin, which is not on a non-root user's PATH on Debian.
+for _sbin in ("/usr/sbin", "/sbin"):
+    if _sbin not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = os.environ.get("PATH", "") + os.pathsep + _sbin
 
 
 class Build:
