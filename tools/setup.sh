@@ -23,16 +23,24 @@ command -v objdump >/dev/null || missing+=(binutils)
 python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
 
 if [ ${#missing[@]} -gt 0 ]; then
-    if [ "$(id -u)" = 0 ]; then SUDO=""; elif sudo -n true 2>/dev/null; then SUDO="sudo"; else SUDO="none"; fi
+    if [ "$(id -u)" = 0 ]; then SUDO=""
+    elif sudo -n true 2>/dev/null; then SUDO="sudo"
+    elif command -v sudo >/dev/null && [ -t 0 ]; then SUDO="sudo"      # asks for the password
+    else SUDO="none"; fi
     if [ "$SUDO" = none ]; then
-        echo "setup: warning: cannot install ${missing[*]} (not root, no sudo); tests needing them will skip" >&2
+        echo "setup: warning: cannot install ${missing[*]}: not root, and sudo is not usable here" \
+             "(run this script as root, or with sudo from a terminal); tests needing them will skip" >&2
     else
         echo "setup: installing Debian packages: ${missing[*]}"
         $SUDO apt-get update -q
-        DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q "${missing[@]}"
+        DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
     fi
 fi
 
-[ -x .venv/bin/python ] || python3 -m venv .venv
+python3 -c 'import ensurepip, venv' 2>/dev/null || {
+    echo "setup: Python's venv module is missing (Debian package python3-venv); install it and run again" >&2
+    exit 1; }
+# A venv left without pip (created before python3-venv was installed) is rebuilt, not reused.
+.venv/bin/python -m pip --version >/dev/null 2>&1 || { rm -rf .venv; python3 -m venv .venv; }
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
 echo "setup: done (.venv ready)"
