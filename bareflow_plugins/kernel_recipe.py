@@ -17,6 +17,7 @@ import subprocess
 import sys
 from typing import Iterable, List, Sequence
 
+from bareflow_plugins import toolchain
 from bareflow_plugins.errors import BareflowError
 
 # Sources of the bare-metal platform, relative to the repository root, in link order.
@@ -40,20 +41,9 @@ KERNEL_LINKER_SCRIPT = "src/kernel/kernel.ld"
 # Include directories, relative to the repository root.
 KERNEL_INCLUDE_DIRS: List[str] = ["src/include", "src/libc/include"]
 
-# Flags for freestanding kernel/runtime C code (the team brief's list plus -O2).
-KERNEL_CFLAGS: List[str] = [
-    "-target", "x86_64-freestanding",
-    "-ffreestanding",
-    "-fno-sanitize=all",
-    "-fno-stack-protector",
-    "-g0",
-    "-fno-unwind-tables",
-    "-fno-asynchronous-unwind-tables",
-    "-mno-red-zone",
-    "-fno-pic",
-    "-fno-pie",
-    "-O2",
-]
+# Flags for kernel/runtime C code: exactly what the SCons build compiles them with
+# (site_scons/site_tools/bareflow/commands.py), so kernels built here are the product's.
+KERNEL_CFLAGS: List[str] = list(toolchain.FREESTANDING_CFLAGS) + ["-O2"]
 
 # Assembler sources go through the same driver; they need the target and nothing else.
 KERNEL_ASFLAGS: List[str] = ["-target", "x86_64-freestanding", "-fno-pic", "-g0"]
@@ -207,19 +197,3 @@ def _check_bfu64(data: bytes, path: str, mb_offset: int, load_addr: int, require
     if not load_addr <= entry64 < load_addr + len(data):
         raise BareflowError(f"{path}: BFU64 entry {entry64:#x} outside the loaded image")
     return entry64
-
-
-def build_kernel(objects_dir: str, out_elf: str, out_bin: str, extra_objects: Sequence[str] = (),
-                 repo_root: str = ".", verbose: bool = False) -> List[str]:
-    """Compile KERNEL_SOURCES into `objects_dir` and link them with `extra_objects` (the
-    runtime, libc, generated exports).  Returns the kernel object paths.  Meant for tests and
-    simple scripts; the SCons build compiles each source as its own node instead."""
-    objs = []
-    for src in KERNEL_SOURCES:
-        name = os.path.basename(src).replace(".", "_") + ".o"
-        obj = os.path.join(objects_dir, name)
-        compile_object(os.path.join(repo_root, src), obj, repo_root, verbose)
-        objs.append(obj)
-    link_kernel(objs + list(extra_objects), out_elf, out_bin,
-                os.path.join(repo_root, KERNEL_LINKER_SCRIPT), verbose)
-    return objs

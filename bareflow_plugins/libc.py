@@ -51,6 +51,7 @@ class Selected:
     size: int
     needed_by: set = field(default_factory=set)
     object_key: str = ""
+    kind: str = "STT_FUNC"      # the ELF symbol type of its definition
 
 
 @dataclass
@@ -98,10 +99,12 @@ def select(requirements, providers, workdir, verbose=False):
         if sym not in defined:
             raise BareflowError(f"libc provider {provider.name}: its object for {sym!r} does not define it")
         objects.setdefault(key, data)
-        chosen[sym] = Selected(sym, provider.name, defined[sym].size, set(needers[sym]), key)
+        chosen[sym] = Selected(sym, provider.name, defined[sym].size, set(needers[sym]), key,
+                               defined[sym].kind)
         for other, definition in defined.items():   # an object may define several symbols
             if other != sym and other in needers and other not in chosen:
-                chosen[other] = Selected(other, provider.name, definition.size, set(needers[other]), key)
+                chosen[other] = Selected(other, provider.name, definition.size, set(needers[other]), key,
+                                         definition.kind)
         for dep in obj.undefined_names():
             if dep in defined:
                 continue
@@ -116,6 +119,28 @@ def select(requirements, providers, workdir, verbose=False):
                             f"(providers: {', '.join(p.name for p in providers) or 'none'}):\n"
                             + "\n".join(lines))
     return Selection(chosen, objects)
+
+
+MODULE_REQUIRER = "module:"        # prefix of the requirer names the build gives layer modules
+
+
+def module_imports(selection):
+    """The selected symbols some layer module needs: the functions the kernel exports.
+
+    A module reaches an import through a jump stub (docs/module-format.md), so a data symbol
+    would silently read the stub's code bytes: it is an error naming symbol, provider and modules.
+    """
+    imports, data = set(), []
+    for sym, sel in sorted(selection.symbols.items()):
+        modules = sorted(r for r in sel.needed_by if r.startswith(MODULE_REQUIRER))
+        if not modules:
+            continue
+        if sel.kind in ("STT_OBJECT", "STT_TLS"):
+            data.append(f"  {sym} ({sel.kind} from {sel.provider}): needed by {', '.join(modules)}")
+        imports.add(sym)
+    if data:
+        raise BareflowError("modules can import only functions, but these are data:\n" + "\n".join(data))
+    return imports
 
 
 def bitcode_resolver(providers, workdir, verbose=False):

@@ -249,13 +249,15 @@ class BareflowPluginManager(pluggy.PluginManager):
 
     def image_files(self, variables) -> dict:
         """Files plugins put on the image (bareflow_image_files), each path checked and any bad
-        one reported with the plugin that added it.  Later plugins win on the same path."""
+        one reported with the plugin that added it.  On the same path the plugin called last in
+        pluggy's order (the one registered first) wins, as it would writing to one shared dict."""
         from . import fat16
         caller = self.hook_caller("bareflow_image_files")
         merged = {}
         for impl in reversed(caller.get_hookimpls()):
-            if impl.wrapper or impl.hookwrapper:
-                continue
+            if impl.wrapper or impl.hookwrapper:     # skipping it would drop its files unsaid
+                raise BareflowError(f"plugin {impl.plugin_name!r}: bareflow_image_files cannot be a wrapper "
+                                    "(the build calls it plugin by plugin, so a wrapper would never run)")
             files = {}
             kwargs = {"variables": dict(variables), "files": files}
             impl.function(*[kwargs[a] for a in impl.argnames])

@@ -106,9 +106,10 @@ def _config_from_header(path, values) -> ModelConfig:
     for name in HEADER_FIELDS:
         value = fields[name]
         if name == "vocab_size":
-            if value == 0:
-                _fail(path, "header says vocab_size=0; it must be non-zero "
-                            "(negative means a separate classifier)")
+            if abs(value) < 2:
+                # BOS is token id 1: a vocabulary without it cannot start a sequence.
+                _fail(path, f"header says vocab_size={value}; it must be at least 2 in size, "
+                            "since BOS is token id 1 (negative means a separate classifier)")
             value = abs(value)
         elif value <= 0:
             _fail(path, f"header says {name}={value}; it must be positive")

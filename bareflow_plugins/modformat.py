@@ -138,8 +138,12 @@ def pack(obj_bytes, *, layer, tier, isa, exports):
         b"".join(IMPORT.pack(n.encode()) for n in imports)
     file_size = HEADER.size + len(body)
     align = max([16] + [s.align for s in order])
+    if align > 4096:            # the loader aligns images to at most 4096: the section would drift
+        worst = max(order, key=lambda s: s.align)
+        raise BareflowError(f"{what}: section {worst.name} needs {align}-byte alignment; "
+                            "module images are aligned to at most 4096 bytes")
     header = HEADER.pack(MAGIC, VERSION, HEADER.size, layer.encode(), TIERS.index(tier),
-                         ISA_LEVELS[isa], LAYER_ABI_VERSION, image_size, file_image_size, min(align, 4096),
+                         ISA_LEVELS[isa], LAYER_ABI_VERSION, image_size, file_image_size, align,
                          entry_offset, text_end, len(records), len(imports), file_size, 0)
     crc = zlib.crc32(header + body) & 0xFFFFFFFF
     return header[:-4] + struct.pack("<I", crc) + body

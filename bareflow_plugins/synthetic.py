@@ -178,5 +178,7 @@ def write(out_model, out_tokenizer, seed: int = SEED) -> Synthetic:
     for path, data in ((out_model, s.checkpoint_bytes()), (out_tokenizer, s.tokenizer.to_bytes())):
         p = Path(path)
         p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_bytes(data)
+        tmp = p.with_name(p.name + ".tmp")     # an interrupted write must not look like a model
+        tmp.write_bytes(data)
+        tmp.replace(p)
     return s

@@ -80,6 +80,12 @@ def compile_tier(bitcode, tier, isa, *, module_name, link_bitcode=None):
     for func in mod.functions:
         if not func.is_declaration and func.name not in own_definitions:
             func.linkage = llvm.Linkage.internal
+    mod, machine = _optimise(llvm, mod, level, isa, what)
+    return machine.emit_object(mod)
+
+
+def _optimise(llvm, mod, level, isa, what):
+    """Retarget `mod` to `isa` and run the tier's pipeline; return it with its target machine."""
     try:
         mod = llvm.parse_assembly(retarget_ir(str(mod), isa))
         mod.triple = TRIPLE
@@ -97,7 +103,7 @@ def compile_tier(bitcode, tier, isa, *, module_name, link_bitcode=None):
     tuning.loop_unrolling = level >= 2
     builder = llvm.create_pass_builder(machine, tuning)
     builder.getModulePassManager().run(mod, builder)
-    return machine.emit_object(mod)
+    return mod, machine
 
 
 _AVX_MNEMONIC = re.compile(r"^\s+(v[a-z0-9]+)\b")
@@ -114,16 +120,10 @@ def count_avx_instructions(asm_text):
 
 
 def assembly(bitcode, tier, isa):
-    """The assembly listing of a tier, for inspection and ISA checks."""
-    llvm = _llvm()
-    mod = llvm.parse_assembly(retarget_ir(str(llvm.parse_bitcode(bitcode)), isa))
-    mod.triple = TRIPLE
+    """The assembly listing of a tier (the same pipeline as compile_tier, without libc
+    linking), for inspection and ISA checks."""
     level = tier_level(tier)
-    machine = llvm.Target.from_triple(TRIPLE).create_target_machine(
-        cpu=isa, features=_BASE_FEATURES, opt=level, reloc="pic", codemodel="small")
-    mod.data_layout = str(machine.target_data)
-    tuning = llvm.create_pipeline_tuning_options(speed_level=level)
-    tuning.loop_vectorization = tuning.slp_vectorization = level >= 2
-    builder = llvm.create_pass_builder(machine, tuning)
-    builder.getModulePassManager().run(mod, builder)
+    check_isa(isa)
+    llvm = _llvm()
+    mod, machine = _optimise(llvm, llvm.parse_bitcode(bitcode), level, isa, f"assembly listing at tier {tier}")
     return machine.emit_assembly(mod)

@@ -87,7 +87,7 @@ def result(output):
 
 def image_file(image, path):
     """Read one file out of the image's FAT16 partition with mtools (an independent reader)."""
-    need("mcopy")
+    need("mtype")
     proc = subprocess.run([tool("mtype"), "-i", f"{image}@@{PARTITION_OFFSET}", f"::{path}"],
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=dict(os.environ, MTOOLS_SKIP_CHECK="1"))
     assert proc.returncode == 0, f"mtype {path}: {proc.stderr.decode()}"

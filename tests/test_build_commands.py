@@ -13,14 +13,27 @@ def test_scons_run_streams_the_serial_console_and_succeeds(default_build, tmp_pa
 
 def test_scons_run_fails_when_the_kernel_panics(default_build, tmp_path):
     need("qemu-system-x86_64")
+    from test_build_corruption import _patch
     image = tmp_path / "bad.img"
-    data = bytearray(default_build.image.read_bytes())
-    # wipe the partition's boot sector: syslinux cannot even start, the BIOS finds nothing to boot
-    data[PARTITION_OFFSET:PARTITION_OFFSET + 512] = bytes(512)
-    image.write_bytes(bytes(data))
-    proc = scons(default_build.dir, "run", f"IMAGE={image}", "QEMU_TIMEOUT=20", check=False, timeout=120)
+    image.write_bytes(default_build.image.read_bytes())
+    _patch(image, "/BAREFLOW.CFG", 0, b"bogus = 1\n#")      # the kernel refuses its config
+    proc = scons(default_build.dir, "run", f"IMAGE={image}", "QEMU_TIMEOUT=120", check=False, timeout=300)
     assert proc.returncode != 0
     assert "bareflow: error:" in proc.stdout
+    assert "BAREFLOW-PANIC" in proc.stdout                    # the serial console was streamed
+    assert "the kernel failed: QEMU exit status 3 (kernel code 1)" in proc.stdout, proc.stdout[-2000:]
+
+
+def test_scons_run_gives_up_on_a_hung_boot(default_build, tmp_path):
+    need("qemu-system-x86_64")
+    image = tmp_path / "hang.img"
+    data = bytearray(default_build.image.read_bytes())
+    # wipe the partition's boot sector: the MBR code finds nothing to start and waits forever
+    data[PARTITION_OFFSET:PARTITION_OFFSET + 512] = bytes(512)
+    image.write_bytes(bytes(data))
+    proc = scons(default_build.dir, "run", f"IMAGE={image}", "QEMU_TIMEOUT=5", check=False, timeout=120)
+    assert proc.returncode != 0
+    assert "bareflow: error: QEMU did not finish within 5 s (QEMU_TIMEOUT)" in proc.stdout
 
 
 def test_scons_flash_to_a_file_target(default_build, tmp_path):
@@ -50,3 +63,11 @@ def test_scons_flash_refuses_the_system_disk(default_build):
         pytest.skip("the root filesystem is not on a /dev block device here")
     proc = scons(default_build.dir, "flash", f"DEVICE={root_dev}", "YES=1", "FORCE_NON_REMOVABLE=1", check=False)
     assert proc.returncode != 0 and "bareflow: error:" in proc.stdout
+
+
+def test_scons_run_names_a_bad_qemu_timeout(tmp_path):
+    image = tmp_path / "any.img"
+    image.write_bytes(bytes(512))
+    proc = scons(tmp_path / "b", "run", f"IMAGE={image}", "QEMU_TIMEOUT=soon", check=False)
+    assert proc.returncode != 0 and "QEMU_TIMEOUT='soon'" in proc.stdout, proc.stdout[-2000:]
+    assert "Traceback" not in proc.stdout

@@ -108,3 +108,11 @@ def test_payload_too_big_for_fat16(tmp_path):
     assert huge.stat().st_size > 2 << 30
     out = _fails(tmp_path / "b", f"MODEL={huge}", f"TOKENIZER={tok}")
     assert "FAT16" in out and "MODEL.BIN" in out
+
+
+def test_model_and_tokenizer_only_together(tmp_path):
+    """Either one alone is refused: a lone TOKENIZER must not be silently replaced by the synthetic one."""
+    given = tmp_path / "given.bin"
+    given.write_bytes(bytes(64))
+    assert "TOKENIZER is set but MODEL is not" in _fails(tmp_path / "b", f"TOKENIZER={given}")
+    assert "MODEL is set but TOKENIZER is not" in _fails(tmp_path / "c", f"MODEL={given}")

@@ -4,7 +4,7 @@ import subprocess
 
 import pytest
 
-from bareflow_plugins import layers, modformat, policytable, profile
+from bareflow_plugins import layers, modformat, policytable, profile, tiers
 from buildutil import PARTITION_OFFSET, image_file, need, scons, tool
 
 
@@ -112,9 +112,14 @@ def test_clean_removes_outputs(tmp_path):
 def test_v3_isa_builds_avx_modules(tmp_path):
     scons(tmp_path, "image", "ISA=x86-64-v3", "POLICY=fixed", "TIER=O2")
     names = sorted((tmp_path / "modules" / "x86-64-v3").iterdir())
-    assert names
-    info = modformat.parse(names[0].read_bytes())
-    assert info.isa == "x86-64-v3"
+    assert len(names) == len(layers.LAYER_NAMES)
+    assert all(modformat.parse(p.read_bytes()).isa == "x86-64-v3" for p in names)
+    # The packaged objects are what the v3 pipeline emits, and that pipeline really uses AVX.
+    for layer in ("ffn", "attn"):
+        bc = (tmp_path / "bc" / f"{layer}.bc").read_bytes()
+        built = (tmp_path / "tiers" / "x86-64-v3" / f"{layer}.O2.o").read_bytes()
+        assert built == tiers.compile_tier(bc, "O2", "x86-64-v3", module_name=layer), layer
+        assert tiers.count_avx_instructions(tiers.assembly(bc, "O2", "x86-64-v3")) > 0, layer
 
 
 def test_libc_inline_links_bitcode_into_modules(default_build, tmp_path):
@@ -158,3 +163,27 @@ def test_plugins_add_files_to_the_image(tmp_path):
                 check=False)
     assert bad.returncode != 0 and "this-name-is-far-too-long.text" in bad.stdout
     assert "plugin 'extrafiles'" in bad.stdout
+
+
+def test_a_wrapper_on_image_files_is_refused_not_skipped():
+    from bareflow_plugins import hookimpl
+    from bareflow_plugins.errors import BareflowError
+    from bareflow_plugins.manager import BareflowPluginManager
+
+    class Plain:
+        @hookimpl
+        def bareflow_image_files(self, files):
+            files["/PLAIN.TXT"] = b"p"
+
+    class Wrapping:
+        @hookimpl(wrapper=True)
+        def bareflow_image_files(self, files):
+            files["/WRAP.TXT"] = b"w"
+            return (yield)
+
+    pm = BareflowPluginManager()
+    pm.register(Plain(), "plain")
+    assert pm.image_files({}) == {"/PLAIN.TXT": b"p"}
+    pm.register(Wrapping(), "wrapping")
+    with pytest.raises(BareflowError, match="plugin 'wrapping': bareflow_image_files cannot be a wrapper"):
+        pm.image_files({})

@@ -64,9 +64,8 @@ def test_shared_classifier_is_the_embedding(tmp_path):
 
 
 FIELDS = ["dim", "hidden_dim", "n_layers", "n_heads", "n_kv_heads", "vocab_size", "seq_len"]
-# a negative vocab_size is legal (separate classifier), so only 0 is a bad vocab_size
-NON_POSITIVE = [(i, f, v) for i, f in enumerate(FIELDS) for v in (0, -1)
-                if not (f == "vocab_size" and v < 0)]
+# a negative vocab_size is legal (separate classifier); |vocab_size| < 2 is not (BOS is id 1)
+NON_POSITIVE = [(i, f, v) for i, f in enumerate(FIELDS) for v in (0, -1)]
 
 
 @pytest.mark.parametrize("index,field,value", NON_POSITIVE)
@@ -86,6 +85,7 @@ def test_non_positive_field_is_named(tmp_path, index, field, value):
     ((8, 12, 257, 4, 2, 10, 6), r"n_layers=257; the maximum is 256"),
     ((8, 12, 2, 4, 2, 10, 65537), r"seq_len=65537; the maximum is 65536"),
     ((8, 12, 2, 4, 2, -(1 << 20) - 1, 6), r"vocab_size=-1048577; the maximum is 1048576"),
+    ((8, 12, 2, 4, 2, 1, 6), r"vocab_size=1; it must be at least 2 in size, since BOS is token id 1"),
 ])
 def test_inconsistent_header_is_named(tmp_path, header, message):
     path = write_ckpt(tmp_path / "bad.bin", header, n_floats=100)

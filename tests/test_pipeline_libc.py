@@ -71,3 +71,28 @@ def test_editing_a_libc_header_invalidates_the_object_cache(tmp_path):
     assert provider.object_for("expf", tmp_path / "cache") is not None
     assert len(list((tmp_path / "cache").glob("expf-*.o"))) == 2
     assert before == provider.object_for("expf", tmp_path / "cache2")  # same bytes: the edit is unused
+
+
+def test_modules_import_only_functions(tmp_path):
+    """A module reaches an import through a jump stub: a data symbol must stop the build."""
+    import subprocess
+    src = tmp_path / "mixed.c"
+    src.write_text("int bf_table[4] = {1, 2, 3, 4};\nfloat bf_twice(float x) { return 2 * x; }\n")
+    obj = tmp_path / "mixed.o"
+    subprocess.run(toolchain.CC + toolchain.FREESTANDING_CFLAGS + ["-O2", "-c", str(src), "-o", str(obj)],
+                   check=True)
+
+    class Mixed(libc.LibcProvider):
+        name = "mixed"
+
+        def symbols(self):
+            return {"bf_table": "mixed.c", "bf_twice": "mixed.c"}
+
+        def object_for(self, symbol, workdir, verbose=False):
+            return obj.read_bytes()
+
+    fine = libc.select({"bf_twice": {"module:ffn"}, "bf_table": {"kernel"}}, [Mixed()], tmp_path)
+    assert libc.module_imports(fine) == {"bf_twice"}
+    bad = libc.select({"bf_twice": {"module:ffn"}, "bf_table": {"module:attn", "kernel"}}, [Mixed()], tmp_path)
+    with pytest.raises(BareflowError, match=r"bf_table \(STT_OBJECT from mixed\): needed by module:attn$"):
+        libc.module_imports(bad)

@@ -165,8 +165,7 @@ def test_llvm_version_mismatch_stops_the_build(monkeypatch):
     monkeypatch.setattr(toolchain, "clang_version", lambda: (23, 0, 0))
     with pytest.raises(BareflowError, match="LLVM version mismatch: zig's clang is 23.0.0 but llvmlite"):
         toolchain.check_llvm_versions()
-    assert toolchain.check_llvm_versions.__name__  # the real versions are checked below
-    monkeypatch.undo()
+    monkeypatch.undo()          # the real versions must agree
     clang, lite = toolchain.check_llvm_versions()
     assert clang[0] == lite[0]
 
@@ -181,3 +180,14 @@ def test_real_layer_modules_get_the_isa_asked_for(tmp_path, layer):
     for tier in ("O0", "O3"):
         assert tiers.count_avx_instructions(tiers.assembly(out.read_bytes(), tier, "x86-64")) == 0
         assert tiers.count_avx_instructions(tiers.assembly(out.read_bytes(), tier, "x86-64-v3")) > 0
+
+
+def test_alignment_the_loader_cannot_give_is_a_build_error(tmp_path):
+    src = tmp_path / "aligned.c"
+    src.write_text("static float table[16] __attribute__((aligned(8192)));\n"
+                   "float *bf_layer_entry(void) { table[0] = 1.0f; return table; }\n")
+    bitcode.compile_bitcode(src, tmp_path / "a.bc", cflags=toolchain.FREESTANDING_CFLAGS, include_dirs=[],
+                            what="module aligned")
+    obj = tiers.compile_tier((tmp_path / "a.bc").read_bytes(), "O2", "x86-64", module_name="aligned")
+    with pytest.raises(BareflowError, match=r"module aligned tier O2: section \.bss\S* needs 8192-byte alignment"):
+        modformat.pack(obj, layer="aligned", tier="O2", isa="x86-64", exports=set())

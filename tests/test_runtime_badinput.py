@@ -5,6 +5,7 @@ panic message fragment that names the file and field.  A hang would hit the subp
 and fail the test.
 """
 import struct
+import zlib
 
 import pytest
 
@@ -236,6 +237,259 @@ def case_tokenizer_trailing(f):
     return f, "tokenizer /TOKENIZR.BIN: 6 bytes follow the"
 
 
+# ---- more module header and relocation rules (each one a loader check of its own)
+
+def module_header(f, name, offset, fmt, value):
+    return set_module(f, name, recrc_module(patched(f[name], offset, fmt, value)))
+
+
+def case_module_version(f):
+    return module_header(f, "/MODULES/EMBED.O0", 4, "<H", 2), \
+        "module /MODULES/EMBED.O0: version 2, this kernel reads version 1"
+
+
+def case_module_header_size(f):
+    return module_header(f, "/MODULES/EMBED.O0", 6, "<H", 32), "module /MODULES/EMBED.O0: header_size 32, expected 64"
+
+
+def case_module_isa_unknown(f):
+    return module_header(f, "/MODULES/EMBED.O0", 25, "B", 2), "module /MODULES/EMBED.O0: isa code 2 is unknown"
+
+
+def case_module_image_too_big(f):
+    return module_header(f, "/MODULES/EMBED.O0", 28, "<I", (16 << 20) + 16), \
+        "module /MODULES/EMBED.O0: image_size 16777232 with file_image_size"
+
+
+def case_module_align(f):
+    return module_header(f, "/MODULES/EMBED.O0", 36, "<I", 24), \
+        "module /MODULES/EMBED.O0: align 24 is not a power of two in 16..4096"
+
+
+def case_module_text_past_image(f):
+    info = modformat.parse(f["/MODULES/EMBED.O0"])
+    return module_header(f, "/MODULES/EMBED.O0", 44, "<I", info.file_image_size + 1), \
+        "module /MODULES/EMBED.O0: text_size"
+
+
+def case_module_too_many_imports(f):
+    return module_header(f, "/MODULES/EMBED.O0", 52, "<I", 257), "module /MODULES/EMBED.O0: n_imports 257, at most 256"
+
+
+def case_module_sizes_disagree(f):
+    n_relocs = struct.unpack_from("<I", f["/MODULES/EMBED.O0"], 48)[0]
+    return module_header(f, "/MODULES/EMBED.O0", 48, "<I", n_relocs + 1), \
+        "module /MODULES/EMBED.O0: file is"
+
+
+def first_reloc(f):
+    """(file name, data, byte offset of its relocation record 0): the modules' relocations are all
+    IMPORT64 (they hold no data pointers), so the RELATIVE64 cases rewrite one."""
+    name, data = module_with_relocs(f)
+    return name, data, 64 + modformat.parse(data).file_image_size
+
+
+def case_module_reloc_kind(f):
+    name, data, at = first_reloc(f)
+    return set_module(f, name, recrc_module(patched(data, at + 4, "<H", 3))), \
+        f"module {name}: relocation 0 has kind 3"
+
+
+def case_module_relative_addend(f):
+    name, data, at = first_reloc(f)
+    data = patched(patched(patched(data, at + 4, "<H", modformat.RELATIVE64), at + 6, "<H", 0), at + 8, "<q", -8)
+    return set_module(f, name, recrc_module(data)), \
+        f"module {name}: RELATIVE64 relocation 0 has import index 0 and addend -8"
+
+
+def case_module_relative_index(f):
+    name, data, at = first_reloc(f)
+    data = patched(patched(data, at + 4, "<H", modformat.RELATIVE64), at + 6, "<H", 1)
+    return set_module(f, name, recrc_module(data)), f"module {name}: RELATIVE64 relocation 0 has import index 1"
+
+
+def case_module_import_index(f):
+    name, data, at = first_reloc(f)
+    assert struct.unpack_from("<H", data, at + 4)[0] == modformat.IMPORT64
+    return set_module(f, name, recrc_module(patched(data, at + 6, "<H", 300))), \
+        f"module {name}: IMPORT64 relocation 0 names import 300"
+
+
+def case_module_import_not_printable(f):
+    name, data = module_with_import(f)
+    at = len(data) - 32 * len(modformat.parse(data).imports)
+    return set_module(f, name, recrc_module(patched(data, at, "4s", b"ex\x01p"))), \
+        f"module {name}: import 0 has the non-printable byte 0x01"
+
+
+# ---- more policy table rules
+
+def policy_patched(offset, fmt, value):
+    data = bytearray(policy_table(simple_policy()))
+    struct.pack_into(fmt, data, offset, value)
+    struct.pack_into("<I", data, 12, 0)
+    struct.pack_into("<I", data, 12, zlib.crc32(bytes(data)))
+    return bytes(data)
+
+
+def case_policy_n_tiers(f):
+    f["/POLICY.TBL"] = policy_patched(16 + 16, "B", 5)
+    return f, "policy /POLICY.TBL: layer 'embed': n_tiers 5, expected 1..4"
+
+
+def case_policy_reserved(f):
+    f["/POLICY.TBL"] = policy_patched(16 + 36, "B", 1)
+    return f, "policy /POLICY.TBL: layer 'embed': reserved bytes are not zero"
+
+
+def case_policy_ladder_padding(f):
+    f["/POLICY.TBL"] = policy_patched(16 + 21, "B", 2)
+    return f, "policy /POLICY.TBL: layer 'embed': ladder[1] = 2 past n_tiers 1, expected 0xff"
+
+
+def case_policy_tier_code(f):
+    f["/POLICY.TBL"] = policy_patched(16 + 20, "B", 4)
+    return f, "policy /POLICY.TBL: layer 'embed': ladder[0] = 4 is not a tier code 0..3"
+
+
+def case_policy_threshold_limit(f):
+    return with_policy(f, replaced("ffn", ("ffn", ["O0", "O1"], [1000000001], [], 0))), \
+        "policy /POLICY.TBL: layer 'ffn': step 0 thresholds calls 1000000001"
+
+
+def case_policy_trigger_past_ladder(f):
+    return with_policy(f, replaced("ffn", ("ffn", ["O1"], [5], [], 0))), \
+        "policy /POLICY.TBL: layer 'ffn': step 0 has a trigger but the ladder has only 1 tiers"
+
+
+def case_policy_layer_field(f):
+    f["/POLICY.TBL"] = policy_patched(16, "5s", b"EMBED")
+    return f, "policy /POLICY.TBL: entry 0: layer field is not 1-15 characters"
+
+
+def case_policy_n_layers_zero(f):
+    f["/POLICY.TBL"] = policy_patched(8, "<H", 0)
+    return f, "policy /POLICY.TBL: n_layers 0, expected 1..64"
+
+
+def case_policy_size(f):
+    f["/POLICY.TBL"] = policy_table(simple_policy()) + b"\0" * 64
+    return f, "policy /POLICY.TBL: file is 656 bytes, 9 entries need 592"
+
+
+def case_policy_short(f):
+    f["/POLICY.TBL"] = b"BFPT"
+    return f, "policy /POLICY.TBL: 4 bytes, shorter than the 16-byte header"
+
+
+# ---- more configuration rules
+
+def case_config_prompt_too_long(f):
+    return with_config(f, config(prompt="a" * 256)), "BAREFLOW.CFG line 2: prompt is 256 bytes, at most 255"
+
+
+def case_config_steps_zero(f):
+    return with_config(f, config(steps=0)), "BAREFLOW.CFG line 3: steps = 0 out of range"
+
+
+def case_config_seed_overflow(f):
+    return with_config(f, config(seed=2**64)), f"BAREFLOW.CFG line 6: seed = '{2**64}' is not an integer"
+
+
+def case_config_temperature_range(f):
+    return with_config(f, config(temperature="2.5")), "BAREFLOW.CFG line 4: temperature = 2.5 out of range 0..2"
+
+
+def case_config_too_big(f):
+    return with_config(f, config() + b"#" * 5000 + b"\n"), "BAREFLOW.CFG: "
+
+
+def case_config_lone_cr(f):
+    return with_config(f, b"steps = 4\rseed = 1\n"), "BAREFLOW.CFG line 1: byte 0x0d is not printable ASCII"
+
+
+# ---- more model and tokenizer rules
+
+def model_header(f, index, value):
+    f["/MODEL.BIN"] = patched(f["/MODEL.BIN"], 4 * index, "<i", value)
+    return f
+
+
+def case_model_vocab_one(f):
+    """A consistent checkpoint whose one token cannot be BOS: the run would embed id 1 past the table."""
+    dim, hidden, layers, seq = 8, 8, 1, 8
+    floats = dim + 2 * layers * dim + 4 * layers * dim * dim + 3 * layers * hidden * dim + dim + seq * (dim // 2)
+    f["/MODEL.BIN"] = struct.pack("<7i", dim, hidden, layers, 2, 2, 1, seq) + b"\0" * (4 * floats)
+    f["/TOKENIZR.BIN"] = struct.pack("<ifi", 1, 0.0, 1) + b"a"
+    return with_config(f, config(prompt="", steps=4)), \
+        "model /MODEL.BIN: vocab_size = 1 leaves no room for BOS (token id 1)"
+
+
+def case_model_vocab_minus_one(f):
+    return model_header(f, 5, -1), "model /MODEL.BIN: vocab_size = -1 leaves no room for BOS (token id 1)"
+
+
+def case_model_vocab_int_min(f):
+    return model_header(f, 5, -2**31), "model /MODEL.BIN: vocab_size = -2147483648 exceeds the limit"
+
+
+def case_model_dim_limit(f):
+    return model_header(f, 0, 1 << 17), "model /MODEL.BIN: dim = 131072 exceeds the limit 65536"
+
+
+def case_model_kv_heads_over_heads(f):
+    heads = struct.unpack_from("<i", f["/MODEL.BIN"], 12)[0]
+    return model_header(f, 4, heads + 1), f"model /MODEL.BIN: n_kv_heads = {heads + 1} exceeds the limit {heads}"
+
+
+def case_model_kv_heads_divide(f):
+    return model_header(model_header(f, 3, 8), 4, 3), "model /MODEL.BIN: n_heads 8 is not divisible by n_kv_heads 3"
+
+
+def case_model_odd_head_size(f):
+    dim = struct.unpack_from("<i", f["/MODEL.BIN"], 0)[0]
+    return model_header(model_header(f, 3, dim), 4, 1), "model /MODEL.BIN: head size 1 (dim / n_heads) is odd"
+
+
+def tokenizer_records(data):
+    """[(offset of the record, score bits, length, piece)] of a llama2.c tokenizer."""
+    out, off = [], 4
+    while off < len(data):
+        bits, n = struct.unpack_from("<Ii", data, off)
+        out.append((off, bits, n, data[off + 8:off + 8 + n]))
+        off += 8 + n
+    return out
+
+
+def case_tokenizer_max_length(f):
+    f["/TOKENIZR.BIN"] = patched(f["/TOKENIZR.BIN"], 0, "<i", 0)
+    return f, "tokenizer /TOKENIZR.BIN: max_token_length 0 out of range 1..1024"
+
+
+def case_tokenizer_negative_length(f):
+    f["/TOKENIZR.BIN"] = patched(f["/TOKENIZR.BIN"], 4 + 4, "<i", -1)
+    return f, "tokenizer /TOKENIZR.BIN: token 0 has length -1"
+
+
+def case_tokenizer_score_nan(f):
+    f["/TOKENIZR.BIN"] = patched(f["/TOKENIZR.BIN"], 4, "<I", 0x7FC00000)
+    return f, "tokenizer /TOKENIZR.BIN: token 0 has a score that is not finite"
+
+
+def case_tokenizer_nul_in_piece(f):
+    data = f["/TOKENIZR.BIN"]
+    i, (off, _bits, _n, _piece) = next((i, r) for i, r in enumerate(tokenizer_records(data)) if r[2] > 0)
+    f["/TOKENIZR.BIN"] = patched(data, off + 8, "B", 0)
+    return f, f"tokenizer /TOKENIZR.BIN: token {i} contains a NUL byte"
+
+
+def case_tokenizer_no_space_piece(f):
+    data = f["/TOKENIZR.BIN"]
+    off = next(r[0] for r in tokenizer_records(data) if r[3] == b" ")
+    f["/TOKENIZR.BIN"] = patched(data, off + 8, "B", 0x7F)
+    return f, 'tokenizer /TOKENIZR.BIN: no " " piece for the dummy prefix of a non-empty prompt'
+
+
 # ---- missing files
 
 def case_missing_tokenizer(f):
@@ -316,8 +570,18 @@ def model_cluster(img, base):
     (lambda img, base: struct.pack_into("<H", img, base + 19, 60000), "FAT16 BPB: total_sectors 60000"),
     (lambda img, base: struct.pack_into("<H", img, base + 17, 0), "FAT16 BPB: root_entries 0"),
     (lambda img, base: struct.pack_into("<H", img, base + 22, 1), "FAT16 BPB: fat_size_16 1 sectors cannot map"),
+    (lambda img, base: struct.pack_into("<H", img, base + 14, 0), "FAT16 BPB: reserved_sectors 0"),
+    (lambda img, base: struct.pack_into("<H", img, base + 22, 0), "FAT16 BPB: fat_size_16 is 0"),
+    (lambda img, base: struct.pack_into("<H", img, base + 22, 0xFFFF), "root directory (131103 sectors) fill the"),
+    (lambda img, base: struct.pack_into("B", img, base + 13, 8), "clusters, a FAT16 volume has 4085..65524"),
+    (lambda img, base: struct.pack_into("<H", img, root_entry(img, base, b"MODEL   BIN")[0] + 26, 0xFFF0),
+     "/MODEL.BIN: first cluster 65520 out of range"),
+    (lambda img, base: struct.pack_into("<H", img, root_entry(img, base, b"MODULES    ")[0] + 26, 0xFFF0),
+     "/MODULES/EMBED.O0: directory 'MODULES' starts at cluster 65520, out of range"),
 ], ids=["chain-loop", "chain-short", "chain-range", "chain-bad", "mbr-signature", "mbr-no-fat16",
-        "mbr-partition-range", "bpb-sector-size", "bpb-cluster", "bpb-fats", "bpb-total", "bpb-root", "bpb-fat-size"])
+        "mbr-partition-range", "bpb-sector-size", "bpb-cluster", "bpb-fats", "bpb-total", "bpb-root", "bpb-fat-size",
+        "bpb-reserved", "bpb-fat-zero", "bpb-fills-volume", "bpb-few-clusters", "file-first-cluster",
+        "dir-first-cluster"])
 def test_corrupt_disk_panics(tmp_path, edit, fragment):
     run = corrupt(tmp_path, edit)
     assert run.code == 1, run.out[-2000:]

@@ -6,7 +6,6 @@
  * and exits with BF_EXIT_PANIC.  The result line is the last line a successful run prints.
  */
 #include <stdarg.h>
-#include <stdio.h>
 
 #include "bareflow/platform.h"
 #include "bareflow/runtime.h"
@@ -14,20 +13,14 @@
 
 void bf_panic(const char *fmt, ...)
 {
-    char buf[512];
     va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(buf, sizeof buf, fmt, ap);
-    va_end(ap);
-    if (n < 0)
-        n = 0;
-    if ((size_t)n >= sizeof buf)
-        n = sizeof buf - 1;
     /* A panic can interrupt a line of streamed text; start on a fresh line so it can be found. */
     if (bf_console_mid_line())
         bf_write("\n", 1);
     bf_write("BAREFLOW-PANIC: ", 16);
-    bf_write(buf, (size_t)n);
+    va_start(ap, fmt);
+    bf_vprintf(fmt, ap);
+    va_end(ap);
     bf_write("\n", 1);
     platform_exit(BF_EXIT_PANIC);
 }

@@ -1,9 +1,10 @@
 /* model.c - reads /MODEL.BIN (a llama2.c checkpoint) and lays out the activations.
  *
  * Promise: after bf_model_load every header field is positive and consistent (dim divisible by
- * n_heads, n_heads by n_kv_heads, even head size, each size under a limit that keeps all offsets
- * inside 64 bits), the file is exactly as long as the header implies, and every weight pointer
- * lies inside the file.  The legacy RoPE tables are skipped: the rope layer computes its own.
+ * n_heads, n_heads by n_kv_heads, even head size, a vocabulary that holds BOS (id 1), each
+ * size under a limit that keeps all offsets inside 64 bits), the file is exactly as long as
+ * the header implies, and every weight pointer lies inside the file.  The legacy RoPE tables
+ * are skipped: the rope layer computes its own.
  */
 #include <stdint.h>
 #include <string.h>
@@ -42,6 +43,9 @@ void bf_model_load(struct bf_model *m)
     if (h[5] == INT32_MIN)
         bf_panic("model %s: vocab_size = %d exceeds the limit", MODEL_PATH, h[5]);
     check_dim("vocab_size (absolute value)", h[5] < 0 ? -h[5] : h[5], 1 << 20);
+    /* The generate loop starts every sequence with BOS (id 1), so id 1 must exist. */
+    if (h[5] == 1 || h[5] == -1)
+        bf_panic("model %s: vocab_size = %d leaves no room for BOS (token id 1)", MODEL_PATH, h[5]);
     check_dim("seq_len", h[6], 1 << 20);
     *c = (struct bf_config){h[0], h[1], h[2], h[3], h[4], h[5] < 0 ? -h[5] : h[5], h[6]};
     m->shared_classifier = h[5] > 0;

@@ -8,6 +8,7 @@
 #ifndef BAREFLOW_RT_H
 #define BAREFLOW_RT_H
 
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -17,6 +18,7 @@
 void bf_write(const char *buf, size_t len);
 int bf_console_mid_line(void);   /* the last byte written was not a newline */
 void bf_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void bf_vprintf(const char *fmt, va_list ap) __attribute__((format(printf, 1, 0)));
 
 /* util.c: CRC-32 (IEEE, zlib's), a deterministic u64 sort, the layer and tier names. */
 uint32_t bf_crc32(uint32_t crc, const void *data, size_t len);

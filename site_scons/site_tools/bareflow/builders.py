@@ -55,8 +55,7 @@ def _libc_select(target, source, env):
         write_atomic(path, data)
         paths.append(path)
     subset, manifest_json, manifest_text, exports_c = (str(t) for t in target)
-    module_imports = {sym for sym, sel in selection.symbols.items()
-                      if any(r.startswith("module:") for r in sel.needed_by)}
+    module_imports = libc_mod.module_imports(selection)
     if paths:
         toolchain.run(toolchain.LD_LLD + ["-r", "--build-id=none", "-o", subset + ".tmp"] + paths,
                       what="combining the libc subset", verbose=env.get("BF_VERBOSE"))
@@ -86,7 +85,6 @@ def _link_kernel(target, source, env):
     objs = [str(s) for s in source if os.path.getsize(str(s)) > 0]
     kernel_recipe.link_kernel(objs, str(target[0]) + ".elf", str(target[0]),
                               env.File("#src/kernel/kernel.ld").abspath, verbose=env.get("BF_VERBOSE"))
-    kernel_recipe.check_multiboot(str(target[0]))
 
 
 def _link_hosted(target, source, env):

@@ -58,13 +58,23 @@ def qemu_command(image, firmware="bios", disk="ide", memory="256M"):
     return cmd
 
 
+def qemu_timeout(text):
+    """QEMU_TIMEOUT in seconds; checked only when `scons run` runs, so it cannot break other targets."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = None
+    if seconds is None or not 0 < seconds < float("inf"):
+        raise BareflowError(f"QEMU_TIMEOUT={text!r}: expected a positive number of seconds")
+    return seconds
+
+
 def run_target(env, v, image):
     image_path = v["IMAGE"]
-    timeout = float(v["QEMU_TIMEOUT"])
-
     verbose = env["BF_VERBOSE"]
 
     def run(target, source, _env):
+        timeout = qemu_timeout(v["QEMU_TIMEOUT"])
         cmd = qemu_command(image_path, v["FIRMWARE"], v["DISK"])
         if verbose:
             print(" ".join(cmd))

@@ -13,7 +13,7 @@ from bareflow_plugins import libc as libc_mod
 from bareflow_plugins import bootconfig, layers, manager, policy, policytable, profile, toolchain
 from bareflow_plugins.errors import BareflowError
 from bareflow_plugins.modformat import file_name as module_path
-from bareflow_plugins.tiers import check_isa, tier_level
+from bareflow_plugins.tiers import check_isa
 
 from . import commands
 
@@ -165,7 +165,6 @@ def _module_tiers(env, pm, v, decisions, providers, cppath):
         bc = env.BfBitcode(f"$BF_BUILD/bc/{layer}.bc", f"#modules/{layer}.c",
                            BF_MODULE_CFLAGS=flags, BF_CPPPATH=cppath, CPPPATH=cppath, BF_LAYER=layer)
         for tier in tiers:
-            tier_level(tier)
             objects[(layer, tier)] = env.BfTier(f"$BF_BUILD/tiers/{v['ISA']}/{layer}.{tier}.o", bc,
                                                 BF_TIER=tier, BF_ISA=v["ISA"], BF_LAYER=layer,
                                                 BF_LIBC_INLINE=inline, BF_LIBC_PROVIDERS=providers)[0]
@@ -181,7 +180,7 @@ def _kernel(env, providers, cppath, tier_objs):
     runtime_objs = commands.objects(kernel_env, "#src/runtime", "$BF_BUILD/obj/runtime")
     kernel_objs = commands.objects(kernel_env, "#src/kernel", "$BF_BUILD/obj/kernel")
     hosted_objs = commands.objects(kernel_env, "#src/hosted", "$BF_BUILD/obj/hosted")
-    requirers = {node.abspath: f"module:{layer}" for (layer, _), node in tier_objs.items()}
+    requirers = {node.abspath: f"{libc_mod.MODULE_REQUIRER}{layer}" for (layer, _), node in tier_objs.items()}
     requirers.update({node.abspath: "kernel" for node in runtime_objs + kernel_objs + hosted_objs})
     env["BF_REQUIRERS"] = requirers
     env["BF_LIBC_PROVIDERS"] = providers
@@ -245,6 +244,8 @@ def _model(env, v):
         tok_mod.read_tokenizer(v["TOKENIZER"], config.vocab_size)
         _check_fat16_capacity({"/MODEL.BIN": v["MODEL"], "/TOKENIZR.BIN": v["TOKENIZER"]})
         return env.File(os.path.abspath(v["MODEL"])), env.File(os.path.abspath(v["TOKENIZER"])), config
+    if v["TOKENIZER"]:      # else the synthetic tokenizer would silently replace the one given
+        raise BareflowError("TOKENIZER is set but MODEL is not: give both (MODEL=path TOKENIZER=path)")
     from bareflow_plugins import synthetic
     config = synthetic.CONFIG
     gen = env.Command(["$BF_BUILD/model/SYNTH.BIN", "$BF_BUILD/model/SYNTHTOK.BIN"],

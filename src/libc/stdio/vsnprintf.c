@@ -190,6 +190,20 @@ static int format_fixed(uint64_t bits, int prec, char *dst)
     return n;
 }
 
+/* The sign column of a signed conversion: '-', or what the '+' / ' ' flags ask for; its length. */
+static int sign_prefix(char prefix[1], int neg, int flags)
+{
+    if (neg)
+        prefix[0] = '-';
+    else if (flags & FLAG_PLUS)
+        prefix[0] = '+';
+    else if (flags & FLAG_SPACE)
+        prefix[0] = ' ';
+    else
+        return 0;
+    return 1;
+}
+
 static void conv_float(struct out *o, double d, int width, int prec, int flags)
 {
     union { double d; uint64_t u; } pun = { .d = d };
@@ -197,13 +211,7 @@ static void conv_float(struct out *o, double d, int width, int prec, int flags)
     int neg = (int)(bits >> 63);
     bits &= ~(1ull << 63);
     char prefix[1];
-    int plen = 0;
-    if (neg)
-        prefix[plen++] = '-';
-    else if (flags & FLAG_PLUS)
-        prefix[plen++] = '+';
-    else if (flags & FLAG_SPACE)
-        prefix[plen++] = ' ';
+    int plen = sign_prefix(prefix, neg, flags);
     if (bits >= 0x7ff0000000000000ull) {        /* inf or NaN: never zero-padded */
         const char *word = bits == 0x7ff0000000000000ull ? "inf" : "nan";
         emit_field(o, prefix, plen, 0, word, 3, width, flags & ~FLAG_ZERO);
@@ -222,13 +230,7 @@ static void conv_int(struct out *o, uint64_t mag, int neg, unsigned base, int up
                      int width, int prec, int flags)
 {
     char prefix[1];
-    int plen = 0;
-    if (neg)
-        prefix[plen++] = '-';
-    else if (flags & FLAG_PLUS)
-        prefix[plen++] = '+';
-    else if (flags & FLAG_SPACE)
-        prefix[plen++] = ' ';
+    int plen = sign_prefix(prefix, neg, flags);
     char body[24];
     int blen = 0;
     if (!(prec == 0 && mag == 0))               /* C: "%.0d" of 0 prints no digits */
