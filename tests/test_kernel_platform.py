@@ -44,19 +44,6 @@ static void say_hex(uint64_t v)
 static int failures;
 #define CHECK(c) do { if (!(c)) { say("check failed: " #c "\n"); failures++; } } while (0)
 
-/* Until src/libc exists the kernel's compiler-generated calls land here. */
-__attribute__((weak)) void *memset(void *d, int c, size_t n)
-{ volatile unsigned char *p = d; while (n--) *p++ = (unsigned char)c; return d; }
-__attribute__((weak)) void *memcpy(void *d, const void *s, size_t n)
-{ volatile unsigned char *p = d; const unsigned char *q = s; while (n--) *p++ = *q++; return d; }
-__attribute__((weak)) void *memmove(void *d, const void *s, size_t n)
-{ return memcpy(d, s, n); }
-__attribute__((weak)) int memcmp(const void *a, const void *b, size_t n)
-{
-    const unsigned char *x = a, *y = b;
-    for (; n; n--, x++, y++) if (*x != *y) return *x - *y;
-    return 0;
-}
 void bf_panic(const char *fmt, ...) { say("BAREFLOW-PANIC: "); say(fmt); say("\n"); platform_exit(1); }
 
 static void body(void);
@@ -67,13 +54,8 @@ int bf_runtime_main(void) { body(); say(failures ? "checks failed\n" : "checks p
 @pytest.fixture(scope="module")
 def kernel_objects(tmp_path_factory):
     """The real kernel sources, compiled once for this file."""
-    out = tmp_path_factory.mktemp("kobj")
-    objs = []
-    for src in kernel_recipe.KERNEL_SOURCES:
-        obj = out / (Path(src).name.replace(".", "_") + ".o")
-        kernel_recipe.compile_object(str(REPO / src), str(obj), str(REPO))
-        objs.append(str(obj))
-    return objs
+    from kernel_testkit import compile_kernel_and_libc
+    return compile_kernel_and_libc(tmp_path_factory.mktemp("kobj"))
 
 
 def build(tmp_path: Path, kernel_objects, body: str, name: str = "KERNEL.BIN",

@@ -154,13 +154,6 @@ RUNTIME = r"""
 static void say(const char *s) { size_t n = 0; while (s[n]) n++; platform_console_write(s, n); }
 static int failures;
 #define CHECK(c) do { if (!(c)) { say("check failed: " #c "\n"); failures++; } } while (0)
-void *memset(void *d, int c, size_t n)
-{ volatile unsigned char *p = d; while (n--) *p++ = (unsigned char)c; return d; }
-void *memcpy(void *d, const void *s, size_t n)
-{ volatile unsigned char *p = d; const unsigned char *q = s; while (n--) *p++ = *q++; return d; }
-void *memmove(void *d, const void *s, size_t n) { return memcpy(d, s, n); }
-int memcmp(const void *a, const void *b, size_t n)
-{ const unsigned char *x = a, *y = b; for (; n; n--, x++, y++) if (*x != *y) return *x - *y; return 0; }
 void bf_panic(const char *fmt, ...) { say("BAREFLOW-PANIC: "); say(fmt); say("\n"); platform_exit(1); }
 
 extern char boot_page_tables[];
@@ -205,11 +198,8 @@ int bf_runtime_main(void)
 
 @needs_ovmf
 def test_handoff_state_seen_from_the_kernel(tmp_path):
-    objs = []
-    for src in kernel_recipe.KERNEL_SOURCES:
-        obj = tmp_path / (Path(src).name + ".o")
-        kernel_recipe.compile_object(str(REPO / src), str(obj), str(REPO))
-        objs.append(str(obj))
+    from kernel_testkit import compile_kernel_and_libc
+    objs = compile_kernel_and_libc(tmp_path)
     (tmp_path / "rt.c").write_text(RUNTIME)
     kernel_recipe.compile_object(str(tmp_path / "rt.c"), str(tmp_path / "rt.o"), str(REPO))
     kernel = tmp_path / "KERNEL.BIN"

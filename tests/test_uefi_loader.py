@@ -87,19 +87,11 @@ def kernel(tmp_path_factory):
 typedef unsigned long size_t;
 int bf_runtime_main(void) { return 0; }
 void bf_panic(const char *f, ...) { (void)f; for (;;) ; }
-void *memset(void *d, int c, size_t n)
-{ volatile unsigned char *p = d; while (n--) *p++ = (unsigned char)c; return d; }
-void *memcpy(void *d, const void *s, size_t n)
-{ volatile unsigned char *p = d; const unsigned char *q = s; while (n--) *p++ = *q++; return d; }
-void *memmove(void *d, const void *s, size_t n) { return memcpy(d, s, n); }
-int memcmp(const void *a, const void *b, size_t n)
-{ const unsigned char *x = a, *y = b; for (; n; n--, x++, y++) if (*x != *y) return *x - *y; return 0; }
 """)
-    objs = []
-    for src in kernel_recipe.KERNEL_SOURCES + [str(rt)]:
-        obj = out / (Path(src).name + ".o")
-        kernel_recipe.compile_object(str(REPO / src), str(obj), str(REPO))
-        objs.append(str(obj))
+    from kernel_testkit import compile_kernel_and_libc
+    objs = compile_kernel_and_libc(out)
+    kernel_recipe.compile_object(str(rt), str(out / "rt.o"), str(REPO))
+    objs.append(str(out / "rt.o"))
     kernel_recipe.link_kernel(objs, str(out / "K.elf"), str(out / "KERNEL.BIN"),
                               str(REPO / kernel_recipe.KERNEL_LINKER_SCRIPT))
     return (out / "KERNEL.BIN").read_bytes(), out / "K.elf"
