@@ -13,36 +13,27 @@ from __future__ import annotations
 
 import os
 import struct
-import subprocess
-import sys
-from typing import Iterable, List, Sequence
+from typing import Iterable, List
 
 from bareflow_plugins import toolchain
 from bareflow_plugins.errors import BareflowError
 
-# Sources of the bare-metal platform, relative to the repository root, in link order.
-# boot.S must come first only by convention: kernel.ld places the multiboot header itself.
-KERNEL_SOURCES: List[str] = [
-    "src/kernel/boot.S",
-    "src/kernel/isr.S",
-    "src/kernel/kmain.c",
-    "src/kernel/serial.c",
-    "src/kernel/exit.c",
-    "src/kernel/idt.c",
-    "src/kernel/multiboot.c",
-    "src/kernel/memory.c",
-    "src/kernel/tsc.c",
-    "src/kernel/ata.c",
-    "src/kernel/cpu.c",
-]
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# Sources of the bare-metal platform, relative to the repository root: every .S and .c file in
+# src/kernel, as the SCons build compiles them (kernel.ld places the multiboot header itself,
+# so link order does not matter).
+KERNEL_SOURCES: List[str] = sorted(
+    os.path.relpath(os.path.join(_REPO, "src", "kernel", name), _REPO)
+    for name in os.listdir(os.path.join(_REPO, "src", "kernel")) if name.endswith((".S", ".c")))
 
 KERNEL_LINKER_SCRIPT = "src/kernel/kernel.ld"
 
 # Include directories, relative to the repository root.
 KERNEL_INCLUDE_DIRS: List[str] = ["src/include", "src/libc/include"]
 
-# Flags for kernel/runtime C code: exactly what the SCons build compiles them with
-# (site_scons/site_tools/bareflow/commands.py), so kernels built here are the product's.
+# Flags for kernel/runtime C code; the SCons build compiles with these too
+# (site_scons/site_tools/bareflow/commands.py), so kernels built by tests are the product.
 KERNEL_CFLAGS: List[str] = list(toolchain.FREESTANDING_CFLAGS) + ["-O2"]
 
 # Assembler sources go through the same driver; they need the target and nothing else.
@@ -77,7 +68,7 @@ BFU64_BYTES = 16
 
 def zig_command(tool: str) -> List[str]:
     """The argv prefix for one of zig's tools (``cc`` or ``ld.lld``)."""
-    return [sys.executable, "-m", "ziglang", tool]
+    return toolchain.ZIG + [tool]
 
 
 def include_flags(repo_root: str) -> List[str]:
@@ -90,19 +81,10 @@ def compile_command(source: str, obj: str, repo_root: str = ".") -> List[str]:
     return zig_command("cc") + flags + include_flags(repo_root) + ["-c", source, "-o", obj]
 
 
-def _run(argv: Sequence[str], what: str, verbose: bool) -> None:
-    if verbose:
-        print(" ".join(argv), flush=True)
-    proc = subprocess.run(list(argv), capture_output=True, text=True)
-    if proc.returncode != 0:
-        detail = (proc.stderr or proc.stdout).strip()
-        raise BareflowError(f"{what} failed (exit {proc.returncode}): {detail}")
-
-
 def compile_object(source: str, obj: str, repo_root: str = ".", verbose: bool = False) -> None:
     """Compile one source; raises BareflowError carrying the compiler's message."""
     os.makedirs(os.path.dirname(os.path.abspath(obj)), exist_ok=True)
-    _run(compile_command(source, obj, repo_root), f"compiling {source}", verbose)
+    toolchain.run(compile_command(source, obj, repo_root), what=f"compiling {source}", verbose=verbose)
 
 
 def link_kernel(objects: Iterable[str], out_elf: str, out_bin: str, linker_script: str,
@@ -116,8 +98,9 @@ def link_kernel(objects: Iterable[str], out_elf: str, out_bin: str, linker_scrip
     for path in (out_elf, out_bin):
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     base = zig_command("ld.lld") + KERNEL_LDFLAGS + ["-T", linker_script]
-    _run(base + ["-o", out_elf] + objs, f"linking {out_elf}", verbose)
-    _run(base + ["--oformat", "binary", "-o", out_bin] + objs, f"linking {out_bin}", verbose)
+    toolchain.run(base + ["-o", out_elf] + objs, what=f"linking {out_elf}", verbose=verbose)
+    toolchain.run(base + ["--oformat", "binary", "-o", out_bin] + objs, what=f"linking {out_bin}",
+                  verbose=verbose)
     check_multiboot(out_bin, require_uefi_entry=True)      # both boot paths must work
 
 

@@ -23,9 +23,10 @@ def action_print(text_fn):
 def c_env(env, cppath):
     """A clone that compiles freestanding C and assembly with zig's clang."""
     cenv = env.Clone(tools=["cc", "as"])
+    from bareflow_plugins import kernel_recipe   # one definition of the kernel's flags
     cenv.Replace(CC=" ".join(f'"{c}"' if " " in c else c for c in toolchain.CC),
-                 AS="$CC", CCFLAGS=toolchain.FREESTANDING_CFLAGS + ["-O2"], CFLAGS=[], CPPPATH=cppath,
-                 ASPPFLAGS=toolchain.FREESTANDING_CFLAGS, OBJSUFFIX=".o")
+                 AS="$CC", CCFLAGS=kernel_recipe.KERNEL_CFLAGS, CFLAGS=[], CPPPATH=cppath,
+                 ASPPFLAGS=kernel_recipe.KERNEL_ASFLAGS, OBJSUFFIX=".o")
     if not env["BF_VERBOSE"]:
         cenv.Replace(CCCOMSTR="  CC       $SOURCE", ASPPCOMSTR="  AS       $SOURCE")
     return cenv
