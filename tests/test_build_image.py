@@ -4,7 +4,16 @@ import subprocess
 
 import pytest
 
-from bareflow_plugins import layers, modformat, policytable, profile, tiers
+from bareflow.image.payload import plugin_image_files
+from bareflow.model import layers
+
+from bareflow.modules import modformat
+
+from bareflow.policy import table as policytable
+
+from bareflow.policy import profile
+
+from bareflow.tiers import compile as tiers
 from buildutil import PARTITION_OFFSET, image_file, need, scons, tool
 
 
@@ -150,7 +159,7 @@ def test_plugins_add_files_to_the_image(tmp_path):
     import os
     (tmp_path / "extrafiles.py").write_text(
         "import os\n"
-        "from bareflow_plugins import hookimpl\n"
+        "from bareflow import hookimpl\n"
         "@hookimpl\n"
         "def bareflow_image_files(variables, files):\n"
         "    files['/EXTRA/README.TXT'] = b'flashed by ' + variables['POLICY'].encode() + b'\\n'\n"
@@ -166,9 +175,9 @@ def test_plugins_add_files_to_the_image(tmp_path):
 
 
 def test_a_wrapper_on_image_files_is_refused_not_skipped():
-    from bareflow_plugins import hookimpl
-    from bareflow_plugins.errors import BareflowError
-    from bareflow_plugins.manager import BareflowPluginManager
+    from bareflow import hookimpl
+    from bareflow.errors import BareflowError
+    from bareflow.core.manager import BareflowPluginManager
 
     class Plain:
         @hookimpl
@@ -183,7 +192,7 @@ def test_a_wrapper_on_image_files_is_refused_not_skipped():
 
     pm = BareflowPluginManager()
     pm.register(Plain(), "plain")
-    assert pm.image_files({}) == {"/PLAIN.TXT": b"p"}
+    assert plugin_image_files(pm, {}) == {"/PLAIN.TXT": b"p"}
     pm.register(Wrapping(), "wrapping")
     with pytest.raises(BareflowError, match="plugin 'wrapping': bareflow_image_files cannot be a wrapper"):
-        pm.image_files({})
+        plugin_image_files(pm, {})

@@ -13,10 +13,14 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bareflow_plugins import diskimage, fat16, hookspecs  # noqa: E402
-from bareflow_plugins.bootloader import Bootloader, check_bootloader, select_bootloaders  # noqa: E402
-from bareflow_plugins.builtin import syslinux as syslinux_plugin  # noqa: E402
-from bareflow_plugins.errors import BareflowError  # noqa: E402
+from bareflow import hookspecs  # noqa: E402
+
+from bareflow.image import diskimage
+
+from bareflow.image import fat16
+from bareflow.image.bootloader import Bootloader, check_bootloader, select_bootloaders  # noqa: E402
+from bareflow.image import syslinux as syslinux_plugin  # noqa: E402
+from bareflow.errors import BareflowError  # noqa: E402
 
 EPOCH = 1700000000
 OFF = diskimage.PARTITION_OFFSET
