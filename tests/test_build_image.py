@@ -5,7 +5,7 @@ import subprocess
 import pytest
 
 from bareflow.image.payload import plugin_image_files
-from bareflow.model import layers
+from bareflow.model import layers, synthetic
 
 from bareflow.modules import modformat
 
@@ -192,7 +192,36 @@ def test_a_wrapper_on_image_files_is_refused_not_skipped():
 
     pm = BareflowPluginManager()
     pm.register(Plain(), "plain")
-    assert plugin_image_files(pm, {}) == {"/PLAIN.TXT": b"p"}
-    pm.register(Wrapping(), "wrapping")
-    with pytest.raises(BareflowError, match="plugin 'wrapping': bareflow_image_files cannot be a wrapper"):
-        plugin_image_files(pm, {})
+    assert plugin_image_files(pm, {}, {}) == {"/PLAIN.TXT": b"p"}
+    with pytest.raises(BareflowError, match="plugin 'wrapping': hook bareflow_image_files cannot be "
+                                            "implemented as a wrapper"):
+        pm.register(Wrapping(), "wrapping")
+    assert plugin_image_files(pm, {}, {}) == {"/PLAIN.TXT": b"p"}
+
+
+def test_a_plugin_replaces_builtin_files_and_flags_the_way_the_builtins_set_them(tmp_path, monkeypatch):
+    """The payload and the module cflags come from built-in plugins on the public hooks, so a
+    later plugin sees what they set and can replace any of it."""
+    from bareflow.bitcode.toolchain import FREESTANDING_CFLAGS
+    from bareflow.core.manager import load_plugins
+    (tmp_path / "replacer.py").write_text(
+        "def bareflow_module_cflags(module, cflags):\n"
+        "    assert cflags[:2] == ['-target', 'x86_64-freestanding'], cflags\n"
+        "    cflags.remove('-ffp-contract=off')\n"
+        "def bareflow_image_files(files, products):\n"
+        "    assert files['/KERNEL.BIN'] == products['kernel']\n"
+        "    files['/KERNEL.BIN'] = b'my kernel'\n"
+        "    del files['/LIBC.MAN']\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    pm = load_plugins({"PLUGINS": "replacer"}, entry_points=False, environ={})
+    flags = []
+    pm.hook.bareflow_module_cflags(module="qkv", cflags=flags, variables={})
+    assert flags == [f for f in FREESTANDING_CFLAGS if f != "-ffp-contract=off"]
+    products = {"kernel": "/b/KERNEL.BIN", "libc_manifest": "/b/LIBC.MAN", "model": "/b/M.BIN",
+                "tokenizer": "/b/T.BIN", "policy_table": "/b/P.TBL", "profile": "/b/PROFILE.BIN",
+                "modules": {"/MODULES/QKV.O2": "/b/QKV.O2"}, "model_config": synthetic.CONFIG}
+    files = plugin_image_files(pm, {"PROMPT": "hi", "STEPS": "8", "TEMPERATURE": "0", "TOPP": "0.9",
+                                    "SEED": "1"}, products)
+    assert files["/KERNEL.BIN"] == b"my kernel" and "/LIBC.MAN" not in files
+    assert files["/MODEL.BIN"] == "/b/M.BIN" and files["/MODULES/QKV.O2"] == "/b/QKV.O2"
+    assert b"prompt = hi\n" in files["/BAREFLOW.CFG"]

@@ -163,7 +163,7 @@ def test_scons_entry_point_with_the_build_plugin_manager(image, tmp_path):
          "FORCE_NON_REMOVABLE": ""}
     report = flash_from_variables(pm, v)                  # new file: no question needed
     assert report.verified and out.stat().st_size == os.path.getsize(image)
-    with pytest.raises(BareflowError, match=r"YES='maybe': expected 1/0"):
+    with pytest.raises(BareflowError, match=r"YES='maybe': expected a yes/no value"):
         flash_from_variables(pm, dict(v, YES="maybe"))
     with pytest.raises(BareflowError, match=r"FLASH_OPTIONS: 'pxelinux' is not NAME=VALUE"):
         flash_from_variables(pm, dict(v, FLASH_TARGET="tftp", FLASH_OPTIONS="pxelinux"))

@@ -5,6 +5,7 @@ import types
 
 import pytest
 
+from bareflow.core.build import declared_variables
 from bareflow.policy.api import policy_owner, registered_policies
 from bareflow.libc.selection import ordered_providers
 from bareflow import hookimpl
@@ -80,7 +81,8 @@ def module_plugin(name, source):
 def test_builtin_policies_are_registered():
     pm = load_plugins({}, entry_points=False, environ={})
     assert list(registered_policies(pm)) == ["tiered", "fixed", "pgo"]
-    info = pm.plugin_infos()[0]
+    core, info = pm.plugin_infos()[:2]
+    assert (core.name, core.source) == ("bareflow.core.build", "builtin (core)")
     assert (info.name, info.version, info.source) == (POLICIES, "builtin", "builtin")
 
 
@@ -172,8 +174,10 @@ def test_configure_is_left_to_the_caller(make_module):
     with pytest.raises(PluginHookError, match="plugin 'configure_probe' failed in hook "
                                               "bareflow_configure: ValueError: MODEL must not be bad"):
         pm.hook.bareflow_configure(variables={"MODEL": "bad"})
-    assert pm.plugin_names() == [POLICIES, "configure_probe"]
-    assert pm.option_variables() == ["PGO_HOT_CALLS", "PROFILE", "STOP_PROFILING", "TIER"]
+    assert pm.plugin_names() == ["bareflow.core.build", POLICIES, "configure_probe"]
+    declared = {plugin: [v.name for v in variables] for plugin, variables in declared_variables(pm).items()}
+    assert declared[POLICIES] == ["TIER", "STOP_PROFILING", "PGO_HOT_CALLS"]
+    assert "PROFILE" in declared["bareflow.core.build"]
 
 
 # --- load-time validation -----------------------------------------------------------------------
@@ -210,7 +214,7 @@ def test_unknown_argument_names_plugin_hook_and_argument():
             pass
     """)
     with pytest.raises(BareflowError, match=r"plugin 'argplug': hook bareflow_image_files has no "
-                                            r"argument 'colour' \(it provides: variables, files\)"):
+                                            r"argument 'colour' \(it provides: variables, files, products\)"):
         pm.register(plugin, "argplug")
     ok = module_plugin("subset", """
         def bareflow_image_files(files, unused=None):   # a subset, and defaults, are fine
@@ -218,7 +222,7 @@ def test_unknown_argument_names_plugin_hook_and_argument():
     """)
     pm.register(ok, "subset")
     files = {}
-    pm.hook.bareflow_image_files(variables={}, files=files)
+    pm.hook.bareflow_image_files(variables={}, files=files, products={})
     assert files == {"/A.TXT": b"a"}
 
 
@@ -227,7 +231,7 @@ def test_pluggy_validation_error_becomes_bareflow_error():
     plugin = module_plugin("notgen", """
         from bareflow import hookimpl
         @hookimpl(wrapper=True)
-        def bareflow_image_files(files):
+        def bareflow_configure(variables):
             return None
     """)
     with pytest.raises(BareflowError, match="plugin 'notgen' is invalid: .*not a generator"):
@@ -287,30 +291,30 @@ def test_exception_inside_wrapped_call_names_the_inner_plugin():
     wrapper = module_plugin("wrapping", """
         from bareflow import hookimpl
         @hookimpl(wrapper=True)
-        def bareflow_image_files(files):
-            files["/W.TXT"] = b"w"
+        def bareflow_configure(variables):
+            variables.get("W")
             return (yield)
     """)
     inner = module_plugin("inner", """
-        def bareflow_image_files(files):
+        def bareflow_configure(variables):
             raise OSError("disk full")
     """)
     pm.register(wrapper, "wrapping")
     pm.register(inner, "inner")
     with pytest.raises(PluginHookError, match="plugin 'inner' failed in hook "
-                                              "bareflow_image_files: OSError: disk full"):
-        pm.hook.bareflow_image_files(variables={}, files={})
+                                              "bareflow_configure: OSError: disk full"):
+        pm.hook.bareflow_configure(variables={})
     pm.unregister(inner)
     failing_wrapper = module_plugin("failwrap", """
         from bareflow import hookimpl
         @hookimpl(wrapper=True)
-        def bareflow_image_files(files):
+        def bareflow_configure(variables):
             result = yield
             raise ValueError("after")
     """)
     pm.register(failing_wrapper, "failwrap")
     with pytest.raises(PluginHookError, match="plugin 'failwrap' failed .*ValueError: after"):
-        pm.hook.bareflow_image_files(variables={}, files={})
+        pm.hook.bareflow_configure(variables={})
 
 
 def test_exception_in_registration_hook():
@@ -392,7 +396,7 @@ def test_describe_lists_plugins_hooks_and_registrations(fake_distribution, make_
     """)
     pm = load_plugins({"PLUGINS": "explicit_desc", "BLOCK_PLUGINS": POLICIES}, environ={})
     text = pm.describe()
-    assert text.startswith("BareFlow plugins: 2 loaded, 1 blocked\n")
+    assert text.startswith("BareFlow plugins: 3 loaded, 1 blocked\n")
     assert "fake  version: 1.2.3  source: entry point, fakeplug\n" in text
     assert "  hooks: bareflow_register_policies\n  policies:\n" in text
     assert "    fake-policy - fake-policy from a test plugin\n" in text
@@ -415,11 +419,10 @@ def test_describe_builtin_policies_show_options():
 
 
 def test_shipped_builtins_load_together(monkeypatch):
-    """The real BUILTIN_PLUGINS list (other helpers' plugins included) loads cleanly."""
+    """The real BUILTIN_PLUGINS list loads cleanly, after the core plugin."""
     monkeypatch.undo()
     pm = load_plugins({}, entry_points=False, environ={})
     names = [i.name for i in pm.plugin_infos()]
-    assert names[0] == POLICIES
-    assert set(names) <= set(builtin.BUILTIN_PLUGINS)
+    assert names == [builtin.CORE_PLUGIN] + builtin.BUILTIN_PLUGINS
     assert "tiered" in registered_policies(pm)
     pm.describe()

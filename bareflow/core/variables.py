@@ -117,8 +117,10 @@ def parse_list(text: str, name: str, allowed) -> tuple:
 
 
 def flag(variables: Mapping[str, str], name: str, default: str = "no") -> bool:
-    """The yes/no variable `name` of a variables mapping, read with SCons's bool semantics."""
-    return parse_bool(variables.get(name, default), name)
+    """The yes/no variable `name` of a variables mapping, read with SCons's bool semantics;
+    absent or empty means `default`."""
+    text = variables.get(name)
+    return parse_bool(default if text is None or text == "" else text, name)
 
 
 def unknown_variables(given, known) -> None:

@@ -7,13 +7,8 @@ stick would.
 import os
 import stat
 
-from bareflow.errors import BareflowError
 from bareflow.flash import writer
-from bareflow.flash.target import Capabilities, DeviceInfo, FlashReport, FlashTarget
-
-
-def _refuse(device, rule, why):
-    return BareflowError(f"refusing to flash {device}: [{rule}] {why}")
+from bareflow.flash.target import Capabilities, DeviceInfo, FlashReport, FlashTarget, refusal
 
 
 class FileTarget(FlashTarget):
@@ -33,17 +28,17 @@ class FileTarget(FlashTarget):
         except FileNotFoundError:
             parent = os.path.dirname(os.path.abspath(path))
             if not os.path.isdir(parent):
-                raise _refuse(device, "no-directory", f"directory {parent} does not exist") from None
+                raise refusal(device, "no-directory", f"directory {parent} does not exist") from None
             return DeviceInfo(device, path, "new file", needs_confirmation=False)
         if stat.S_ISBLK(st.st_mode):
-            raise _refuse(device, "block-device", "is a block device; use FLASH_TARGET=raw, which "
+            raise refusal(device, "block-device", "is a block device; use FLASH_TARGET=raw, which "
                           "applies the removable-disk safety rules")
         if stat.S_ISDIR(st.st_mode):
-            raise _refuse(device, "directory", "is a directory, not a file")
+            raise refusal(device, "directory", "is a directory, not a file")
         if not stat.S_ISREG(st.st_mode):
-            raise _refuse(device, "not-regular", "is not a regular file")
+            raise refusal(device, "not-regular", "is not a regular file")
         if os.path.samefile(path, image):
-            raise _refuse(device, "same-as-image", f"is the image {image} itself")
+            raise refusal(device, "same-as-image", f"is the image {image} itself")
         return DeviceInfo(device, path, "file", size=st.st_size, needs_confirmation=st.st_size > 0,
                           notes=["existing file: bytes outside the block map are left as they are"]
                           if st.st_size else [])
@@ -55,7 +50,7 @@ class FileTarget(FlashTarget):
         try:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):          # swapped between check and open
-                raise _refuse(device, "not-regular", "is no longer a regular file")
+                raise refusal(device, "not-regular", "is no longer a regular file")
             if st.st_size < blockmap.image_size:
                 # Extending with ftruncate leaves a hole: unmapped ranges cost no disk space.
                 os.ftruncate(fd, blockmap.image_size)

@@ -9,6 +9,8 @@ import sys
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
+from bareflow.errors import BareflowError
+
 NAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789-_")
 
 
@@ -126,6 +128,11 @@ class FlashTarget:
 
     def __repr__(self):
         return f"<FlashTarget {self.name}>"
+
+
+def refusal(device, rule, why) -> BareflowError:
+    """The error every target raises when a check refuses `device`: names the device and the rule."""
+    return BareflowError(f"refusing to flash {device}: [{rule}] {why}")
 
 
 def human_size(n):

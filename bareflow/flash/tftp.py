@@ -23,7 +23,7 @@ from bareflow.image import blockmap
 
 from bareflow.image import fat16, syslinux
 from bareflow.errors import BareflowError
-from bareflow.flash.target import Capabilities, DeviceInfo, FlashReport, FlashTarget
+from bareflow.flash.target import Capabilities, DeviceInfo, FlashReport, FlashTarget, refusal
 
 PXELINUX = "/usr/lib/PXELINUX/pxelinux.0"
 SYSLINUX_BIOS = "/usr/lib/syslinux/modules/bios"
@@ -31,10 +31,6 @@ CONFIG = "pxelinux.cfg/default"
 DISK_ONLY = {"LDLINUX.SYS", "SYSLINUX.CFG"}      # the disk boot loader and its config
 NEEDED_C32 = ("ldlinux.c32", "mboot.c32", "libcom32.c32")
 MAX_APPEND = 4000                                # syslinux reads config lines of < 4096 bytes
-
-
-def _refuse(device, rule, why):
-    return BareflowError(f"refusing to flash {device}: [{rule}] {why}")
 
 
 def plan(image, options=None):
@@ -128,14 +124,14 @@ class TftpTarget(FlashTarget):
         except FileNotFoundError:
             parent = os.path.dirname(os.path.abspath(path))
             if not os.path.isdir(parent):
-                raise _refuse(device, "no-directory", f"neither it nor its parent {parent} exists") from None
+                raise refusal(device, "no-directory", f"neither it nor its parent {parent} exists") from None
             st = None
         if st is not None and not stat.S_ISDIR(st.st_mode):
             kind = "a block device" if stat.S_ISBLK(st.st_mode) else "not a directory"
-            raise _refuse(device, "not-directory", f"is {kind}; the tftp target writes into a directory")
+            raise refusal(device, "not-directory", f"is {kind}; the tftp target writes into a directory")
         where = path if st is not None else os.path.dirname(os.path.abspath(path))
         if not os.access(where, os.W_OK | os.X_OK):
-            raise _refuse(device, "not-writable", f"{where} is not writable")
+            raise refusal(device, "not-writable", f"{where} is not writable")
         files, notes = plan(image, ctx.options)
         replaced = [rel for rel, data in files.items()
                     if os.path.isfile(os.path.join(path, rel)) and _sha(_read_host(os.path.join(path, rel))) != _sha(data)]

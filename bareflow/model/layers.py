@@ -35,6 +35,19 @@ def calls_per_token(n_layers: int) -> dict[str, int]:
 LAYER_NAME = re.compile(r"[a-z0-9_]{1,15}\Z")
 
 
+def decode_layer_name(field: bytes, index: int, seen, fail) -> tuple:
+    """(name, where) of entry `index`'s 16-byte layer field; `fail(problem)` is called (and must
+    raise) for a name that breaks LAYER_NAME, is not NUL-padded, or is already in `seen`."""
+    name = field.rstrip(b"\0")
+    text = name.decode("ascii", errors="replace")
+    where = f"entry {index} ({text!r})"
+    if b"\0" in name or not LAYER_NAME.match(text):
+        fail(f"{where}: field 'layer' must be 1-15 of [a-z0-9_], NUL-padded")
+    if text in seen:
+        fail(f"{where}: field 'layer' repeats layer {text!r}")
+    return text, where
+
+
 def check_layer_name(name, what) -> bytes:
     """The 16-byte NUL-padded field for `name`; BareflowError naming `what` if the name is invalid."""
     if not isinstance(name, str) or not LAYER_NAME.match(name):

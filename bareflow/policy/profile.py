@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from bareflow.core.checksum import crc32_with_field_zeroed
 from bareflow.errors import BareflowError
-from bareflow.model.layers import LAYER_NAME
+from bareflow.model.layers import LAYER_NAME, decode_layer_name
 from bareflow.tiers.levels import TIERS
 
 MAGIC = b"BFPR"
@@ -131,13 +131,7 @@ def decode_profile(data: bytes, source: str = "PROFILE.BIN") -> Profile:
         raw = _ENTRY.unpack_from(data, HEADER_SIZE + ENTRY_SIZE * index)
         raw_name, calls, cycles = raw[0], raw[1:5], raw[5:9]
         final, changes, reserved = raw[9], raw[10], raw[11]
-        name = raw_name.rstrip(b"\0")
-        text = name.decode("ascii", errors="replace")
-        where = f"entry {index} ({text!r})"
-        if b"\0" in name or not LAYER_NAME.match(text):
-            fail(f"{where}: field 'layer' must be 1-15 of [a-z0-9_], NUL-padded")
-        if text in layers:
-            fail(f"{where}: field 'layer' repeats layer {text!r}")
+        text, where = decode_layer_name(raw_name, index, layers, fail)
         if final > 3:
             fail(f"{where}: field 'final tier' is {final}, expected 0..3")
         if any(reserved):

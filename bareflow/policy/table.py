@@ -11,7 +11,7 @@ from typing import Mapping, Sequence
 
 from bareflow.core.checksum import crc32_with_field_zeroed
 from bareflow.errors import BareflowError
-from bareflow.model.layers import LAYER_NAME
+from bareflow.model.layers import LAYER_NAME, decode_layer_name
 from bareflow.policy.api import MAX_CALLS, MAX_CYCLES, Decision, validate_decision
 from bareflow.tiers.levels import TIERS
 
@@ -94,13 +94,7 @@ def decode(data: bytes, source: str = "POLICY.TBL") -> dict[str, Decision]:
         raw = _ENTRY.unpack_from(data, HEADER_SIZE + ENTRY_SIZE * index)
         raw_name, n_tiers, flags, reserved1 = raw[0], raw[1], raw[2], raw[3]
         ladder, calls, reserved2, cycles = raw[4:8], raw[8:11], raw[11], raw[12:15]
-        name = raw_name.rstrip(b"\0")
-        text = name.decode("ascii", errors="replace")
-        where = f"entry {index} ({text!r})"
-        if b"\0" in name or not LAYER_NAME.match(text):
-            fail(f"{where}: field 'layer' must be 1-15 of [a-z0-9_], NUL-padded")
-        if text in decisions:
-            fail(f"{where}: field 'layer' repeats layer {text!r}")
+        text, where = decode_layer_name(raw_name, index, decisions, fail)
         if not 1 <= n_tiers <= 4:
             fail(f"{where}: field 'n_tiers' is {n_tiers}, expected 1..4")
         if flags & ~(FLAG_PRELOAD | FLAG_STOP_PROFILING):
