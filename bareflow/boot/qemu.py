@@ -62,6 +62,15 @@ def qemu_command(*, image=None, kernel=None, firmware="bios", disk="ide", memory
     return cmd + [str(a) for a in extra]
 
 
+class QemuTimeout(BareflowError):
+    """QEMU ran past its time limit; `serial` holds what the console printed until then."""
+
+    def __init__(self, seconds: float, serial: str):
+        self.seconds, self.serial = seconds, serial
+        tail = f"; serial so far:\n{serial[-3000:]}" if serial else ""
+        super().__init__(f"QEMU did not finish within {seconds:g} s{tail}")
+
+
 @dataclass(frozen=True)
 class QemuRun:
     status: int          # QEMU's exit status (EXIT_SUCCESS when the kernel finished its run)
@@ -83,7 +92,7 @@ def run_qemu(cmd, *, timeout: float, capture: bool = True) -> QemuRun:
         raise BareflowError(f"{QEMU} is not installed (Debian package qemu-system-x86)") from None
     except subprocess.TimeoutExpired as exc:
         out = (exc.stdout or b"").decode("utf-8", "replace")
-        raise BareflowError(f"QEMU did not finish within {timeout:g} s; serial so far:\n{out[-3000:]}") from None
+        raise QemuTimeout(timeout, out) from None
     text = proc.stdout.decode("utf-8", "replace").replace("\r\n", "\n") if capture else ""
     return QemuRun(proc.returncode, text)
 

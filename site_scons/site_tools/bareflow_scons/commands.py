@@ -54,7 +54,10 @@ def run_target(env, v, image):
         cmd = qemu.qemu_command(image=image_path, firmware=v.get("FIRMWARE", "bios"), disk=v.get("DISK", "ide"))
         if verbose:
             print(" ".join(cmd))
-        status = qemu.run_qemu(cmd, timeout=timeout, capture=False).status
+        try:
+            status = qemu.run_qemu(cmd, timeout=timeout, capture=False).status
+        except qemu.QemuTimeout:
+            raise BareflowError(f"QEMU did not finish within {timeout:g} s (QEMU_TIMEOUT)") from None
         if status != qemu.EXIT_SUCCESS:
             raise BareflowError(f"the kernel failed: QEMU exit status {status} (kernel code {status >> 1})")
     deps = image if os.path.abspath(image_path) == image[0].abspath else [image_path]
