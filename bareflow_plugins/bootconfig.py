@@ -4,6 +4,9 @@ The build writes it from the PROMPT, STEPS, TEMPERATURE, TOPP and SEED variables
 each value against the same rules the kernel applies, so a bad value fails the build instead of
 the boot.
 """
+import decimal
+import struct
+
 from .errors import BareflowError
 
 DEFAULTS = {"prompt": "Once upon a time", "steps": "32", "temperature": "0", "topp": "0.9", "seed": "42"}
@@ -20,6 +23,26 @@ def _number(name, text, kind, low, high, low_open=False):
     return value
 
 
+FLOAT32_MIN_NORMAL = 1.17549435e-38     # FLT_MIN: float32 values below it are denormal or zero
+
+
+def float32(value):
+    """The float32 nearest to `value` (what the kernel computes with)."""
+    return struct.unpack("<f", struct.pack("<f", value))[0]
+
+
+def _positive_float32(name, text, value, hint):
+    """A positive value must stay a normal float32: the kernel divides by the temperature, and a
+    denormal (or a value that rounds to 0) would overflow the logits or silently mean greedy."""
+    try:
+        positive = decimal.Decimal(text.strip()) > 0     # exact: 1e-400 is positive though float() says 0
+    except (decimal.InvalidOperation, ValueError):
+        positive = value > 0
+    if positive and not float32(value) >= FLOAT32_MIN_NORMAL:
+        raise BareflowError(f"{name.upper()}={text!r}: below {FLOAT32_MIN_NORMAL:g}, the smallest normal "
+                            f"float32{hint}")
+
+
 def check_steps(text, seq_len):
     return _number("steps", str(text), int, 1, seq_len)
 
@@ -33,6 +56,8 @@ def render(values, seq_len):
     steps = _number("steps", merged["steps"], int, 1, seq_len)
     temperature = _number("temperature", merged["temperature"], float, 0.0, 2.0)
     topp = _number("topp", merged["topp"], float, 0.0, 1.0, low_open=True)
+    _positive_float32("temperature", merged["temperature"], temperature, "; use 0 for greedy sampling")
+    _positive_float32("topp", merged["topp"], topp, "")
     seed = _number("seed", merged["seed"], int, 0, 2**64 - 1)
     lines = [
         "# BareFlow boot configuration: edit with any text editor (see docs/boot-config.md).",
