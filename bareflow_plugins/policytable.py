@@ -139,3 +139,18 @@ def describe_table(data: bytes, source: str = "POLICY.TBL") -> str:
     from bareflow_plugins.policy import summary
     decisions = decode(data, source)
     return summary(decisions, list(decisions))
+
+
+def check_for_runtime(data: bytes, source: str = "POLICY.TBL") -> dict[str, Decision]:
+    """decode() plus the runtime's own rule: exactly one entry for each of the nine layers
+    (src/runtime/tiering.c).  Accepts exactly the tables the kernel accepts, as far as the
+    table alone decides (the module files a ladder names are checked at boot)."""
+    from .model import LAYER_NAMES
+    decisions = decode(data, source)
+    missing = [name for name in LAYER_NAMES if name not in decisions]
+    unknown = [name for name in decisions if name not in LAYER_NAMES]
+    if unknown:
+        raise BareflowError(f"{source}: unknown layer {unknown[0]!r} (known: {', '.join(LAYER_NAMES)})")
+    if missing:
+        raise BareflowError(f"{source}: layer {missing[0]!r} has no entry")
+    return decisions

@@ -434,12 +434,12 @@ def case_model_vocab_int_min(f):
 
 
 def case_model_dim_limit(f):
-    return model_header(f, 0, 1 << 17), "model /MODEL.BIN: dim = 131072 exceeds the limit 65536"
+    return model_header(f, 0, 1 << 17), "model /MODEL.BIN: dim = 131072 exceeds the limit 16384"
 
 
 def case_model_kv_heads_over_heads(f):
     heads = struct.unpack_from("<i", f["/MODEL.BIN"], 12)[0]
-    return model_header(f, 4, heads + 1), f"model /MODEL.BIN: n_kv_heads = {heads + 1} exceeds the limit {heads}"
+    return model_header(f, 4, heads + 1), f"model /MODEL.BIN: n_heads {heads} is not divisible by n_kv_heads {heads + 1}"
 
 
 def case_model_kv_heads_divide(f):
