@@ -3,7 +3,7 @@ import os
 import stat
 
 from bareflow_plugins.errors import BareflowError
-from bareflow_plugins.flash import safety, writer
+from bareflow_plugins.flash import pathrules, safety, writer
 from bareflow_plugins.flash.target import Capabilities, DeviceInfo, FlashReport, FlashTarget, human_size
 
 SECTOR = 512
@@ -21,6 +21,7 @@ class RawTarget(FlashTarget):
     options = {}
 
     def check(self, device, image, ctx):
+        pathrules.check_syntax(device)
         facts = safety.gather_facts(device, ctx.sysroot)
         safety.check_device(facts, os.path.getsize(image), ctx.force_non_removable)
         notes = []

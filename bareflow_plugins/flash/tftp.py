@@ -21,6 +21,7 @@ import time
 
 from bareflow_plugins import blockmap, fat16
 from bareflow_plugins.errors import BareflowError
+from bareflow_plugins.flash import pathrules
 from bareflow_plugins.flash.target import Capabilities, DeviceInfo, FlashReport, FlashTarget
 
 PXELINUX = "/usr/lib/PXELINUX/pxelinux.0"
@@ -136,14 +137,7 @@ class TftpTarget(FlashTarget):
     }
 
     def check(self, device, image, ctx):
-        path = str(device)
-        try:
-            st = os.stat(path)
-        except FileNotFoundError:
-            parent = os.path.dirname(os.path.abspath(path))
-            if not os.path.isdir(parent):
-                raise _refuse(device, "no-directory", f"neither it nor its parent {parent} exists") from None
-            st = None
+        path, st = pathrules.check_directory_path(device)   # empty, NUL, loops, file components, ...
         if st is not None and not stat.S_ISDIR(st.st_mode):
             kind = "a block device" if stat.S_ISBLK(st.st_mode) else "not a directory"
             raise _refuse(device, "not-directory", f"is {kind}; the tftp target writes into a directory")
