@@ -70,13 +70,32 @@ def qemu_timeout(text):
     return seconds
 
 
+def run_copy_path(env):
+    """Where `scons run` boots the build's image: a copy, so the kernel's write-back of
+    /PROFILE.BIN never makes the build's image and its block map disagree (issue 8)."""
+    return os.path.join(env.Dir("$BF_BUILD").abspath, "run", "bareflow.img")
+
+
 def run_target(env, v, image):
     image_path = v["IMAGE"]
     verbose = env["BF_VERBOSE"]
+    builds_own = os.path.abspath(image_path) == image[0].abspath
 
     def run(target, source, _env):
+        from bareflow_plugins import blockmap
+        from bareflow_plugins.flash.bmap import default_bmap_path
         timeout = qemu_timeout(v["QEMU_TIMEOUT"])
-        cmd = qemu_command(image_path, v["FIRMWARE"], v["DISK"])
+        boot = image_path
+        if builds_own:
+            boot = run_copy_path(env)
+            os.makedirs(os.path.dirname(boot), exist_ok=True)
+            tmp = boot + ".tmp"
+            with open(image_path, "rb") as src, open(tmp, "wb") as dst:
+                while chunk := src.read(1 << 20):
+                    dst.write(chunk)
+            os.replace(tmp, boot)
+            print(f"bareflow: booting a copy of {image_path}: {boot}")
+        cmd = qemu_command(boot, v["FIRMWARE"], v["DISK"])
         if verbose:
             print(" ".join(cmd))
         try:
@@ -85,10 +104,20 @@ def run_target(env, v, image):
             raise BareflowError("qemu-system-x86_64 is not installed (Debian package qemu-system-x86)")
         except subprocess.TimeoutExpired:
             raise BareflowError(f"QEMU did not finish within {timeout:g} s (QEMU_TIMEOUT)")
+        if builds_own:
+            print(f"bareflow: this run's /PROFILE.BIN is in {boot} (scons profile reads it); "
+                  f"{image_path} and its block map are unchanged, ready for scons flash")
+        else:
+            # The kernel wrote /PROFILE.BIN into the user's image: keep a block map beside it true.
+            bmap_path = default_bmap_path(image_path)
+            if os.path.exists(bmap_path):
+                blockmap.write_bmap(blockmap.block_map_from_image(image_path), bmap_path)
+                print(f"bareflow: {image_path} now holds this run's /PROFILE.BIN; {bmap_path} was "
+                      "updated to match")
         if proc.returncode != QEMU_SUCCESS:
             raise BareflowError(f"the kernel failed: QEMU exit status {proc.returncode} "
                                 f"(kernel code {proc.returncode >> 1})")
-    deps = image if os.path.abspath(image_path) == image[0].abspath else [image_path]
+    deps = image if builds_own else [image_path]
     S.Alias("run", deps, S.Action(report_errors(run), None))
     S.AlwaysBuild("run")
 
@@ -99,6 +128,11 @@ def profile_target(env, v):
     def extract(target, source, _env):
         from bareflow_plugins import profile
         source = v["IMAGE"]
+        copy = run_copy_path(env)
+        if env.get("BF_IMAGE_DEFAULTED") and os.path.exists(copy) and \
+                (not os.path.exists(source) or os.path.getmtime(copy) >= os.path.getmtime(source)):
+            source = copy                                   # where `scons run` left the profile
+            print(f"bareflow: reading the profile of the last `scons run` from {copy}")
         try:
             with open(source, "rb") as handle:
                 head = handle.read(512)
