@@ -52,7 +52,10 @@ def pack(obj_bytes, *, layer, tier, isa, exports):
     # Place sections: code, then read-only data, then data; bss and import slots are the zero tail.
     order = sorted(obj.sections.values(),
                    key=lambda s: (s.nobits, not s.executable, s.writable, s.index != entry.section, s.index))
-    base, cursor, text_end = {}, 0, 0
+    # The format's entry is offset 0.  When bf_layer_entry does not start the code (another
+    # function of its section comes first), a 16-byte `jmp rel32` to it is placed there.
+    entry_stub = entry.value != 0
+    base, cursor, text_end = {}, (16 if entry_stub else 0), 0
     imports = sorted({r.symbol.name for r in obj.relocs if r.symbol.section == "UND"})
     for name in imports:
         if name not in exports:
@@ -140,9 +143,11 @@ def pack(obj_bytes, *, layer, tier, isa, exports):
     records.sort()
 
     entry_offset = base[entry.section] + entry.value
+    if entry_stub:
+        image[0:16] = b"\xe9" + struct.pack("<i", entry_offset - 5) + b"\xcc" * 11
+        entry_offset = 0
     if entry_offset != 0:
-        raise BareflowError(f"{what}: {ENTRY_SYMBOL} is at offset {entry_offset:#x} of the code; the format "
-                            "requires it first (define it before any other non-static function)")
+        raise BareflowError(f"{what}: {ENTRY_SYMBOL} is at offset {entry_offset:#x}; the code must start with it")
     body = bytes(image) + b"".join(RELOC.pack(*r) for r in records) + \
         b"".join(IMPORT.pack(n.encode()) for n in imports)
     file_size = HEADER.size + len(body)

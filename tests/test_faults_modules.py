@@ -88,3 +88,73 @@ def test_real_modules_follow_the_rules():
         assert info.entry_offset == 0
         assert all(off >= info.text_size and (kind == modformat.RELATIVE64 or addend == 0)
                    for off, kind, _i, addend in info.relocs), name
+
+
+def _pack_source(tmp_path, source):
+    from bareflow_plugins import bitcode, libc, tiers, toolchain
+    from test_runtime_hosted import REPO
+    src = tmp_path / "m.c"
+    src.write_text('#include "bareflow/layer_abi.h"\n' + source)
+    bc = tmp_path / "m.bc"
+    bitcode.compile_bitcode(src, bc, cflags=toolchain.FREESTANDING_CFLAGS, include_dirs=[REPO / "src/include"],
+                            what="test module")
+    obj = tiers.compile_tier(bc.read_bytes(), "O1", "x86-64", module_name="embed")
+    exports = set(libc.ProjectLibc(REPO / "src" / "libc", []).symbols())
+    return lambda: modformat.pack(obj, layer="embed", tier="O1", isa="x86-64", exports=exports)
+
+
+def test_build_puts_a_jump_to_a_late_entry_first(tmp_path):
+    """bf_layer_entry after another function: the build makes offset 0 a jmp to it, so the
+    format's one entry rule (offset 0) holds for every module the build emits."""
+    pack = _pack_source(tmp_path, "void helper(struct bf_layer_call *c) { c->result = 2; }\n"
+                                  "void bf_layer_entry(struct bf_layer_call *c) { helper(c); c->result++; }\n")
+    data = pack()
+    info = modformat.parse(data)
+    assert info.entry_offset == 0 and data[64] == 0xE9
+    target = 5 + struct.unpack_from("<i", data, 65)[0]
+    assert 16 <= target < info.text_size
+
+
+def test_build_refuses_an_import_with_an_addend(tmp_path):
+    pack = _pack_source(tmp_path, "extern float expf(float);\n"
+                                  "void *volatile where = (char *)expf + 4;\n"
+                                  "void bf_layer_entry(struct bf_layer_call *c) { c->result = where != 0; }\n")
+    with pytest.raises(BareflowError, match=r"reference to 'expf'\+4: an import must be the function's own address"):
+        pack()
+
+
+def test_build_packs_a_data_pointer_table_the_loader_accepts(tmp_path):
+    """The legitimate neighbour: absolute pointers in data become RELATIVE64 records past the code."""
+    pack = _pack_source(tmp_path, "static void a(struct bf_layer_call *c) { c->result = 1; }\n"
+                                  "static void b(struct bf_layer_call *c) { c->result = 2; }\n"
+                                  "void (*const volatile table[2])(struct bf_layer_call *) = {a, b};\n"
+                                  "void bf_layer_entry(struct bf_layer_call *c) { table[c->pos & 1](c); }\n")
+    info = modformat.parse(pack())
+    relative = [r for r in info.relocs if r[1] == modformat.RELATIVE64]
+    assert len(relative) == 2 and all(off >= info.text_size for off, *_ in relative)
+
+
+@needs_mtools
+def test_module_with_the_entry_jump_runs(tmp_path):
+    """The real embed layer with a function before bf_layer_entry: packed with the jump, it
+    loads and the run gives the same tokens as with the ordinary module."""
+    from bareflow_plugins import bitcode, libc, tiers, toolchain
+    from test_runtime_hosted import REPO, run_files
+    src = tmp_path / "embed.c"
+    src.write_text("void bf_zz_first(int *p) { *p = 1; }\n" + (REPO / "modules/embed.c").read_text())
+    bc = tmp_path / "embed.bc"
+    bitcode.compile_bitcode(src, bc, cflags=toolchain.FREESTANDING_CFLAGS,
+                            include_dirs=[REPO / "src/include", REPO / "src/libc/include", REPO / "modules/include"],
+                            what="embed with a helper first")
+    obj = tiers.compile_tier(bc.read_bytes(), "O0", "x86-64", module_name="embed")
+    exports = set(libc.ProjectLibc(REPO / "src" / "libc", []).symbols())
+    data = modformat.pack(obj, layer="embed", tier="O0", isa="x86-64", exports=exports)
+    assert data[64] == 0xE9
+    files = base_files()
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    normal = run_files(tmp_path / "a", files)
+    files["/MODULES/EMBED.O0"] = data
+    jumped = run_files(tmp_path / "b", files)
+    assert normal.code == 0 and jumped.code == 0, jumped.out[-2000:]
+    assert jumped.result["tokens"] == normal.result["tokens"]
