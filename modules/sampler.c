@@ -2,6 +2,8 @@
  *
  * Promise (llama2.c's sample(), with the coin supplied by the kernel in c->coin):
  *  - temperature == 0: the argmax, lowest index on ties;
+ *  - the largest logit / temperature overflows float32 (a tiny temperature): the argmax too,
+ *    the limit of the distribution (softmax would otherwise produce NaN);
  *  - otherwise probs = softmax(logits / temperature) in s->probs (logits stay untouched), then
  *    - topp <= 0 or topp >= 1: the first i whose running sum of probs exceeds coin
  *      (the last index if rounding leaves none);
@@ -89,6 +91,15 @@ void bf_layer_entry(struct bf_layer_call *c)
     int n = c->cfg->vocab_size;
     if (c->temperature == 0.0f) {
         c->result = argmax(s->logits, n);
+        return;
+    }
+    /* A temperature so small that the largest logit divided by it overflows float32 leaves
+     * nothing to sample: every other token's probability is below float32's resolution, and
+     * softmax would compute inf - inf.  The limit of the distribution is the argmax. */
+    int top = argmax(s->logits, n);
+    float scaled_top = s->logits[top] / c->temperature;
+    if (!(scaled_top - scaled_top == 0.0f)) {
+        c->result = top;
         return;
     }
     for (int i = 0; i < n; i++)

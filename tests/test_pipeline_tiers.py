@@ -6,6 +6,7 @@ a packing bug shows up as a wrong number, not just as a different byte.
 import ctypes
 import subprocess
 import struct
+import zlib
 
 import numpy as np
 import pytest
@@ -156,6 +157,8 @@ def test_corrupt_module_files_are_rejected(layer_bitcode):
         modformat.parse(good[:-1])
     wrong_abi = bytearray(good)
     struct.pack_into("<H", wrong_abi, 26, 99)
+    struct.pack_into("<I", wrong_abi, 60, 0)
+    struct.pack_into("<I", wrong_abi, 60, zlib.crc32(bytes(wrong_abi)))   # the kernel checks the CRC first
     with pytest.raises(BareflowError, match="abi_version 99"):
         modformat.parse(bytes(wrong_abi))
 

@@ -438,12 +438,12 @@ def case_model_vocab_int_min(f):
 
 
 def case_model_dim_limit(f):
-    return model_header(f, 0, 1 << 17), "model /MODEL.BIN: dim = 131072 exceeds the limit 65536"
+    return model_header(f, 0, 1 << 17), "model /MODEL.BIN: dim = 131072 exceeds the limit 16384"
 
 
 def case_model_kv_heads_over_heads(f):
     heads = struct.unpack_from("<i", f["/MODEL.BIN"], 12)[0]
-    return model_header(f, 4, heads + 1), f"model /MODEL.BIN: n_kv_heads = {heads + 1} exceeds the limit {heads}"
+    return model_header(f, 4, heads + 1), f"model /MODEL.BIN: n_heads {heads} is not divisible by n_kv_heads {heads + 1}"
 
 
 def case_model_kv_heads_divide(f):
@@ -558,7 +558,7 @@ def model_cluster(img, base):
 
 @pytest.mark.parametrize("edit, fragment", [
     (lambda img, base: set_fat(img, base, model_cluster(img, base), model_cluster(img, base)),
-     "/MODEL.BIN: cluster chain continues past"),
+     "/MODEL.BIN: cluster chain loops back to cluster"),
     (lambda img, base: set_fat(img, base, model_cluster(img, base), 0xFFFF),
      "/MODEL.BIN: cluster chain ends after 1 clusters"),
     (lambda img, base: set_fat(img, base, model_cluster(img, base), 0xFFF0),
@@ -579,9 +579,9 @@ def model_cluster(img, base):
     (lambda img, base: struct.pack_into("<H", img, base + 22, 0xFFFF), "root directory (131103 sectors) fill the"),
     (lambda img, base: struct.pack_into("B", img, base + 13, 8), "clusters, a FAT16 volume has 4085..65524"),
     (lambda img, base: struct.pack_into("<H", img, root_entry(img, base, b"MODEL   BIN")[0] + 26, 0xFFF0),
-     "/MODEL.BIN: first cluster 65520 out of range"),
+     "/MODEL.BIN: cluster 65520 (link 0 of its chain) out of range"),
     (lambda img, base: struct.pack_into("<H", img, root_entry(img, base, b"MODULES    ")[0] + 26, 0xFFF0),
-     "/MODULES/EMBED.O0: directory 'MODULES' starts at cluster 65520, out of range"),
+     "/MODULES: cluster 65520 (link 0 of its chain) out of range"),
 ], ids=["chain-loop", "chain-short", "chain-range", "chain-bad", "mbr-signature", "mbr-no-fat16",
         "mbr-partition-range", "bpb-sector-size", "bpb-cluster", "bpb-fats", "bpb-total", "bpb-root", "bpb-fat-size",
         "bpb-reserved", "bpb-fat-zero", "bpb-fills-volume", "bpb-few-clusters", "file-first-cluster",

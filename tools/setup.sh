@@ -19,6 +19,8 @@ command -v fsck.fat >/dev/null || [ -x /usr/sbin/fsck.fat ] || missing+=(dosfsto
 [ -e /usr/lib/PXELINUX/pxelinux.0 ] || missing+=(pxelinux)        # the tftp flash target's PXE test
 [ -e /usr/lib/llvm-19/lib/libllvmlibc.a ] || missing+=(libllvmlibc-19-dev)   # the llvm-libc provider
 command -v objdump >/dev/null || missing+=(binutils)
+# the fuzzer (tools/fuzz_campaign.py) builds with gcc's AddressSanitizer and UBSan runtimes
+{ command -v gcc >/dev/null && gcc -print-file-name=libasan.so | grep -q /; } || missing+=(gcc libasan8 libubsan1)
 [ -e /usr/lib/ipxe/qemu/efi-e1000.rom ] || [ -e /usr/lib/ipxe/qemu/pxe-e1000.rom ] || missing+=(ipxe-qemu)
 python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
 

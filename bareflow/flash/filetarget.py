@@ -7,7 +7,7 @@ stick would.
 import os
 import stat
 
-from bareflow.flash import writer
+from bareflow.flash import pathrules, writer
 from bareflow.flash.target import Capabilities, DeviceInfo, FlashReport, FlashTarget, refusal
 
 
@@ -22,13 +22,8 @@ class FileTarget(FlashTarget):
     options = {}
 
     def check(self, device, image, ctx):
-        path = str(device)
-        try:
-            st = os.stat(path)
-        except FileNotFoundError:
-            parent = os.path.dirname(os.path.abspath(path))
-            if not os.path.isdir(parent):
-                raise refusal(device, "no-directory", f"directory {parent} does not exist") from None
+        path, st = pathrules.check_file_path(device)     # every kind of bad path, named
+        if st is None:
             return DeviceInfo(device, path, "new file", needs_confirmation=False)
         if stat.S_ISBLK(st.st_mode):
             raise refusal(device, "block-device", "is a block device; use FLASH_TARGET=raw, which "
@@ -46,7 +41,10 @@ class FileTarget(FlashTarget):
     def write(self, device, image, blockmap, ctx):
         self.check(device, image, ctx)
         path = str(device)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+        except OSError as e:                               # changed between check and open
+            raise refusal(device, "cannot-open", e.strerror or str(e)) from None
         try:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):          # swapped between check and open

@@ -3,8 +3,7 @@ import os
 import stat
 
 from bareflow.errors import BareflowError
-from bareflow.flash import safety
-from bareflow.flash import writer
+from bareflow.flash import pathrules, safety, writer
 from bareflow.flash.target import Capabilities, DeviceInfo, FlashReport, FlashTarget, human_size
 
 SECTOR = 512
@@ -22,6 +21,7 @@ class RawTarget(FlashTarget):
     options = {}
 
     def check(self, device, image, ctx):
+        pathrules.check_syntax(device)
         facts = safety.gather_facts(device, ctx.sysroot)
         safety.check_device(facts, os.path.getsize(image), ctx.force_non_removable)
         notes = []

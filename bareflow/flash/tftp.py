@@ -19,10 +19,9 @@ import os
 import stat
 import time
 
-from bareflow.image import blockmap
-
-from bareflow.image import fat16, syslinux
+from bareflow.image import blockmap, fat16, syslinux
 from bareflow.errors import BareflowError
+from bareflow.flash import pathrules
 from bareflow.flash.target import Capabilities, DeviceInfo, FlashReport, FlashTarget, refusal
 
 PXELINUX = "/usr/lib/PXELINUX/pxelinux.0"
@@ -118,14 +117,7 @@ class TftpTarget(FlashTarget):
     }
 
     def check(self, device, image, ctx):
-        path = str(device)
-        try:
-            st = os.stat(path)
-        except FileNotFoundError:
-            parent = os.path.dirname(os.path.abspath(path))
-            if not os.path.isdir(parent):
-                raise refusal(device, "no-directory", f"neither it nor its parent {parent} exists") from None
-            st = None
+        path, st = pathrules.check_directory_path(device)   # empty, NUL, loops, file components, ...
         if st is not None and not stat.S_ISDIR(st.st_mode):
             kind = "a block device" if stat.S_ISBLK(st.st_mode) else "not a directory"
             raise refusal(device, "not-directory", f"is {kind}; the tftp target writes into a directory")

@@ -5,6 +5,9 @@ them after checking each value against the same rules the kernel applies, so a b
 the build instead of the boot.  The prompt is written exactly as typed; a prompt the file cannot
 hold (the kernel trims blanks around a value and reads one line) is refused, not changed.
 """
+import decimal
+import struct
+
 from bareflow import hookimpl
 from bareflow.core.variables import Variable
 from bareflow.errors import BareflowError
@@ -21,6 +24,36 @@ def _number(name, text, kind, low, high, low_open=False):
         bound = f"({low}, {high}]" if low_open else f"[{low}, {high}]"
         raise BareflowError(f"{name.upper()}={text!r}: out of range {bound}")
     return value
+
+
+FLOAT32_MIN_NORMAL = 1.17549435e-38     # FLT_MIN: float32 values below it are denormal or zero
+
+
+def float32(value):
+    """The float32 nearest to `value` (what the kernel computes with)."""
+    return struct.unpack("<f", struct.pack("<f", value))[0]
+
+
+def _positive_float32(name, text, value, hint):
+    """A positive value must stay a normal float32: the kernel divides by the temperature, and a
+    denormal (or a value that rounds to 0) would overflow the logits or silently mean greedy."""
+    try:
+        positive = decimal.Decimal(text.strip()) > 0     # exact: 1e-400 is positive though float() says 0
+    except (decimal.InvalidOperation, ValueError):
+        positive = value > 0
+    if positive and not float32(value) >= FLOAT32_MIN_NORMAL:
+        raise BareflowError(f"{name.upper()}={text!r}: below {FLOAT32_MIN_NORMAL:g}, the smallest normal "
+                            f"float32{hint}")
+
+
+def _float32_text(value):
+    """The shortest %g text (at most 9 significant digits) that the kernel's reader turns into
+    the same float32 as `value`: 0.8 stays "0.8", FLT_MIN does not become a denormal."""
+    for digits in range(1, 10):
+        text = f"{value:.{digits}g}"
+        if float32(_kernel_decimal(text)) == float32(value):
+            return text
+    return f"{value:.9g}"
 
 
 def _check_prompt(name, prompt):
@@ -67,13 +100,125 @@ def render(values, seq_len):
     steps = _number("steps", merged["steps"], int, 1, seq_len)
     temperature = _number("temperature", merged["temperature"], float, 0.0, 2.0)
     topp = _number("topp", merged["topp"], float, 0.0, 1.0, low_open=True)
+    _positive_float32("temperature", merged["temperature"], temperature, "; use 0 for greedy sampling")
+    _positive_float32("topp", merged["topp"], topp, "")
     seed = _number("seed", merged["seed"], int, 0, 2**64 - 1)
     lines = [
         "# BareFlow boot configuration: edit with any text editor (see docs/boot-config.md).",
         f"prompt = {prompt}",
         f"steps = {steps}",
-        f"temperature = {temperature:g}",
-        f"topp = {topp:g}",
+        f"temperature = {_float32_text(temperature)}",
+        f"topp = {_float32_text(topp)}",
         f"seed = {seed}",
     ]
-    return ("\n".join(lines) + "\n").encode("ascii")
+    data = ("\n".join(lines) + "\n").encode("ascii")
+    parse(data, seq_len)        # what the build writes, the kernel's rules accept
+    return data
+
+
+# ---- reading a /BAREFLOW.CFG as the kernel does (src/runtime/config.c), rule for rule
+
+CFG_MAX = 4096
+_KEYS = ("prompt", "steps", "temperature", "topp", "seed")
+
+
+def _kernel_u64(text):
+    """config.c parse_u64: ASCII digits only, no sign or spaces, at most 2^64-1; else None."""
+    if not text or any(c not in "0123456789" for c in text):
+        return None
+    value = int(text)
+    return value if value < 2**64 else None
+
+
+def _kernel_decimal(text):
+    """config.c parse_decimal, with its double arithmetic: [+-]digits[.digits][(e|E)[+-]digits],
+    at most 18 mantissa digits, the exponent read while it stays <= 99 before each digit."""
+    s, i, neg = text, 0, False
+    if s[:1] in ("-", "+"):
+        neg, i = s[0] == "-", 1
+    mant = digits = frac = 0
+    dot = False
+    while i < len(s) and s[i] not in "eE":
+        if s[i] == "." and not dot:
+            dot = True
+        elif s[i] in "0123456789" and digits < 18:
+            digits += 1
+            mant = mant * 10 + int(s[i])
+            frac += dot
+        else:
+            return None
+        i += 1
+    if not digits:
+        return None
+    exp, eneg = 0, False
+    if i < len(s):
+        i += 1
+        if s[i:i + 1] in ("-", "+"):
+            eneg, i = s[i] == "-", i + 1
+        if i >= len(s):
+            return None
+        for c in s[i:]:
+            if c not in "0123456789" or exp > 99:
+                return None
+            exp = exp * 10 + int(c)
+    scale10 = (-exp if eneg else exp) - frac
+    scale, value = 1.0, -float(mant) if neg else float(mant)
+    for _ in range(abs(scale10)):
+        scale *= 10.0
+    return value / scale if scale10 < 0 else value * scale
+
+
+def parse(data, seq_len=None):
+    """Check /BAREFLOW.CFG bytes exactly as the kernel does and return {key: value} with the
+    defaults filled in (temperature and topp as the float32 the kernel holds).  `steps` is
+    checked against `seq_len` when it is given.  Raises BareflowError naming BAREFLOW.CFG, the
+    line and the key, for every file the kernel refuses and no other."""
+    def fail(line, problem):
+        raise BareflowError(f"BAREFLOW.CFG line {line}: {problem}" if line else f"BAREFLOW.CFG: {problem}")
+
+    if len(data) > CFG_MAX:
+        fail(0, f"{len(data)} bytes, at most {CFG_MAX}")
+    values = dict(prompt="Once upon a time", steps=32, temperature=0.0, topp=float32(0.9), seed=42)
+    seen = {}
+    for number, raw in enumerate(bytes(data).split(b"\n"), start=1):
+        for k, byte in enumerate(raw):
+            crlf = byte == 0x0D and k + 1 == len(raw) and number <= data.count(b"\n")
+            if (byte < 0x20 or byte > 0x7E) and byte != 0x09 and not crlf:
+                fail(number, f"byte 0x{byte:02x} is not printable ASCII")
+        line = raw.decode("ascii")
+        if line.endswith("\r"):
+            line = line[:-1]
+        line = line.strip(" \t")
+        if not line or line.startswith("#"):
+            continue
+        if "=" not in line:
+            fail(number, f"expected 'key = value', got {line[:60]!r}")
+        key, value = line.split("=", 1)
+        key, value = key.rstrip(" \t"), value.lstrip(" \t")
+        if key not in _KEYS:
+            fail(number, f"unknown key {key[:40]!r} (known: {', '.join(_KEYS)})")
+        if key in seen:
+            fail(number, f"key {key!r} repeated (first set on line {seen[key]})")
+        seen[key] = number
+        if key == "prompt":
+            if len(value) > 255 or any(not 0x20 <= ord(c) <= 0x7E for c in value):
+                fail(number, "prompt must be at most 255 printable ASCII bytes")
+            values[key] = value
+        elif key in ("steps", "seed"):
+            n = _kernel_u64(value)
+            if n is None or (key == "steps" and not 1 <= n <= 10**9):
+                fail(number, f"{key} = {value!r} is not an integer in range")
+            values[key] = n
+        else:
+            d = _kernel_decimal(value)
+            if d is None:
+                fail(number, f"{key} = {value!r} is not a decimal number")
+            ok = 0.0 <= d <= 2.0 if key == "temperature" else 0.0 < d <= 1.0
+            if not ok:
+                fail(number, f"{key} = {value} out of range")
+            if (key == "topp" or d > 0.0) and not float32(d) >= FLOAT32_MIN_NORMAL:
+                fail(number, f"{key} = {value} is below the smallest normal float32")
+            values[key] = float32(d)
+    if seq_len is not None and values["steps"] > seq_len:
+        fail(seen.get("steps", 0), f"steps = {values['steps']} exceeds the model's seq_len {seq_len}")
+    return values

@@ -44,6 +44,27 @@ FAT16_MAX_CLUSTERS = 65524
 EDGE_MARGIN = 16
 MIN_CLUSTERS = FAT16_MIN_CLUSTERS + EDGE_MARGIN
 MAX_CLUSTERS = FAT16_MAX_CLUSTERS - EDGE_MARGIN
+# syslinux's installer (libinstaller/fs.c, syslinux_check_bootsect) takes the root directory
+# as (root_entries + 15) / 512 sectors instead of root_entries * 32 / 512, so it counts
+# root_sectors - 1 data sectors too many: 31 clusters at 512-byte clusters, and a volume of
+# 65494 true clusters looks like FAT32 to it ("missing FAT32 signature").  Every consumer
+# (fatgen103 counting: fsck.fat, mtools, Windows; Linux, which trusts fat_size_16; our kernel;
+# syslinux with its overcount) agrees on FAT16 when the true count stays below
+# max_clusters(spc).
+SYSLINUX_ROOT_OVERCOUNT_SECTORS = ROOT_ENTRIES * 32 // 512 - (ROOT_ENTRIES + 15) // 512
+
+
+def syslinux_cluster_count(cluster_count, sectors_per_cluster):
+    """The cluster count syslinux's installer derives for one of our layouts (see above)."""
+    return (cluster_count * sectors_per_cluster + SYSLINUX_ROOT_OVERCOUNT_SECTORS) // sectors_per_cluster
+
+
+def max_clusters(sectors_per_cluster):
+    """Largest true cluster count this writer uses at `sectors_per_cluster`: every reader,
+    syslinux's overcount included, still sees FAT16, with EDGE_MARGIN to spare."""
+    return FAT16_MAX_CLUSTERS - EDGE_MARGIN - SYSLINUX_ROOT_OVERCOUNT_SECTORS // sectors_per_cluster
+
+
 # 64 KiB clusters exist but many FAT drivers (and syslinux' own checks) reject them.
 MAX_SECTORS_PER_CLUSTER = 64
 MAX_DIR_ENTRIES = 65536          # a directory's entry index is 16 bits
@@ -301,18 +322,19 @@ def plan_fat16(files, *, volume_id, label="BAREFLOW", epoch=DEFAULT_EPOCH, conti
     else:
         candidates = [1 << i for i in range(7)]
     for spc in candidates:           # smallest cluster that fits wastes least space
-        if needed(spc) <= MAX_CLUSTERS:
+        if needed(spc) <= max_clusters(spc):
             break
     else:
         spc = candidates[-1]
         cs = spc * SECTOR
-        over = (needed(spc) - MAX_CLUSTERS) * cs
+        limit = max_clusters(spc)
+        over = (needed(spc) - limit) * cs
         payload = sum(len(v) for v in files.values())
         raise BareflowError(
             f"payload does not fit FAT16: {payload} bytes of files plus {extra_free_bytes} bytes for "
-            f"bootloader files need {needed(spc)} clusters of {cs // 1024} KiB, FAT16 allows "
-            f"{MAX_CLUSTERS} ({MAX_CLUSTERS * cs / 2**30:.2f} GiB): too big by {over} bytes "
-            f"({over / 2**20:.1f} MiB)")
+            f"bootloader files need {needed(spc)} clusters of {cs / 1024:g} KiB, this FAT16 layout allows "
+            f"{limit} ({limit * cs / 2**30:.2f} GiB) so that every reader agrees on the FAT type: too big "
+            f"by {over} bytes ({over / 2**20:.1f} MiB)")
     count = max(needed(spc), MIN_CLUSTERS)
     cs = spc * SECTOR
 

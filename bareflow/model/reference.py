@@ -135,7 +135,11 @@ def sample_argmax(logits) -> int:
 def sample_topp(logits, temperature: float, topp: float, coin: float) -> int:
     """logits / temperature -> softmax -> llama2.c's sampler: plain multinomial sampling when
     topp >= 1 (a nucleus holding all the mass is the whole distribution), nucleus otherwise."""
-    probs = softmax((logits / F32(temperature)).astype(F32))
+    top = int(np.argmax(logits))
+    with np.errstate(over="ignore"):
+        if not np.isfinite(logits[top] / F32(temperature)):
+            return top      # the kernel's sampler: a tiny temperature's limit is the argmax
+        probs = softmax((logits / F32(temperature)).astype(F32))
     if F32(topp) >= F32(1.0) or probs.shape[0] < 2:
         return sample_multinomial(probs, coin)
     return sample_topp_probs(probs, topp, coin)
@@ -189,6 +193,10 @@ def generate(checkpoint, tokenizer, prompt: str, steps: int, temperature: float 
         raise BareflowError(f"temperature={temperature} must be >= 0")
     if not 0 < topp <= 1:
         raise BareflowError(f"topp={topp} must be in (0, 1]")
+    for name, value in (("temperature", temperature), ("topp", topp)):
+        if value > 0 and not F32(value) >= np.finfo(np.float32).tiny:
+            raise BareflowError(f"{name}={value} is below {np.finfo(np.float32).tiny:g}, the smallest normal "
+                                "float32 (the kernel refuses it too)")
     rng = XorShiftRng(seed)
     prompt_tokens = tok.encode(prompt, bos=True)
     generated, margins, rel_margins, text = [], [], [], []

@@ -15,6 +15,7 @@ from bareflow.errors import BareflowError
 
 BOS_ID = 1
 EOS_ID = 2
+MAX_TOKEN_LENGTH = 1024          # src/runtime/tokenizer.c: its merge buffer holds two pieces
 BYTE_FALLBACK_OFFSET = 3          # byte b is token b + 3 when its character is not in the vocab
 
 
@@ -53,8 +54,9 @@ class Tokenizer:
             self._fail(f"{len(self.pieces)} pieces but {len(self.scores)} scores")
         if len(self.pieces) <= EOS_ID:
             self._fail(f"vocab_size={len(self.pieces)}; ids 0..2 must be <unk>, BOS, EOS")
-        if self.max_token_length <= 0:
-            self._fail(f"max_token_length={self.max_token_length}; it must be positive")
+        if not 0 < self.max_token_length <= MAX_TOKEN_LENGTH:
+            self._fail(f"max_token_length={self.max_token_length}; it must be 1..{MAX_TOKEN_LENGTH} "
+                       "(the kernel's merge buffer holds two pieces)")
         seen = {}
         for i, (piece, score) in enumerate(zip(self.pieces, self.scores)):
             if not piece:
@@ -159,8 +161,8 @@ def read_tokenizer(path, vocab_size: int) -> Tokenizer:
         raise BareflowError(f"tokenizer {path}: file has {len(data)} bytes, "
                             "too short for the int32 max_token_length")
     (max_len,) = struct.unpack_from("<i", data, 0)
-    if max_len <= 0:
-        raise BareflowError(f"tokenizer {path}: max_token_length={max_len}; it must be positive")
+    if not 0 < max_len <= MAX_TOKEN_LENGTH:
+        raise BareflowError(f"tokenizer {path}: max_token_length={max_len}; it must be 1..{MAX_TOKEN_LENGTH}")
     off, pieces, scores = 4, [], []
     for i in range(vocab_size):
         if off + 8 > len(data):

@@ -50,8 +50,11 @@ def pack(obj_bytes, *, layer, tier, isa, exports):
 
     # Place sections: code, then read-only data, then data; bss and import slots are the zero tail.
     order = sorted(obj.sections.values(),
-                   key=lambda s: (s.nobits, not s.executable, s.writable, s.index))
-    base, cursor, text_end = {}, 0, 0
+                   key=lambda s: (s.nobits, not s.executable, s.writable, s.index != entry.section, s.index))
+    # The format's entry is offset 0.  When bf_layer_entry does not start the code (another
+    # function of its section comes first), a 16-byte `jmp rel32` to it is placed there.
+    entry_stub = entry.value != 0
+    base, cursor, text_end = {}, (16 if entry_stub else 0), 0
     imports = sorted({r.symbol.name for r in obj.relocs if r.symbol.section == "UND"})
     for name in imports:
         if name not in exports:
@@ -109,9 +112,15 @@ def pack(obj_bytes, *, layer, tier, isa, exports):
         if rel.type not in elfcheck.SUPPORTED_RELOCS:
             raise BareflowError(f"{what}: unsupported relocation {elfcheck.reloc_name(rel.type)} against "
                                 f"symbol {sym_desc!r} (supported: {', '.join(elfcheck.SUPPORTED_RELOCS.values())})")
+        if rel.type == R_X86_64_64 and place < text_end:
+            raise BareflowError(f"{what}: absolute reference to {sym_desc!r} inside the code at {place:#x}; "
+                                "the loader patches data only (compile position-independent)")
         if sym.section == "UND":
             if rel.type == R_X86_64_64:
-                records.append((place, IMPORT64, import_index[sym.name], rel.addend))
+                if rel.addend:
+                    raise BareflowError(f"{what}: reference to {sym_desc!r}{rel.addend:+d}: an import must be "
+                                        "the function's own address (addend 0)")
+                records.append((place, IMPORT64, import_index[sym.name], 0))
                 continue
             target = stub_at[sym.name]
         elif isinstance(sym.section, int) and sym.section in base:
@@ -133,6 +142,11 @@ def pack(obj_bytes, *, layer, tier, isa, exports):
     records.sort()
 
     entry_offset = base[entry.section] + entry.value
+    if entry_stub:
+        image[0:16] = b"\xe9" + struct.pack("<i", entry_offset - 5) + b"\xcc" * 11
+        entry_offset = 0
+    if entry_offset != 0:
+        raise BareflowError(f"{what}: {ENTRY_SYMBOL} is at offset {entry_offset:#x}; the code must start with it")
     body = bytes(image) + b"".join(RELOC.pack(*r) for r in records) + \
         b"".join(IMPORT.pack(n.encode()) for n in imports)
     file_size = HEADER.size + len(body)
@@ -162,41 +176,64 @@ class ModuleInfo:
 
 
 def parse(data, what="module file"):
-    """Check BFMD bytes against every rule the kernel loader applies; return what they hold."""
+    """Check BFMD bytes against every rule the kernel loader (src/runtime/loader.c) applies to
+    the file on its own, and return what they hold.  The rules that need the run's context
+    (the layer and tier the file name asks for, the CPU's ISA level, the kernel's exports) are
+    the caller's.  Raises BareflowError naming `what` and the field."""
     if len(data) < HEADER.size:
         raise BareflowError(f"{what}: {len(data)} bytes, shorter than the 64-byte header")
     (magic, version, hsize, layer, tier, isa, abi, image_size, file_image_size, align, entry,
      text_size, n_relocs, n_imports, file_size, crc) = HEADER.unpack_from(data)
+    name = layer.rstrip(b"\0")
     checks = [
         (magic == MAGIC, f"bad magic {magic!r}"),
         (version == VERSION, f"version {version}, expected {VERSION}"),
         (hsize == HEADER.size, f"header_size {hsize}"),
+        (file_size == len(data), f"file_size {file_size} (file has {len(data)})"),
+        (crc32_with_field_zeroed(data, 60) == crc, "crc32 mismatch"),
+        (LAYER_NAME.match(name.decode("latin-1")) and b"\0" not in name and layer[15] == 0,
+         "layer field is not 1-15 characters [a-z0-9_] padded with NUL"),
         (tier < len(TIERS), f"tier code {tier}"),
         (isa < len(ISA_LEVELS), f"isa code {isa}"),
         (abi == LAYER_ABI_VERSION, f"abi_version {abi}, expected {LAYER_ABI_VERSION}"),
         (file_image_size <= image_size <= MAX_IMAGE, f"image_size {image_size}"),
         (align & (align - 1) == 0 and 16 <= align <= 4096, f"align {align}"),
         (text_size <= file_image_size, f"text_size {text_size}"),
-        (entry < text_size, f"entry_offset {entry}"),
+        (entry < text_size, f"entry_offset {entry} is not inside the code"),
+        (entry == 0, f"entry_offset {entry}, expected 0"),
         (n_imports <= MAX_IMPORTS, f"n_imports {n_imports}"),
-        (file_size == len(data) == HEADER.size + file_image_size + RELOC.size * n_relocs
-         + IMPORT.size * n_imports, f"file_size {file_size} (file has {len(data)})"),
+        (len(data) == HEADER.size + file_image_size + RELOC.size * n_relocs + IMPORT.size * n_imports,
+         f"file is {len(data)} bytes, the header's sizes disagree"),
     ]
     for ok, message in checks:
         if not ok:
             raise BareflowError(f"{what}: {message}")
-    if crc32_with_field_zeroed(data, 60) != crc:
-        raise BareflowError(f"{what}: crc32 mismatch")
-    name = layer.rstrip(b"\0").decode("ascii", "replace")
     pos = HEADER.size + file_image_size
     relocs = [RELOC.unpack_from(data, pos + i * RELOC.size) for i in range(n_relocs)]
     pos += n_relocs * RELOC.size
-    imports = [IMPORT.unpack_from(data, pos + i * IMPORT.size)[0].rstrip(b"\0").decode()
-               for i in range(n_imports)]
-    for offset, kind, index, addend in relocs:
-        if offset + 8 > image_size or kind not in (RELATIVE64, IMPORT64) or \
-                (kind == IMPORT64 and index >= n_imports) or \
-                (kind == RELATIVE64 and not 0 <= addend <= image_size):
-            raise BareflowError(f"{what}: bad relocation at offset {offset:#x}")
-    return ModuleInfo(name, TIERS[tier], list(ISA_LEVELS)[isa], image_size, file_image_size,
+    imports = []
+    for i in range(n_imports):
+        raw = IMPORT.unpack_from(data, pos + i * IMPORT.size)[0]
+        sym = raw.split(b"\0", 1)[0]
+        if not sym or len(sym) == IMPORT.size or raw[len(sym):].strip(b"\0") or \
+                any(not 0x20 < c < 0x7F for c in sym):
+            raise BareflowError(f"{what}: import {i} is not a NUL-padded printable name of 1-31 bytes")
+        imports.append(sym.decode("ascii"))
+    next_free = text_size
+    for i, (offset, kind, index, addend) in enumerate(relocs):
+        problem = None
+        if kind not in (RELATIVE64, IMPORT64):
+            problem = f"kind {kind}"
+        elif offset + 8 > image_size or offset < text_size:
+            problem = "patches bytes outside the data of the image"
+        elif offset < next_free:
+            problem = "overlaps or precedes the one before"
+        elif kind == RELATIVE64 and (offset + 8 > file_image_size or index != 0 or not 0 <= addend <= image_size):
+            problem = "RELATIVE64 fields out of range"
+        elif kind == IMPORT64 and (index >= n_imports or addend != 0):
+            problem = "IMPORT64 fields out of range"
+        if problem:
+            raise BareflowError(f"{what}: relocation {i} at offset {offset:#x}: {problem}")
+        next_free = offset + 8
+    return ModuleInfo(name.decode("ascii"), TIERS[tier], list(ISA_LEVELS)[isa], image_size, file_image_size,
                       text_size, entry, relocs, imports)

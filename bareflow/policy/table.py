@@ -127,3 +127,17 @@ def decode(data: bytes, source: str = "POLICY.TBL") -> dict[str, Decision]:
             stop_profiling=bool(flags & FLAG_STOP_PROFILING))
     return decisions
 
+
+def check_for_runtime(data: bytes, source: str = "POLICY.TBL") -> dict[str, Decision]:
+    """decode() plus the runtime's own rule: exactly one entry for each of the nine layers
+    (src/runtime/tiering.c).  Accepts exactly the tables the kernel accepts, as far as the
+    table alone decides (the module files a ladder names are checked at boot)."""
+    from bareflow.model.layers import LAYER_NAMES
+    decisions = decode(data, source)
+    missing = [name for name in LAYER_NAMES if name not in decisions]
+    unknown = [name for name in decisions if name not in LAYER_NAMES]
+    if unknown:
+        raise BareflowError(f"{source}: unknown layer {unknown[0]!r} (known: {', '.join(LAYER_NAMES)})")
+    if missing:
+        raise BareflowError(f"{source}: layer {missing[0]!r} has no entry")
+    return decisions

@@ -13,6 +13,9 @@
 
 #define CFG_PATH "/BAREFLOW.CFG"
 #define CFG_MAX 4096
+/* FLT_MIN: below it a float32 is denormal or zero, so a positive value would not survive. */
+#define FLOAT32_MIN_NORMAL 1.17549435e-38f
+#define FLOAT32_MIN_TEXT "1.17549435e-38"
 
 enum { K_PROMPT, K_STEPS, K_TEMPERATURE, K_TOPP, K_SEED, N_KEYS };
 static const char *const key_names[N_KEYS] = {"prompt", "steps", "temperature", "topp", "seed"};
@@ -110,6 +113,9 @@ static void set_value(struct bf_run_config *rc, int key, const char *value, int 
             bf_panic("BAREFLOW.CFG line %d: temperature = '%s' is not a decimal number", line, value);
         if (!(d >= 0.0 && d <= 2.0))
             bf_panic("BAREFLOW.CFG line %d: temperature = %s out of range 0..2", line, value);
+        if (d > 0.0 && !((float)d >= FLOAT32_MIN_NORMAL))
+            bf_panic("BAREFLOW.CFG line %d: temperature = %s is below %s, the smallest normal float32 (the "
+                     "sampler divides by it); use 0 for greedy", line, value, FLOAT32_MIN_TEXT);
         rc->temperature = (float)d;
         return;
     case K_TOPP:
@@ -117,6 +123,9 @@ static void set_value(struct bf_run_config *rc, int key, const char *value, int 
             bf_panic("BAREFLOW.CFG line %d: topp = '%s' is not a decimal number", line, value);
         if (!(d > 0.0 && d <= 1.0))
             bf_panic("BAREFLOW.CFG line %d: topp = %s out of range (0, 1]", line, value);
+        if (!((float)d >= FLOAT32_MIN_NORMAL))
+            bf_panic("BAREFLOW.CFG line %d: topp = %s is below %s, the smallest normal float32", line, value,
+                     FLOAT32_MIN_TEXT);
         rc->topp = (float)d;
         return;
     }

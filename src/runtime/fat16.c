@@ -133,6 +133,8 @@ static int parse_bpb(struct bf_fat16 *v, const uint8_t *bs, uint64_t part_sector
     return BF_FAT_OK;
 }
 
+static int prove_volume(struct bf_fat16 *v);
+
 int bf_fat16_mount(struct bf_fat16 *v)
 {
     static uint8_t sec[SECTOR] __attribute__((aligned(16)));
@@ -159,12 +161,173 @@ int bf_fat16_mount(struct bf_fat16 *v)
     if ((r = disk_io(v, "FAT16 FAT", v->fat_start, fat_sectors, fat, 0)))
         return r;
     v->fat = fat;
+    if ((r = prove_volume(v))) {
+        v->fat = NULL;      /* an unproven volume is not mounted: nothing reads or writes it */
+        return r;
+    }
     return BF_FAT_OK;
 }
 
 static int valid_cluster(const struct bf_fat16 *v, uint32_t c)
 {
     return c >= 2 && c <= v->cluster_count + 1;
+}
+
+/* ---- the volume proof: every chain reachable from the root, checked once at mount ---- */
+
+#define MAX_FILES 4096u            /* directory entries (files and directories) on the volume */
+#define MAX_DIRS 256u
+
+/* "/MODULES/RMSNORM.O2" for file number `n` (1-based); four rotating static buffers. */
+static const char *file_path(const struct bf_fat16 *v, uint32_t n)
+{
+    static char path[4][128];
+    static unsigned which;
+    char *out = path[which++ & 3];
+    uint32_t chain[16], depth = 0;
+    for (uint32_t f = n; f && depth < 16; f = v->files[f - 1].parent)
+        chain[depth++] = f;
+    size_t len = 0;
+    out[0] = 0;
+    while (depth-- > 0) {
+        const char *name = v->files[chain[depth] - 1].name;
+        size_t k = strlen(name);
+        if (len + 1 + k + 1 > sizeof path[0])
+            break;
+        out[len++] = '/';
+        memcpy(out + len, name, k + 1);
+        len += k;
+    }
+    return out;
+}
+
+static void entry_name(const uint8_t *e, char out[13])
+{
+    int n = 0;
+    for (int i = 0; i < 8 && e[i] != ' '; i++)
+        out[n++] = (e[i] >= 0x20 && e[i] < 0x7F) ? (char)e[i] : '?';
+    if (e[8] != ' ') {
+        out[n++] = '.';
+        for (int i = 8; i < 11 && e[i] != ' '; i++)
+            out[n++] = (e[i] >= 0x20 && e[i] < 0x7F) ? (char)e[i] : '?';
+    }
+    out[n] = 0;
+}
+
+/* Claim the chain of file `n` starting at `first`: every link in range, no cluster already
+ * claimed (by another file: cross-linked; by this one: a loop), and for a regular file exactly
+ * `need` clusters.  Directories (need == 0) run to the end-of-chain mark. */
+static int claim_chain(struct bf_fat16 *v, uint32_t n, uint32_t first, uint32_t need)
+{
+    uint32_t cur = first, count = 0;
+    for (;;) {
+        if (!valid_cluster(v, cur))
+            return fail(v, BF_FAT_ERROR, "%s: cluster %u (link %u of its chain) out of range 2..%u", file_path(v, n),
+                        cur, count, v->cluster_count + 1);
+        if (v->owner[cur] == n)
+            return fail(v, BF_FAT_ERROR, "%s: cluster chain loops back to cluster %u", file_path(v, n), cur);
+        if (v->owner[cur])
+            return fail(v, BF_FAT_ERROR, "%s and %s share cluster %u (cross-linked cluster chains)",
+                        file_path(v, v->owner[cur]), file_path(v, n), cur);
+        v->owner[cur] = (uint16_t)n;
+        count++;
+        uint16_t next = v->fat[cur];
+        if (next >= FAT_EOC)
+            break;
+        if (need && count == need)
+            return fail(v, BF_FAT_ERROR, "%s: cluster chain continues past the %u clusters its size needs "
+                        "(FAT[%u] = 0x%04x)", file_path(v, n), need, cur, next);
+        if (next == FAT_BAD)
+            return fail(v, BF_FAT_ERROR, "%s: cluster chain reaches a cluster marked bad (FAT[%u] = 0xfff7)",
+                        file_path(v, n), cur);
+        cur = next;
+    }
+    if (need && count != need)
+        return fail(v, BF_FAT_ERROR, "%s: cluster chain ends after %u clusters, its size needs %u", file_path(v, n),
+                    count, need);
+    return BF_FAT_OK;
+}
+
+struct dir_ref {
+    uint32_t file;                 /* file number of the directory, 0 = root */
+    uint32_t first;                /* its first cluster (unused for the root) */
+};
+
+/* One live directory entry: register it, claim its chain, queue it if it is a directory. */
+static int prove_entry(struct bf_fat16 *v, const uint8_t *e, uint32_t parent, struct dir_ref *dirs,
+                       uint32_t *n_dirs)
+{
+    if (v->n_files >= MAX_FILES)
+        return fail(v, BF_FAT_ERROR, "FAT16: more than %u directory entries on the volume", MAX_FILES);
+    uint32_t n = ++v->n_files;
+    entry_name(e, v->files[n - 1].name);
+    v->files[n - 1].parent = (uint16_t)parent;
+    uint32_t first = bf_le16(e + 26), size = bf_le32(e + 28);
+    uint32_t cluster_bytes = v->sectors_per_cluster * SECTOR;
+    if (e[11] & ATTR_DIR) {
+        if (*n_dirs >= MAX_DIRS)
+            return fail(v, BF_FAT_ERROR, "%s: more than %u directories on the volume", file_path(v, n), MAX_DIRS);
+        dirs[(*n_dirs)++] = (struct dir_ref){n, first};
+        return claim_chain(v, n, first, 0);
+    }
+    if (size == 0) {
+        if (first != 0)
+            return fail(v, BF_FAT_ERROR, "%s: size 0 but first cluster %u (an empty file has none)",
+                        file_path(v, n), first);
+        return BF_FAT_OK;
+    }
+    return claim_chain(v, n, first, size / cluster_bytes + (size % cluster_bytes != 0));
+}
+
+/* The entries of one sector of directory `dir`; *end is set at the 0x00 end marker. */
+static int prove_sector(struct bf_fat16 *v, uint32_t sector, struct dir_ref dir, struct dir_ref *dirs,
+                        uint32_t *n_dirs, int *end)
+{
+    static uint8_t sec[SECTOR] __attribute__((aligned(16)));
+    int r = disk_io(v, "FAT16 directory", sector, 1, sec, 0);
+    if (r)
+        return r;
+    for (int i = 0; i < (int)(SECTOR / 32); i++) {
+        const uint8_t *e = sec + 32 * i;
+        if (e[0] == 0x00) {
+            *end = 1;
+            return BF_FAT_OK;
+        }
+        if (e[0] == 0xE5 || e[11] == ATTR_LFN || (e[11] & ATTR_VOLUME))
+            continue;
+        if (dir.file && e[0] == '.' && (e[1] == ' ' || (e[1] == '.' && e[2] == ' ')))
+            continue;   /* "." and "..": links to this directory and its parent, not chains of their own */
+        if ((r = prove_entry(v, e, dir.file, dirs, n_dirs)))
+            return r;
+    }
+    return BF_FAT_OK;
+}
+
+static int prove_volume(struct bf_fat16 *v)
+{
+    static struct dir_ref dirs[MAX_DIRS];
+    uint32_t n_dirs = 0;
+    size_t map = (size_t)(v->cluster_count + 2) * sizeof *v->owner;
+    v->owner = platform_alloc(map, 64);
+    v->files = platform_alloc(MAX_FILES * sizeof *v->files, 64);
+    if (!v->owner || !v->files)
+        return fail(v, BF_FAT_ERROR, "FAT16: out of memory for the cluster map");
+    memset(v->owner, 0, map);
+    v->n_files = 0;
+    int end = 0, r;
+    for (uint32_t s = 0; s < v->root_sectors && !end; s++)
+        if ((r = prove_sector(v, v->root_start + s, (struct dir_ref){0, 0}, dirs, &n_dirs, &end)))
+            return r;
+    /* The queue grows while it is walked; each directory's chain was claimed (proven) when queued. */
+    for (uint32_t d = 0; d < n_dirs; d++) {
+        end = 0;
+        for (uint32_t c = dirs[d].first; !end && c < FAT_EOC; c = v->fat[c])
+            for (uint32_t s = 0; s < v->sectors_per_cluster && !end; s++)
+                if ((r = prove_sector(v, v->data_start + (c - 2) * v->sectors_per_cluster + s, dirs[d], dirs,
+                                      &n_dirs, &end)))
+                    return r;
+    }
+    return BF_FAT_OK;
 }
 
 /* "rmsnorm.o2" -> "RMSNORM O2 ".  Only characters FAT allows in short names are accepted. */
@@ -398,5 +561,15 @@ int bf_fat16_overwrite(struct bf_fat16 *v, const char *path, const void *data, u
     uint8_t *src = (uint8_t *)(uintptr_t)data;
     if ((r = chain_io(v, path, e.cluster, src, size, IO_CHECK)))
         return r;
+    /* The mount proved every chain; a write still goes only where that proof gave one file. */
+    uint32_t owner = v->owner[e.cluster];
+    for (uint32_t c = e.cluster, left = size; ; c = v->fat[c]) {
+        if (!owner || v->owner[c] != owner)
+            return fail(v, BF_FAT_ERROR, "%s: cluster %u is not proven to belong to this file alone", path, c);
+        uint32_t bytes = v->sectors_per_cluster * SECTOR;
+        if (left <= bytes)
+            break;
+        left -= bytes;
+    }
     return chain_io(v, path, e.cluster, src, size, IO_WRITE);
 }

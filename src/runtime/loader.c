@@ -119,6 +119,8 @@ bf_layer_fn bf_load_module(int layer, int tier)
         BAD("text_size %u exceeds file_image_size %u", path, text, file_image);
     if (entry >= text)
         BAD("entry_offset %u is not inside the code (text_size %u)", path, entry, text);
+    if (entry != 0)
+        BAD("entry_offset %u, expected 0 (the build places bf_layer_entry first in the code)", path, entry);
     if (n_imports > MAX_IMPORTS)
         BAD("n_imports %u, at most %d", path, n_imports, MAX_IMPORTS);
     uint64_t expect = HDR + (uint64_t)file_image + (uint64_t)RELOC_BYTES * n_relocs +
@@ -145,20 +147,34 @@ bf_layer_fn bf_load_module(int layer, int tier)
             BAD("layer %s tier %s imports '%s', which the kernel does not export", path, name, bf_tier_names[tier],
                 sym);
     }
+    uint64_t next_free = text;            /* relocations patch data only, in ascending order */
     for (uint32_t i = 0; i < n_relocs; i++) {
         const uint8_t *r = relocs + (size_t)RELOC_BYTES * i;
         uint32_t off = bf_le32(r), index = bf_le16(r + 6);
         uint16_t kind = bf_le16(r + 4);
         int64_t addend = (int64_t)bf_le64(r + 8);
+        if (kind != RELATIVE64 && kind != IMPORT64)
+            BAD("relocation %u has kind %u (1 = RELATIVE64, 2 = IMPORT64)", path, i, kind);
         if ((uint64_t)off + 8 > image_size)
             BAD("relocation %u patches offset %u, outside the %u-byte image", path, i, off, image_size);
+        if (off < text)
+            BAD("relocation %u patches offset %u, inside the code (text_size %u); the build never patches code",
+                path, i, off, text);
+        if (off < next_free)
+            BAD("relocation %u at offset %u overlaps or precedes the one before (records are ascending, 8 bytes "
+                "apart)", path, i, off);
+        next_free = (uint64_t)off + 8;
         if (kind == RELATIVE64 && (index != 0 || addend < 0 || addend > (int64_t)image_size))
             BAD("RELATIVE64 relocation %u has import index %u and addend %lld (need 0 and 0..%u)", path, i, index,
                 (long long)addend, image_size);
+        if (kind == RELATIVE64 && (uint64_t)off + 8 > file_image)
+            BAD("RELATIVE64 relocation %u patches offset %u in the zero-filled tail (file_image_size %u)", path, i,
+                off, file_image);
         if (kind == IMPORT64 && index >= n_imports)
             BAD("IMPORT64 relocation %u names import %u of %u", path, i, index, n_imports);
-        if (kind != RELATIVE64 && kind != IMPORT64)
-            BAD("relocation %u has kind %u (1 = RELATIVE64, 2 = IMPORT64)", path, i, kind);
+        if (kind == IMPORT64 && addend != 0)
+            BAD("IMPORT64 relocation %u has addend %lld, expected 0 (an import is a function's address)", path, i,
+                (long long)addend);
     }
 #undef BAD
 

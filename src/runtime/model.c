@@ -35,18 +35,19 @@ void bf_model_load(struct bf_model *m)
     int32_t h[7];
     for (int i = 0; i < 7; i++)
         h[i] = (int32_t)bf_le32(data + 4 * i);
-    check_dim("dim", h[0], 1 << 16);
-    check_dim("hidden_dim", h[1], 1 << 18);
-    check_dim("n_layers", h[2], 1024);
-    check_dim("n_heads", h[3], h[0]);
-    check_dim("n_kv_heads", h[4], h[3]);
+    /* The limits are the build's (bareflow_plugins/model.py MAXIMA): both accept the same headers. */
+    check_dim("dim", h[0], 16384);
+    check_dim("hidden_dim", h[1], 65536);
+    check_dim("n_layers", h[2], 256);
+    check_dim("n_heads", h[3], 1024);
+    check_dim("n_kv_heads", h[4], 1024);
     if (h[5] == INT32_MIN)
         bf_panic("model %s: vocab_size = %d exceeds the limit", MODEL_PATH, h[5]);
     check_dim("vocab_size (absolute value)", h[5] < 0 ? -h[5] : h[5], 1 << 20);
     /* The generate loop starts every sequence with BOS (id 1), so id 1 must exist. */
     if (h[5] == 1 || h[5] == -1)
         bf_panic("model %s: vocab_size = %d leaves no room for BOS (token id 1)", MODEL_PATH, h[5]);
-    check_dim("seq_len", h[6], 1 << 20);
+    check_dim("seq_len", h[6], 65536);
     *c = (struct bf_config){h[0], h[1], h[2], h[3], h[4], h[5] < 0 ? -h[5] : h[5], h[6]};
     m->shared_classifier = h[5] > 0;
     if (c->dim % c->n_heads)

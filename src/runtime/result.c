@@ -107,7 +107,9 @@ static void put_decimal(struct out *o, double v, int places)
 }
 
 /* The fewest fraction digits (at most 9) that read back as the same float, so 0.8f prints
- * as 0.8 and the config value the user wrote comes back unchanged. */
+ * as 0.8 and the config value the user wrote comes back unchanged; a float that needs more
+ * (a tiny temperature such as 2e-38) prints as the fewest significant digits with an
+ * exponent, so the line always reports the value actually used. */
 static void put_float(struct out *o, float f)
 {
     double scale = 1.0;
@@ -117,7 +119,28 @@ static void put_float(struct out *o, float f)
             return;
         }
     }
-    put_decimal(o, f, 9);
+    if (!(f > 0.0f)) {
+        put_decimal(o, f, 9);
+        return;
+    }
+    int exp10 = 0;                                   /* f = m * 10^exp10 with 1 <= m < 10 */
+    double m = f;
+    while (m >= 10.0) { m /= 10.0; exp10++; }
+    while (m < 1.0) { m *= 10.0; exp10--; }
+    for (int digits = 1; digits <= 9; digits++) {
+        double pow10 = 1.0;
+        for (int i = 1; i < digits; i++)
+            pow10 *= 10.0;
+        uint64_t q = (uint64_t)(m * pow10 + 0.5);
+        double back = (double)q / pow10;
+        for (int i = 0; i < (exp10 < 0 ? -exp10 : exp10); i++)
+            back = exp10 < 0 ? back / 10.0 : back * 10.0;
+        if ((float)back == f || digits == 9) {
+            int e = exp10 - (digits - 1);
+            putf(o, "%llue%d", (unsigned long long)q, e);
+            return;
+        }
+    }
 }
 
 static void put_ids(struct out *o, const int *ids, int n)

@@ -3,8 +3,9 @@
  * Promise: the file is read with every length checked against the bytes left and must end
  * exactly after vocab_size tokens; encoding follows llama2.c (BOS, dummy-prefix " ", UTF-8
  * characters or byte fallback id byte+3, then greedy merging of the best-scoring adjacent pair,
- * leftmost on ties) and only ever yields ids below vocab_size.  Piece lookups binary-search the
- * pieces sorted by bytes; where a piece occurs twice, the lower id wins.
+ * leftmost on ties) and only ever yields ids below vocab_size.  Pieces are 1..max_token_length
+ * bytes without NUL and all different (a duplicate is refused, as the build refuses it), so a
+ * binary search of the pieces sorted by bytes finds exactly one id.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -47,6 +48,10 @@ void bf_tokenizer_load(struct bf_tokenizer *t, int vocab_size)
     int32_t mtl = (int32_t)bf_le32(data);
     if (mtl < 1 || mtl > 1024)
         bf_panic("tokenizer %s: max_token_length %d out of range 1..1024", TOK_PATH, mtl);
+    /* ids 0..2 are <unk>, BOS and EOS in every llama2.c vocabulary (the build refuses fewer). */
+    if (vocab_size <= 2)
+        bf_panic("tokenizer %s: vocab_size %d from the model; ids 0..2 must be <unk>, BOS, EOS", TOK_PATH,
+                 vocab_size);
     t->vocab_size = vocab_size;
     t->max_token_length = mtl;
     t->pieces = bf_alloc((size_t)vocab_size * sizeof *t->pieces, 64, "tokenizer pieces");
@@ -62,8 +67,8 @@ void bf_tokenizer_load(struct bf_tokenizer *t, int vocab_size)
         off += 8;
         if ((bits & 0x7F800000u) == 0x7F800000u)
             bf_panic("tokenizer %s: token %d has a score that is not finite", TOK_PATH, i);
-        if (len < 0 || len > mtl)
-            bf_panic("tokenizer %s: token %d has length %d, outside 0..max_token_length %d", TOK_PATH, i, len, mtl);
+        if (len < 1 || len > mtl)
+            bf_panic("tokenizer %s: token %d has length %d, outside 1..max_token_length %d", TOK_PATH, i, len, mtl);
         if ((size_t)len > size - off)
             bf_panic("tokenizer %s: token %d (length %d) runs past the end of the file", TOK_PATH, i, len);
         char *piece = bf_alloc((size_t)len + 1, 1, "tokenizer piece");
@@ -81,6 +86,12 @@ void bf_tokenizer_load(struct bf_tokenizer *t, int vocab_size)
                  size - off, vocab_size);
     sorting = t;
     qsort(t->sorted, (size_t)vocab_size, sizeof(int), by_piece);
+    /* Equal pieces sort next to each other; a lookup by bytes would be ambiguous. */
+    for (int i = 1; i < vocab_size; i++) {
+        int a = t->sorted[i - 1], b = t->sorted[i];
+        if (strcmp(t->pieces[a], t->pieces[b]) == 0)
+            bf_panic("tokenizer %s: token %d duplicates the piece of token %d", TOK_PATH, b, a);
+    }
     t->space_id = lookup(t, " ");
 }
 

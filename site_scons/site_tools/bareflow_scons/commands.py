@@ -45,22 +45,51 @@ def objects(cenv, src_dir, obj_dir):
     return out
 
 
+def run_copy_path(env):
+    """Where `scons run` boots the build's image: a copy, so the kernel's write-back of
+    /PROFILE.BIN never makes the build's image and its block map disagree."""
+    return os.path.join(env.Dir("$BF_BUILD").abspath, "run", "bareflow.img")
+
+
 def run_target(env, v, image):
     image_path = v["IMAGE"]
     verbose = env["BF_VERBOSE"]
+    builds_own = os.path.abspath(image_path) == image[0].abspath
 
     def run(target, source, _env):
+        from bareflow.flash.bmap import default_bmap_path
+        from bareflow.image import blockmap
         timeout = qemu.parse_timeout(v.get("QEMU_TIMEOUT", "600"))
-        cmd = qemu.qemu_command(image=image_path, firmware=v.get("FIRMWARE", "bios"), disk=v.get("DISK", "ide"))
+        boot = image_path
+        if builds_own:
+            boot = run_copy_path(env)
+            os.makedirs(os.path.dirname(boot), exist_ok=True)
+            tmp = boot + ".tmp"
+            with open(image_path, "rb") as src, open(tmp, "wb") as dst:
+                while chunk := src.read(1 << 20):
+                    dst.write(chunk)
+            os.replace(tmp, boot)
+            print(f"bareflow: booting a copy of {image_path}: {boot}")
+        cmd = qemu.qemu_command(image=boot, firmware=v.get("FIRMWARE", "bios"), disk=v.get("DISK", "ide"))
         if verbose:
             print(" ".join(cmd))
         try:
             status = qemu.run_qemu(cmd, timeout=timeout, capture=False).status
         except qemu.QemuTimeout:
             raise BareflowError(f"QEMU did not finish within {timeout:g} s (QEMU_TIMEOUT)") from None
+        if builds_own:
+            print(f"bareflow: this run's /PROFILE.BIN is in {boot} (scons profile reads it); "
+                  f"{image_path} and its block map are unchanged, ready for scons flash")
+        else:
+            # The kernel wrote /PROFILE.BIN into the user's image: keep a block map beside it true.
+            bmap_path = default_bmap_path(image_path)
+            if os.path.exists(bmap_path):
+                blockmap.write_bmap(blockmap.block_map_from_image(image_path), bmap_path)
+                print(f"bareflow: {image_path} now holds this run's /PROFILE.BIN; {bmap_path} was "
+                      "updated to match")
         if status != qemu.EXIT_SUCCESS:
             raise BareflowError(f"the kernel failed: QEMU exit status {status} (kernel code {status >> 1})")
-    deps = image if os.path.abspath(image_path) == image[0].abspath else [image_path]
+    deps = image if builds_own else [image_path]
     S.Alias("run", deps, S.Action(report_errors(run), None))
     S.AlwaysBuild("run")
 
@@ -71,6 +100,11 @@ def profile_target(env, v):
     def extract(target, source, _env):
         from bareflow.policy import profile
         source = v["IMAGE"]
+        copy = run_copy_path(env)
+        if env.get("BF_IMAGE_DEFAULTED") and os.path.exists(copy) and \
+                (not os.path.exists(source) or os.path.getmtime(copy) >= os.path.getmtime(source)):
+            source = copy                                   # where `scons run` left the profile
+            print(f"bareflow: reading the profile of the last `scons run` from {copy}")
         try:
             with open(source, "rb") as handle:
                 head = handle.read(512)

@@ -75,6 +75,7 @@ def build_dir(env, v):
     root = env.Dir("$BF_BUILD").abspath
     os.makedirs(root, exist_ok=True)
     env.SConsignFile(os.path.join(root, ".sconsign"))
+    env["BF_IMAGE_DEFAULTED"] = not v["IMAGE"]
     v["IMAGE"] = v["IMAGE"] or os.path.join(root, "bareflow.img")
     # zig needs a cache directory; SCons runs tools with a clean ENV, so say where explicitly.
     for key in ("ZIG_GLOBAL_CACHE_DIR", "ZIG_LOCAL_CACHE_DIR"):

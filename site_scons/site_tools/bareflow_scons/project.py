@@ -25,7 +25,7 @@ from . import commands, configure
 
 # Every directory the build writes under BUILD_DIR: `scons -c` removes them whole.
 WRITTEN_DIRECTORIES = ("bc", "tiers", "modules", "obj", "gen", "libc", "kernel", "image", "model",
-                       "uefi", "zig-cache")
+                       "uefi", "zig-cache", "run")
 
 
 def setup(env):

@@ -1,8 +1,11 @@
 /* fat16.h - the FAT16 reader the runtime loads its files with.
  *
  * Promise: mounting checks the partition table and every BPB field the code later relies on,
- * so no later arithmetic can leave the partition; lookups and reads check every directory
- * entry and FAT link they follow.  Functions return BF_FAT_OK or a negative code and, on
+ * so no later arithmetic can leave the partition, and proves every cluster chain on the volume
+ * (each directory and file reachable from the root): clusters in range, no loop, a file's
+ * chain exactly as long as its size needs, no cluster in two chains.  A volume where any of
+ * that fails is not mounted.  Lookups and reads check every directory entry and FAT link
+ * they follow again.  Functions return BF_FAT_OK or a negative code and, on
  * failure, leave a message naming the path (or the BPB/MBR) and the bad field in v->error.
  * The only write is bf_fat16_overwrite(): same size, same clusters, no FAT or directory change.
  * Sector I/O goes through platform_disk_read/platform_disk_write.
@@ -27,6 +30,12 @@ struct bf_fat16 {
     uint32_t data_start;         /* volume-relative sector of cluster 2 */
     uint32_t cluster_count;      /* valid clusters are 2 .. cluster_count+1 */
     const uint16_t *fat;         /* first FAT copy, cluster_count+2 entries (little-endian host) */
+    uint16_t *owner;             /* per cluster: 0 = in no chain, else 1 + the index of its file */
+    uint32_t n_files;            /* directory entries proven at mount (files and directories) */
+    struct bf_fat16_file {       /* for messages: the 8.3 name and the directory holding it */
+        char name[13];
+        uint16_t parent;         /* 0 = root, else 1 + index */
+    } *files;
     char error[256];
 };
 

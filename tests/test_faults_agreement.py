@@ -1,0 +1,100 @@
+"""Issue 8, kind 2: the build's validators and the kernel accept exactly the same files.
+
+For each case of tests/faults_corpus.py (tokenizer, model header, config, policy table, module
+file; valid ones and invalid ones, at the limits on both sides) the build's readers judge the
+full file set and bareflow-hosted boots it; both must say the same.  Before the fix the kernel
+ran a tokenizer with two identical pieces that the build refuses (the issue's example), and
+disagreed on empty pieces, max_token_length above 1024, a two-token vocabulary, the model
+header limits, and config values such as 0e999 and denormal temperatures.
+"""
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from bareflow.image import bootconfig
+
+from bareflow.modules import modformat
+
+from bareflow.policy import table as policytable
+from bareflow.errors import BareflowError
+from bareflow.model.checkpoint import read_config
+from bareflow.tiers.compile import TIERS
+from bareflow.model.tokenizer import read_tokenizer
+from faults_corpus import cases
+from test_runtime_hosted import base_files, hosted_program, make_image, needs_mtools, run_image
+
+EXPECTED_VALID = {"valid", "valid-crlf", "valid-defaults-only", "valid-empty-prompt", "valid-seed-max",
+                  "valid-plus-sign", "valid-leading-dot", "valid-exponent", "valid-tiny-normal", "valid-limits",
+                  "valid-synthetic", "valid-small-shared", "valid-small-separate", "max-token-length-1024",
+                  "seq-len-65536", "n-layers-256"}
+
+
+def build_accepts(files):
+    """The build's readers over a whole file set; returns None or the first refusal."""
+    work = Path(tempfile.mkdtemp(prefix="bf-agree-"))
+    try:
+        (work / "model").write_bytes(files["/MODEL.BIN"])
+        (work / "tok").write_bytes(files["/TOKENIZR.BIN"])
+        cfg = read_config(work / "model")
+        read_tokenizer(work / "tok", cfg.vocab_size)
+        bootconfig.parse(files["/BAREFLOW.CFG"], cfg.seq_len)
+        policytable.check_for_runtime(files["/POLICY.TBL"])
+        exports = set(hosted_exports())
+        for path, data in files.items():
+            if not path.startswith("/MODULES/"):
+                continue
+            info = modformat.parse(data, what=path)
+            layer, tier = path.split("/")[-1].lower().split(".")
+            if (info.layer, info.tier, info.isa) != (layer, tier.upper(), "x86-64"):
+                raise BareflowError(f"{path}: holds {info.layer} {info.tier} {info.isa}")
+            if set(info.imports) - exports:
+                raise BareflowError(f"{path}: imports {sorted(set(info.imports) - exports)}")
+        return None
+    except BareflowError as e:
+        return str(e)
+
+
+def hosted_exports():
+    from test_runtime_hosted import module_files
+    return {name for data in module_files().values() for name in modformat.parse(data).imports}
+
+
+def kernel_accepts(case, tmp):
+    files = base_files()
+    files.update(case.files)
+    run = run_image(make_image(tmp / f"{case.format}-{case.name}.img", files))
+    assert run.code in (0, 1), run.out[-2000:]
+    return run.code == 0, run.out.splitlines()[-1] if run.lines else ""
+
+
+@needs_mtools
+def test_build_and_kernel_agree_on_every_case(tmp_path):
+    hosted_program()
+    corpus = list(cases())
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        kernel = list(pool.map(lambda c: kernel_accepts(c, tmp_path), corpus))
+    disagreements = []
+    for case, (k_ok, k_last) in zip(corpus, kernel):
+        files = base_files()
+        files.update(case.files)
+        refusal = build_accepts(files)
+        if (refusal is None) != k_ok:
+            disagreements.append(f"{case.format}/{case.name}: build {'accepts' if refusal is None else refusal!r}, "
+                                 f"kernel {'accepts' if k_ok else k_last!r}")
+        elif k_ok != (case.name in EXPECTED_VALID):
+            disagreements.append(f"{case.format}/{case.name}: both {'accept' if k_ok else 'refuse'}, expected the "
+                                 "opposite")
+    assert not disagreements, "\n".join(disagreements)
+
+
+@needs_mtools
+def test_duplicate_tokenizer_piece_is_refused_by_the_kernel(tmp_path):
+    """The issue's example on its own, with the message that names the two tokens."""
+    case = next(c for c in cases() if c.format == "tokenizer" and c.name == "duplicate-piece")
+    files = base_files()
+    files.update(case.files)
+    run = run_image(make_image(tmp_path / "dup.img", files))
+    assert run.code == 1 and "tokenizer /TOKENIZR.BIN: token" in run.panic and "duplicates the piece of token" \
+        in run.panic, run.out[-1000:]
