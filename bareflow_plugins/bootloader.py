@@ -43,7 +43,7 @@ MBR_CODE_MAX = 440
 HANDED_ROOT_FILES = ("/BAREFLOW.CFG", "/POLICY.TBL", "/MODEL.BIN", "/TOKENIZR.BIN",
                      "/PROFILE.BIN", "/LIBC.MAN")
 HANDED_DIRECTORY = "/MODULES/"
-MAX_HANDED_FILES = 64               # the kernel's Multiboot module limit (src/kernel/multiboot.c)
+MAX_HANDED_FILES = 160              # the kernel's Multiboot module limit (src/kernel/multiboot.c)
 
 
 def handed_files(paths):

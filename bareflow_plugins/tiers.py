@@ -10,7 +10,9 @@ import re
 from .errors import BareflowError
 
 TIERS = ("O0", "O1", "O2", "O3")
-ISA_LEVELS = {"x86-64": 0, "x86-64-v3": 1}
+# x86-64 psABI micro-architecture levels; the codes are the BFMD `isa` byte and the policy
+# table's per-entry level (docs/module-format.md), in order, so a higher code needs more.
+ISA_LEVELS = {"x86-64": 0, "x86-64-v2": 1, "x86-64-v3": 2, "x86-64-v4": 3}
 TRIPLE = "x86_64-unknown-unknown-elf"
 
 _CPU_ATTR = re.compile(r'"target-cpu"="[^"]*"')
@@ -39,6 +41,19 @@ def check_isa(isa):
         raise BareflowError(f"unknown ISA level {isa!r}; known: {', '.join(ISA_LEVELS)}")
     return ISA_LEVELS[isa]
 
+
+def parse_isa_list(text, variable="ISA"):
+    """`ISA=x86-64,x86-64-v3` -> ["x86-64", "x86-64-v3"]: each level checked, lowest first,
+    no repeats.  Raises BareflowError naming the variable and the bad entry."""
+    names = [part.strip() for part in str(text).split(",")]
+    if not any(names):
+        raise BareflowError(f"{variable}={text!r} names no ISA level; known: {', '.join(ISA_LEVELS)}")
+    for name in names:
+        if name not in ISA_LEVELS:
+            raise BareflowError(f"{variable}={text!r}: unknown ISA level {name!r}; known: {', '.join(ISA_LEVELS)}")
+    if len(set(names)) != len(names):
+        raise BareflowError(f"{variable}={text!r} lists an ISA level twice")
+    return sorted(names, key=ISA_LEVELS.get)
 
 def retarget_ir(ir_text, isa):
     """Point every function's target attributes at `isa`, whatever clang stamped."""

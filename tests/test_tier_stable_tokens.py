@@ -26,24 +26,20 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import test_runtime_hosted as H  # noqa: E402
 
-from bareflow_plugins import bitcode, libc, modformat, reference, tiers, toolchain  # noqa: E402
+from bareflow_plugins import bitcode, libc, modformat, policytable, reference, tiers, toolchain  # noqa: E402
+from bareflow_plugins.policy import Decision  # noqa: E402
 from bareflow_plugins.tokenizer import read_tokenizer  # noqa: E402
 
 REPO = H.REPO
 RUN_C = REPO.parent / "shared" / "reference" / "llama2.c" / "run.c"
 PROMPTS = ["Once upon a time", "Lily and Ben went to the park", "The cat"]
-V3_FLAGS = {"avx", "avx2", "fma", "bmi1", "bmi2", "movbe", "f16c", "abm", "xsave"}
 
 pytestmark = H.needs_mtools
 
 
 def host_isas():
-    flags = set()
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("flags"):
-            flags = set(line.split(":", 1)[1].split())
-            break
-    return ["x86-64"] + (["x86-64-v3"] if V3_FLAGS <= flags else [])
+    from buildutil import host_isa_levels
+    return host_isa_levels()
 
 
 @functools.lru_cache(maxsize=None)
@@ -59,7 +55,7 @@ def module_set(isa):
                                               REPO / "modules/include"], what=f"module {layer}")
         for tier in H.TIERS:
             obj = tiers.compile_tier(bc.read_bytes(), tier, isa, module_name=layer)
-            files[modformat.file_name(layer, tier)] = modformat.pack(obj, layer=layer, tier=tier, isa=isa,
+            files[modformat.file_name(layer, tier, isa)] = modformat.pack(obj, layer=layer, tier=tier, isa=isa,
                                                                      exports=exports)
     imports = {name for data in files.values() for name in modformat.parse(data).imports}
     known = {name for data in H.module_files().values() for name in modformat.parse(data).imports}
@@ -77,9 +73,9 @@ def random_15m():
 
 
 def run_tier(tmp_path, model, isa, tier, prompt, steps):
-    files = H.base_files(cfg=H.config(prompt=prompt, steps=steps), model=model,
-                         policy=H.simple_policy(tier))
+    files = H.base_files(cfg=H.config(prompt=prompt, steps=steps), model=model)  # model None: synthetic
     files = {k: v for k, v in files.items() if not k.startswith("/MODULES/")}
+    files["/POLICY.TBL"] = policytable.encode({name: Decision([tier]) for name in H.LAYERS}, H.LAYERS, isa)
     files.update(module_set(isa))
     size = sum(len(v) for v in files.values())
     (tmp_path / f"{isa}-{tier}").mkdir(exist_ok=True)
@@ -182,3 +178,47 @@ def test_hot_loops_use_packed_instructions(tmp_path, layer):
         assert any(l.startswith("\tvmulps\t") and "%ymm" in l for l in v3.splitlines()), (layer, tier)
         assert any(l.startswith("\tvaddps\t") and "%ymm" in l for l in v3.splitlines()), (layer, tier)
         assert "vfmadd" not in v3, f"{layer} {tier}: a fused multiply-add would change the bits"
+
+
+ALL_LEVELS = list(tiers.ISA_LEVELS)
+
+
+def multi_level_run(tmp_path, tier="O2"):
+    """One image carrying every ISA level at `tier`; the hosted runtime picks one."""
+    files = H.base_files(cfg=H.config(steps=24))
+    files = {k: v for k, v in files.items() if not k.startswith("/MODULES/")}
+    for isa in ALL_LEVELS:
+        files.update({k: v for k, v in module_set(isa).items() if k.split(".")[-1].startswith(tier)})
+    files["/POLICY.TBL"] = policytable.encode_levels(
+        {isa: {name: Decision([tier]) for name in H.LAYERS} for isa in ALL_LEVELS}, H.LAYERS)
+    run = H.run_files(tmp_path, files, part_kib=32768)
+    assert run.code == 0, run.out[-2000:]
+    return run
+
+
+def test_hosted_picks_the_best_level_of_a_multi_level_image(tmp_path):
+    run = multi_level_run(tmp_path)
+    best = host_isas()[-1]
+    assert run.result["isa"] == best
+    assert f"bareflow: isa {best} chosen (image has {','.join(ALL_LEVELS)}; cpu runs up to {best}" in run.out
+    single = run_tier(tmp_path, None, "x86-64", "O2", "Once upon a time", 24)
+    assert run.result["tokens"] == single["tokens"]
+
+
+def test_x86_64_v4_modules_run_on_an_avx512_host(tmp_path):
+    if "x86-64-v4" not in host_isas():
+        pytest.skip("this CPU (or its OS) does not offer AVX-512F/BW/VL/DQ/CD: x86-64-v4 modules cannot run here; "
+                    "the v4 code is still compiled and checked for zmm instructions")
+    run = multi_level_run(tmp_path, "O3")
+    assert run.result["isa"] == "x86-64-v4"
+    assert run.result["tokens"] == run_tier(tmp_path, None, "x86-64", "O3", "Once upon a time", 24)["tokens"]
+
+
+def test_v4_hot_loop_uses_zmm(tmp_path):
+    bc = tmp_path / "classify.bc"
+    bitcode.compile_bitcode(REPO / "modules" / "classify.c", bc, cflags=toolchain.FREESTANDING_CFLAGS,
+                            include_dirs=[REPO / "src/include", REPO / "src/libc/include",
+                                          REPO / "modules/include"], what="module classify")
+    v4 = tiers.assembly(bc.read_bytes(), "O3", "x86-64-v4").splitlines()
+    assert any(l.startswith("\tvaddps\t") and "%zmm" in l for l in v4)
+    assert any(l.startswith("\tvmulps\t") and "%zmm" in l for l in v4)

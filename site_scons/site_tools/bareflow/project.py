@@ -13,7 +13,7 @@ from bareflow_plugins import libc as libc_mod
 from bareflow_plugins import bootconfig, layers, manager, policy, policytable, profile, toolchain
 from bareflow_plugins.errors import BareflowError
 from bareflow_plugins.modformat import file_name as module_path
-from bareflow_plugins.tiers import check_isa
+from bareflow_plugins.tiers import parse_isa_list
 
 from . import commands
 
@@ -27,7 +27,8 @@ def variables():
         ("TOKENIZER", "llama2.c tokenizer for MODEL", ""),
         ("POLICY", "JIT policy name (see `scons plugins`)", "tiered"),
         ("TIER", "tier for POLICY=fixed (O0..O3)", "O2"),
-        ("ISA", "ISA level the tiers are compiled for: x86-64 or x86-64-v3", "x86-64"),
+        ("ISA", "ISA levels the tiers are compiled for, comma-separated (x86-64, x86-64-v2, x86-64-v3, "
+                "x86-64-v4); the kernel runs the best one the CPU supports", "x86-64"),
         ("PROFILE", "runtime profile (PROFILE.BIN or a serial log) handed to the policy", ""),
         ("PROMPT", "prompt written to /BAREFLOW.CFG", bootconfig.DEFAULTS["prompt"]),
         ("STEPS", "positions to run, prompt included", bootconfig.DEFAULTS["steps"]),
@@ -85,33 +86,32 @@ def _setup(env):
         return
     if not S.GetOption("clean"):
         toolchain.check_llvm_versions()
-    check_isa(v["ISA"])
+    isas = parse_isa_list(v["ISA"])
     pm.hook.bareflow_configure(variables=dict(v))
 
     model_node, tok_node, config = _model(env, v)
-    decisions, infos = _decide(pm, v, config)
+    by_isa, infos = _decide(pm, v, config, isas)
     providers = _libc_providers(pm, v)
     cppath = [env.Dir("#src/include").abspath, env.Dir("#src/libc/include").abspath,
               env.Dir("#modules/include").abspath]
-    tier_objs = _module_tiers(env, pm, v, decisions, providers, cppath)
+    tier_objs = _module_tiers(env, pm, v, by_isa, providers, cppath)
     kernel_bin, hosted_bin, manifest_json, manifest_text = _kernel(env, providers, cppath, tier_objs)
 
     files = {"/KERNEL.BIN": kernel_bin[0], "/LIBC.MAN": manifest_text,
              "/MODEL.BIN": model_node, "/TOKENIZR.BIN": tok_node}
-    for (layer, tier), obj in sorted(tier_objs.items()):
-        files[module_path(layer, tier)] = env.BfModuleFile(
-            f"$BF_BUILD/modules/{v['ISA']}/{layer.upper()}.{tier}", [obj, manifest_json],
-            BF_LAYER=layer, BF_TIER=tier, BF_ISA=v["ISA"])[0]
-    table = policytable.encode(decisions, layers.LAYER_NAMES)
+    for (layer, tier, isa), obj in sorted(tier_objs.items()):
+        files[module_path(layer, tier, isa)] = env.BfModuleFile(
+            f"$BF_BUILD/modules/{isa}/{layer.upper()}.{tier}", [obj, manifest_json],
+            BF_LAYER=layer, BF_TIER=tier, BF_ISA=isa)[0]
+    table = policytable.encode_levels(by_isa, layers.LAYER_NAMES)
     files["/POLICY.TBL"] = env.BfWriteBytes("$BF_BUILD/image/POLICY.TBL", env.Value(table))[0]
     cfg = bootconfig.render({k.lower(): v[k] for k in ("PROMPT", "STEPS", "TEMPERATURE", "TOPP", "SEED")},
                             config.seq_len)
     files["/BAREFLOW.CFG"] = env.BfWriteBytes("$BF_BUILD/image/BAREFLOW.CFG", env.Value(cfg))[0]
     files["/PROFILE.BIN"] = env.BfWriteBytes("$BF_BUILD/image/PROFILE.BIN",
                                              env.Value(profile.empty_profile()))[0]
-    summary = policy.summary(decisions, infos)
-    env.AddPostAction(files["/POLICY.TBL"], commands.action_print(
-        lambda: f"policy {v['POLICY']} ({v['ISA']}):\n{summary}"))
+    summary = "".join(f"policy {v['POLICY']} ({isa}):\n{policy.summary(by_isa[isa], infos)}" for isa in isas)
+    env.AddPostAction(files["/POLICY.TBL"], commands.action_print(lambda: summary.rstrip("\n")))
     image = _image(env, pm, v, files)
 
     S.Alias("image", image)
@@ -137,14 +137,20 @@ def _build_dir(env, v):
     env.SetDefault(BF_EPOCH=int(os.environ.get("SOURCE_DATE_EPOCH", DEFAULT_EPOCH)))
 
 
-def _decide(pm, v, config):
-    """The policy's validated decisions for every layer, and the LayerInfos it was shown."""
+def _decide(pm, v, config, isas):
+    """{isa: the policy's validated decisions for every layer}, asked once per ISA level, and
+    the LayerInfos (of the lowest level) it was shown."""
+    import dataclasses
     from bareflow_plugins import model as model_mod
     prof = profile.load_profile(v["PROFILE"]) if v["PROFILE"] else None
     steps = bootconfig.check_steps(v["STEPS"], config.seq_len)
     # Attention's work grows with the position: cost it at the mean context of this run.
     infos = layers.layer_infos(config, model_mod.layer_costs(config, (steps + 1) // 2), steps, prof)
-    return policy.decide_all(pm, v["POLICY"], infos, v), infos
+    by_isa = {}
+    for isa in isas:
+        level_infos = [dataclasses.replace(i, isa=isa, isa_levels=tuple(isas)) for i in infos]
+        by_isa[isa] = policy.decide_all(pm, v["POLICY"], level_infos, v)
+    return by_isa, infos
 
 
 def _libc_providers(pm, v):
@@ -155,22 +161,28 @@ def _libc_providers(pm, v):
     return providers
 
 
-def _module_tiers(env, pm, v, decisions, providers, cppath):
-    """Bitcode for every layer, then one object per tier some ladder uses: {(layer, tier): node}."""
+def _module_tiers(env, pm, v, by_isa, providers, cppath):
+    """Bitcode for every layer, then one object per tier some ladder of each ISA level uses:
+    {(layer, tier, isa): node}."""
     inline = v["LIBC_INLINE"] in ("1", "yes")
     objects = {}
-    for layer, tiers in policy.tiers_needed(decisions).items():
+    needed = {}
+    for isa, decisions in by_isa.items():
+        for layer, tiers in policy.tiers_needed(decisions).items():
+            needed.setdefault(layer, []).extend((tier, isa) for tier in tiers)
+    for layer, wanted in needed.items():
         flags = list(toolchain.FREESTANDING_CFLAGS)
         pm.hook.bareflow_module_cflags(module=layer, cflags=flags, variables=dict(v))
         bc = env.BfBitcode(f"$BF_BUILD/bc/{layer}.bc", f"#modules/{layer}.c",
                            BF_MODULE_CFLAGS=flags, BF_CPPPATH=cppath, CPPPATH=cppath, BF_LAYER=layer)
-        for tier in tiers:
-            objects[(layer, tier)] = env.BfTier(f"$BF_BUILD/tiers/{v['ISA']}/{layer}.{tier}.o", bc,
-                                                BF_TIER=tier, BF_ISA=v["ISA"], BF_LAYER=layer,
-                                                BF_LIBC_INLINE=inline, BF_LIBC_PROVIDERS=providers)[0]
+        for tier, isa in wanted:
+            key = (layer, tier, isa)
+            objects[key] = env.BfTier(f"$BF_BUILD/tiers/{isa}/{layer}.{tier}.o", bc,
+                                      BF_TIER=tier, BF_ISA=isa, BF_LAYER=layer,
+                                      BF_LIBC_INLINE=inline, BF_LIBC_PROVIDERS=providers)[0]
             if inline:      # the linked-in libc is part of the tier
                 for provider in providers:
-                    env.Depends(objects[(layer, tier)], [str(p) for p in provider.dependencies()])
+                    env.Depends(objects[key], [str(p) for p in provider.dependencies()])
     return objects
 
 
@@ -180,7 +192,7 @@ def _kernel(env, providers, cppath, tier_objs):
     runtime_objs = commands.objects(kernel_env, "#src/runtime", "$BF_BUILD/obj/runtime")
     kernel_objs = commands.objects(kernel_env, "#src/kernel", "$BF_BUILD/obj/kernel")
     hosted_objs = commands.objects(kernel_env, "#src/hosted", "$BF_BUILD/obj/hosted")
-    requirers = {node.abspath: f"{libc_mod.MODULE_REQUIRER}{layer}" for (layer, _), node in tier_objs.items()}
+    requirers = {node.abspath: f"{libc_mod.MODULE_REQUIRER}{layer}" for (layer, _, _), node in tier_objs.items()}
     requirers.update({node.abspath: "kernel" for node in runtime_objs + kernel_objs + hosted_objs})
     env["BF_REQUIRERS"] = requirers
     env["BF_LIBC_PROVIDERS"] = providers
