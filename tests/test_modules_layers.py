@@ -440,3 +440,16 @@ def test_sampler_tiny_topp_falls_back_to_argmax(build):
     m.s["logits"][:] = 0.0
     m.s["logits"][9] = 1e-7
     assert m.call(build["sampler"], temperature=1.0, topp=0.001, coin=0.5).result == 9
+
+
+@pytest.mark.parametrize("dim, vocab", [(40, 63), (8, 5), (24, 1)])
+def test_matmul_and_rmsnorm_tails_exact(build, dim, vocab):
+    """Lengths that are not multiples of 16 (a zero-padded last step) and an odd row count
+    (the matmul walks rows in pairs) still follow the lane order bit for bit."""
+    m = Model(dim=dim, hidden=dim, n_heads=2, n_kv_heads=1, vocab=vocab)
+    table = np.random.default_rng(dim).standard_normal((vocab, dim)).astype(F32)
+    m.call(build["classify"], weight=table)
+    assert np.array_equal(m.s["logits"], matmul32(table, m.s["x"]))
+    src = m.s["x"].copy()
+    m.call(build["rmsnorm"], out=m.s["xb"], in_=m.s["x"], weight=m.w["rms_att"])
+    assert np.array_equal(m.s["xb"], rmsnorm32(src, m.w["rms_att"]))

@@ -13,7 +13,7 @@
  *    and no tier may reorder it (no fast-math anywhere).  16 lanes are one AVX-512 register,
  *    two AVX2 registers or four SSE registers: each ISA level keeps the whole accumulator in
  *    registers with no shuffles in the loop, and head sizes 48, 64, 128 and widths like 288
- *    are whole multiples of 16.
+ *    are whole multiples of 16; a shorter tail is one zero-padded step (bf_tail16).
  *  - No fused multiply-add: every product is rounded before it is added (FP contraction is
  *    off here and in the build flags), so x86-64, -v2, -v3 and -v4 modules give the same bits
  *    and an image gives the same tokens on every CPU it runs on.
@@ -43,6 +43,17 @@ static inline bf_f32x16 bf_load16(const float *p)
     return *(const bf_f32x16 *)p;
 }
 
+/* The last n < 16 elements, zero-padded: element j + l lands in lane l and the padding adds
+ * +0.0f (0 * 0) to the other lanes, which leaves them unchanged - a lane starts at +0.0f, so it
+ * is never -0.0f, and x + 0.0f == x for every other x.  One vector step instead of n inserts. */
+static inline bf_f32x16 bf_tail16(const float *p, int n)
+{
+    float t[BF_LANES] __attribute__((aligned(64))) = {0};
+    for (int l = 0; l < n; l++)
+        t[l] = p[l];
+    return bf_load16(t);
+}
+
 /* The fixed tree that turns the 16 lane sums into one float (see the header comment). */
 static inline float bf_lanes_sum(bf_f32x16 l)
 {
@@ -61,8 +72,8 @@ static inline float bf_dot(const float *a, const float *b, int n)
     int j = 0;
     for (; j + BF_LANES <= n; j += BF_LANES)
         acc += bf_load16(a + j) * bf_load16(b + j);
-    for (int l = 0; j + l < n; l++)           /* the tail: element j + l into lane l */
-        acc[l] += a[j + l] * b[j + l];
+    if (j < n)
+        acc += bf_tail16(a + j, n - j) * bf_tail16(b + j, n - j);
     return bf_lanes_sum(acc);
 }
 
@@ -73,8 +84,8 @@ static inline float bf_sum(const float *x, int n)
     int j = 0;
     for (; j + BF_LANES <= n; j += BF_LANES)
         acc += bf_load16(x + j);
-    for (int l = 0; j + l < n; l++)
-        acc[l] += x[j + l];
+    if (j < n)
+        acc += bf_tail16(x + j, n - j);
     return bf_lanes_sum(acc);
 }
 
@@ -94,9 +105,10 @@ static inline void bf_matmul_rows(float *xout, const float *x, const float *w, i
             a0 += bf_load16(w0 + j) * xv;
             a1 += bf_load16(w1 + j) * xv;
         }
-        for (int l = 0; j + l < n; l++) {
-            a0[l] += w0[j + l] * x[j + l];
-            a1[l] += w1[j + l] * x[j + l];
+        if (j < n) {
+            bf_f32x16 xv = bf_tail16(x + j, n - j);
+            a0 += bf_tail16(w0 + j, n - j) * xv;
+            a1 += bf_tail16(w1 + j, n - j) * xv;
         }
         xout[i] = bf_lanes_sum(a0);
         xout[i + 1] = bf_lanes_sum(a1);
