@@ -2,7 +2,9 @@
  *
  * Promise: for each query head h, scores q_h . k_t / sqrt(head_size) for t <= pos go to
  * s->att[h*seq_len + t], are softmaxed, and the weighted sum of v_t lands in
- * s->xb[h*head_size ..]; head h reads kv head h / (n_heads / n_kv_heads).
+ * s->xb[h*head_size ..]; head h reads kv head h / (n_heads / n_kv_heads).  Scores are
+ * bf_dot (the lane order of layer_math.h); each output element sums its weighted values
+ * over t = 0..pos in that order.
  */
 #include "bareflow/layer_abi.h"
 #include "layer_math.h"
@@ -24,20 +26,14 @@ void bf_layer_entry(struct bf_layer_call *c)
         int kv_off = (h / kv_mul) * head_size;
         for (int t = 0; t <= pos; t++) {
             const float *k = keys + (size_t)t * (size_t)kv_dim + kv_off;
-            float score = 0.0f;
-            for (int i = 0; i < head_size; i++)
-                score += q[i] * k[i];
-            att[t] = score / scale;
+            att[t] = bf_dot(q, k, head_size) / scale;
         }
         bf_softmax(att, pos + 1);
         float *xb = s->xb + h * head_size;
         for (int i = 0; i < head_size; i++)
             xb[i] = 0.0f;
         for (int t = 0; t <= pos; t++) {
-            const float *v = values + (size_t)t * (size_t)kv_dim + kv_off;
-            float a = att[t];
-            for (int i = 0; i < head_size; i++)
-                xb[i] += a * v[i];
+            bf_axpy(xb, att[t], values + (size_t)t * (size_t)kv_dim + kv_off, head_size);
         }
     }
 }

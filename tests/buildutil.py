@@ -87,3 +87,30 @@ def image_file(image, path):
 def reference_tokens(model, tokenizer, prompt="Once upon a time", steps=32, temperature=0.0, topp=0.9, seed=42):
     from bareflow.model import reference
     return reference.generate(str(model), str(tokenizer), prompt, steps, temperature, topp, seed)
+
+
+# /proc/cpuinfo flag names of each level's features (x86-64 psABI levels; the kernel's own
+# check is src/include/bareflow/x86_isa.h, which also looks at XCR0 - Linux enables it all).
+_LEVEL_FLAGS = {
+    "x86-64-v2": {"pni", "ssse3", "cx16", "sse4_1", "sse4_2", "popcnt", "lahf_lm"},
+    "x86-64-v3": {"avx", "avx2", "fma", "bmi1", "bmi2", "movbe", "f16c", "abm", "xsave"},
+    "x86-64-v4": {"avx512f", "avx512dq", "avx512cd", "avx512bw", "avx512vl"},
+}
+
+
+def host_isa_levels():
+    """The ISA levels this machine runs, lowest first (x86-64 always)."""
+    flags = set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                break
+    except OSError:
+        pass
+    levels = ["x86-64"]
+    for level, need in _LEVEL_FLAGS.items():
+        if not need <= flags:
+            break
+        levels.append(level)
+    return levels

@@ -110,19 +110,35 @@ def test_stories260k_in_qemu_and_hosted_match_reference(stories_build, tmp_path)
     _check_timeline(run, table, len(run["prompt_tokens"]) - 1 + len(run["tokens"]), n_layers=5)
 
 
-def test_v3_image_runs_on_a_v3_cpu_and_is_refused_clearly_elsewhere(bios_run, tmp_path):
-    from buildutil import scons
-    scons(tmp_path / "b", "image", "ISA=x86-64-v3")
-    image = tmp_path / "b" / "bareflow.img"
-    status, out = qemu(_copy_path(image, tmp_path / "max.img"), cpu="max")
+@pytest.mark.parametrize("cpu, level", [("qemu64", "x86-64"), ("Nehalem", "x86-64-v2"), ("max", "x86-64-v3")])
+def test_multi_level_image_picks_the_best_level_the_cpu_runs(bios_run, multi_level_image, tmp_path, cpu, level):
+    """QEMU's qemu64 lacks SSSE3, Nehalem has SSE4.2/POPCNT but no AVX, TCG's max has AVX2/FMA
+    but no AVX-512: the kernel picks x86-64, -v2, -v3 from one image and prints why."""
+    status, out = qemu(_copy_path(multi_level_image, tmp_path / f"{cpu}.img"), cpu=cpu)
     assert status == QEMU_SUCCESS, out[-3000:]
     run = result(out)
-    assert run["isa"] == "x86-64-v3"
-    assert run["tokens"] == bios_run[0]["tokens"]      # FMA contraction is off: same bits as baseline
-    status, out = qemu(_copy_path(image, tmp_path / "old.img"), cpu="qemu64")
+    assert run["isa"] == level
+    assert f"bareflow: isa {level} chosen (image has x86-64,x86-64-v2,x86-64-v3,x86-64-v4; " in out
+    assert run["tokens"] == bios_run[0]["tokens"]      # no FMA, one summation order: same bits everywhere
+
+
+@pytest.fixture(scope="module")
+def multi_level_image(tmp_path_factory):
+    from buildutil import scons
+    build = tmp_path_factory.mktemp("multi")
+    scons(build, "image", "ISA=x86-64,x86-64-v2,x86-64-v3,x86-64-v4", "POLICY=fixed", "TIER=O2")
+    return build / "bareflow.img"
+
+
+def test_image_of_a_level_the_cpu_lacks_stops_with_a_named_panic(tmp_path):
+    from buildutil import scons
+    scons(tmp_path / "b", "image", "ISA=x86-64-v4", "POLICY=fixed", "TIER=O1")
+    status, out = qemu(_copy_path(tmp_path / "b" / "bareflow.img", tmp_path / "v4.img"), cpu="max")
     assert status == (1 << 1) | 1
     panic = [line for line in out.splitlines() if line.startswith("BAREFLOW-PANIC")]
-    assert panic and "x86-64-v3" in panic[0], out[-2000:]
+    assert panic == ["BAREFLOW-PANIC: isa: the image carries modules for x86-64-v4 only; this CPU runs up to "
+                     "x86-64-v3 (no AVX512F)"], out[-2000:]
+    assert "bareflow: modules" not in out                # stopped before any module was loaded
 
 
 def _copy_path(src, dest):

@@ -20,7 +20,7 @@ from bareflow.modules import modformat
 from bareflow.policy import table as policytable
 from bareflow.errors import BareflowError
 from bareflow.model.checkpoint import read_config
-from bareflow.tiers.compile import TIERS
+from bareflow.tiers.levels import TIERS
 from bareflow.model.tokenizer import read_tokenizer
 from faults_corpus import cases
 from test_runtime_hosted import base_files, hosted_program, make_image, needs_mtools, run_image

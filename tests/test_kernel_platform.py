@@ -188,7 +188,7 @@ def test_boot_reaches_runtime_and_exits_33(tmp_path, kernel_objects):
     kernel = build(tmp_path, kernel_objects, BASIC_CHECKS + r"""
     big[sizeof big - 1] = 1;
     CHECK((uintptr_t)a >= (uintptr_t)big + sizeof big);
-    CHECK(platform_cpu_has_x86_64_v3() == 0);               /* QEMU's default qemu64 CPU */
+    CHECK(platform_cpu_isa_level(0) == 0);                  /* QEMU's default qemu64 CPU */
 """, helpers="static volatile unsigned char big[6u << 20];\n")
     rc, out = boot(kernel)
     assert "hello from runtime" in out
@@ -214,8 +214,10 @@ def test_no_disk_gives_errors_not_a_hang(tmp_path, kernel_objects):
 @needs_qemu
 def test_avx_enabled_on_a_v3_cpu(tmp_path, kernel_objects):
     kernel = build(tmp_path, kernel_objects, r"""
-    CHECK(platform_cpu_has_x86_64_v3() == 1);
-    if (platform_cpu_has_x86_64_v3()) {
+    const char *missing;
+    CHECK(platform_cpu_isa_level(&missing) == 2);           /* TCG's max: AVX2 and FMA, no AVX-512 */
+    CHECK(missing[0] == 'A' && missing[6] == 'F');          /* "AVX512F" */
+    if (platform_cpu_isa_level(0) >= 2) {
         float in[8] = {1, 2, 3, 4, 5, 6, 7, 8}, out[8];
         __asm__ volatile("vmovups %1, %%ymm0\n vaddps %%ymm0, %%ymm0, %%ymm1\n vmovups %%ymm1, %0"
                          : "=m"(out) : "m"(in) : "xmm0", "xmm1");
@@ -224,7 +226,7 @@ def test_avx_enabled_on_a_v3_cpu(tmp_path, kernel_objects):
 """)
     rc, out = boot(kernel, cpu="max")
     assert "checks passed" in out and rc == 33, out
-    assert "x86-64-v3 yes" in out
+    assert "cpu isa x86-64-v3 (no AVX512F)" in out
 
 
 @needs_qemu
@@ -511,7 +513,7 @@ static void scenario(const char *s)
     if (streq(s, "bad-mmap")) W32(R + 0x2000 + 24, 4);            /* second entry size 4 */
     if (streq(s, "module-backwards")) W32(mods + 4, R + 0x1000);
     if (streq(s, "module-page0")) { W32(mods + 0, 0); W32(mods + 4, 16); }
-    if (streq(s, "too-many-modules")) n_mods = 65;
+    if (streq(s, "too-many-modules")) n_mods = 161;
     if (streq(s, "info-page0")) info = 16;
     if (streq(s, "unterminated")) {
         uint32_t a = R + 0x10000;                                 /* 8 KiB without a NUL */
@@ -604,7 +606,7 @@ def test_handover_carves_arena_around_kernel_and_modules(handover_harness):
     ("bad-mmap", "malformed memory map entry at 0x20002018"),
     ("module-backwards", "module outside memory, start 0x21f00000"),
     ("module-page0", "module outside memory, start 0x0"),
-    ("too-many-modules", "too many modules (limit 64): 0x41"),
+    ("too-many-modules", "too many modules (limit 160): 0xa1"),
     ("info-page0", "info block outside memory at 0x10"),
     ("unterminated", "unterminated module string at 0x20010000"),
     ("bad-align", "platform_alloc: alignment must be a power of two up to 4096, got 0x18"),

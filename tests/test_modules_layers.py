@@ -7,9 +7,10 @@ interpose.  bf_layer_entry is driven through ctypes structures that mirror layer
 (the mirror is checked against the C compiler's offsetof()).
 
 Tolerances:
-* embed, rmsnorm, qkv, attnout, classify use only float products and in-order float sums:
-  the reference replays that order (np.cumsum in float32 is sequential), so they must be
-  bit-identical.  That is the property that makes every tier produce the same tokens.
+* embed, rmsnorm, qkv, attnout, classify use only float products and float sums in the
+  fixed 16-lane order of modules/include/layer_math.h: the reference replays that order
+  (lanes_sum32: per-lane sequential np.cumsum in float32, then the same combining tree), so
+  they must be bit-identical.  That is the property that makes every tier produce the same tokens.
 * rope, attn, ffn call expf/powf/sinf/cosf: the reference uses float64 maths; the bound is
   4 * n * 2^-24 * sum|terms| per output (the classic in-order summation bound gamma_n with
   slack for the float rounding of the transcendental inputs).
@@ -157,13 +158,39 @@ def ptr(a):
     return a.ctypes.data_as(P)
 
 
+LANES = 16
+
+
+def lanes_sum32(terms):
+    """Sum each row of float32 `terms` (shape [rows, n] or [n]) exactly as layer_math.h does:
+    element j into lane j % 16 in increasing j, then s8 = l[:8] + l[8:], s4, s2, s2[0] + s2[1]."""
+    t = np.atleast_2d(np.asarray(terms, F32))
+    rows, n = t.shape
+    padded = np.zeros((rows, -(-n // LANES) * LANES), F32)   # +0.0 terms leave a lane unchanged
+    padded[:, :n] = t
+    lanes = np.cumsum(padded.reshape(rows, -1, LANES), axis=1, dtype=F32)[:, -1, :]
+    while lanes.shape[1] > 1:
+        half = lanes.shape[1] // 2
+        lanes = (lanes[:, :half] + lanes[:, half:]).astype(F32)
+    out = lanes[:, 0]
+    return out if np.ndim(terms) == 2 else out[0]
+
+
 def matmul32(w, x):
-    """The modules' matmul replayed exactly: float32 products summed in j order."""
-    return np.cumsum(w * x[None, :], axis=1, dtype=F32)[:, -1]
+    """The modules' matmul replayed exactly: float32 products summed in the lane order."""
+    return lanes_sum32(w * x[None, :])
+
+
+def test_lanes_sum32_is_not_the_sequential_sum():
+    # The order shows: on random rows the lane order and the j order differ in the last bits.
+    terms = np.random.default_rng(5).standard_normal((50, 100)).astype(F32)
+    assert (lanes_sum32(terms) != np.cumsum(terms, axis=1, dtype=F32)[:, -1]).any()
+    assert np.allclose(lanes_sum32(terms), terms.astype(np.float64).sum(axis=1), atol=1e-4)
+    assert lanes_sum32(np.arange(40, dtype=F32)) == F32(780)
 
 
 def rmsnorm32(x, weight):
-    ss = np.cumsum(x * x, dtype=F32)[-1]
+    ss = lanes_sum32(x * x)
     ss = F32(ss / F32(x.size)) + F32(1e-5)
     ss = F32(1.0) / np.sqrt(F32(ss))
     return weight * (ss * x)
@@ -413,3 +440,16 @@ def test_sampler_tiny_topp_falls_back_to_argmax(build):
     m.s["logits"][:] = 0.0
     m.s["logits"][9] = 1e-7
     assert m.call(build["sampler"], temperature=1.0, topp=0.001, coin=0.5).result == 9
+
+
+@pytest.mark.parametrize("dim, vocab", [(40, 63), (8, 5), (24, 1)])
+def test_matmul_and_rmsnorm_tails_exact(build, dim, vocab):
+    """Lengths that are not multiples of 16 (a zero-padded last step) and an odd row count
+    (the matmul walks rows in pairs) still follow the lane order bit for bit."""
+    m = Model(dim=dim, hidden=dim, n_heads=2, n_kv_heads=1, vocab=vocab)
+    table = np.random.default_rng(dim).standard_normal((vocab, dim)).astype(F32)
+    m.call(build["classify"], weight=table)
+    assert np.array_equal(m.s["logits"], matmul32(table, m.s["x"]))
+    src = m.s["x"].copy()
+    m.call(build["rmsnorm"], out=m.s["xb"], in_=m.s["x"], weight=m.w["rms_att"])
+    assert np.array_equal(m.s["xb"], rmsnorm32(src, m.w["rms_att"]))

@@ -1,8 +1,8 @@
 """Every tier of every layer module computes bit-identical results.
 
 The modules are compiled to bitcode exactly as the build does (-O2 -Xclang -disable-llvm-passes),
-then, for each tier O0..O3 and each ISA level the host can run (x86-64 and, with AVX2/FMA,
-x86-64-v3), the target attributes are rewritten, the new-pass-manager pipeline runs at that
+then, for each tier O0..O3 and each ISA level the host can run (x86-64 .. x86-64-v4),
+the target attributes are rewritten, the new-pass-manager pipeline runs at that
 speed level with vectorisation as the tier step enables it, and the result is JIT-compiled
 by llvmlite's MCJIT.  libc calls resolve to the real src/libc sources compiled natively.
 Each tier runs the same inputs; all state arrays and the sampler result must equal the
@@ -28,19 +28,11 @@ CFLAGS = ["-target", "x86_64-freestanding", "-ffreestanding", "-fno-sanitize=all
           "-mno-red-zone", "-fno-pic", "-fno-pie", f"-I{REPO / 'src' / 'include'}",
           f"-I{REPO / 'src' / 'libc' / 'include'}", f"-I{REPO / 'modules' / 'include'}",
           "-O2", "-Xclang", "-disable-llvm-passes", "-emit-llvm"]
-V3_FLAGS = {"avx", "avx2", "fma", "bmi1", "bmi2", "movbe", "f16c", "abm", "xsave"}
 
 
 def host_isas():
-    flags = set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-                break
-    except OSError:
-        pass
-    return ["x86-64"] + (["x86-64-v3"] if V3_FLAGS <= flags else [])
+    from buildutil import host_isa_levels
+    return host_isa_levels()
 
 
 @pytest.fixture(scope="module")

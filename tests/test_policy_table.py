@@ -120,7 +120,9 @@ DECODE_ERRORS = [
     (patch("<B", QKV + 16, 0), "field 'n_tiers' is 0"),
     (patch("<B", QKV + 16, 5), "field 'n_tiers' is 5"),
     (patch("<B", QKV + 17, 0x05), "field 'flags' is 0x05"),
-    (patch("<H", QKV + 18, 1), "a 'reserved' field is not zero"),
+    (patch("<B", QKV + 19, 1), "a 'reserved' field is not zero"),
+    (patch("<B", QKV + 18, 4), r"entry 2 \('qkv'\): field 'isa' is 4, expected 0..3"),
+    (patch("<B", QKV + 18, 2), r"ISA level x86-64-v3 has entries for \['qkv'\], x86-64 for"),
     (patch("<I", QKV + 36, 7), "a 'reserved' field is not zero"),
     (patch("<B", QKV + 21, 4), r"field 'ladder\[1\]' is 4, expected a tier code"),
     (patch("<B", QKV + 23, 3), r"field 'ladder\[3\]' is 3, expected 0xFF after 3 tiers"),
@@ -139,3 +141,21 @@ DECODE_ERRORS = [
 def test_every_decode_error(data, message):
     with pytest.raises(BareflowError, match=r"^POLICY\.TBL: " + "(.*)" + message):
         pt.decode(data)
+
+
+def test_levels_round_trip_and_per_level_decisions():
+    names = ["embed", "qkv"]
+    low = {"embed": pt.Decision(["O0"]), "qkv": pt.Decision(["O0", "O2"], calls=[5])}
+    high = {"embed": pt.Decision(["O1"]), "qkv": pt.Decision(["O3"])}
+    data = pt.encode_levels({"x86-64-v4": high, "x86-64": low}, names)
+    levels = pt.decode_levels(data)
+    assert list(levels) == ["x86-64", "x86-64-v4"]      # lowest level first
+    assert levels["x86-64"]["qkv"].ladder == ["O0", "O2"] and levels["x86-64-v4"]["qkv"].ladder == ["O3"]
+    assert data[16 + 18] == 0 and data[16 + 2 * 64 + 18] == 3    # the entries' isa bytes
+    with pytest.raises(BareflowError, match="holds ISA levels x86-64, x86-64-v4; read it with decode_levels"):
+        pt.decode(data)
+    assert "qkv  O3" in summary(levels["x86-64-v4"], names)
+    with pytest.raises(BareflowError, match="unknown ISA level 'x86-64-v9'"):
+        pt.encode_levels({"x86-64-v9": low}, names)
+    with pytest.raises(BareflowError, match=r"policy table \(x86-64-v4\): no decision for layers \['qkv'\]"):
+        pt.encode_levels({"x86-64": low, "x86-64-v4": {"embed": pt.Decision(["O1"])}}, names)

@@ -101,9 +101,10 @@ def case_module_truncated(f):
         "module /MODULES/CLASSIFY.O0: file_size field"
 
 
-def case_module_isa_v3(f):
-    return set_module(f, "/MODULES/SAMPLER.O0", recrc_module(patched(f["/MODULES/SAMPLER.O0"], 25, "B", 1))), \
-        "module /MODULES/SAMPLER.O0: built for x86-64-v3"
+def case_module_isa_v4(f):
+    # This CPU may run v4 modules; either way the level is not the one the run chose.
+    return set_module(f, "/MODULES/SAMPLER.O0", recrc_module(patched(f["/MODULES/SAMPLER.O0"], 25, "B", 3))), \
+        "module /MODULES/SAMPLER.O0: built for x86-64-v4 "
 
 
 def case_module_layer_field(f):
@@ -141,7 +142,7 @@ def case_policy_missing_layer(f):
 
 def case_policy_duplicate_layer(f):
     return with_policy(f, simple_policy() + [("ffn", ["O1"], [], [], 0)]), \
-        "policy /POLICY.TBL: layer 'ffn' has two entries (6 and 9)"
+        "policy /POLICY.TBL: layer 'ffn' has two entries for x86-64 (6 and 9)"
 
 
 def case_policy_crc(f):
@@ -257,7 +258,7 @@ def case_module_header_size(f):
 
 
 def case_module_isa_unknown(f):
-    return module_header(f, "/MODULES/EMBED.O0", 25, "B", 2), "module /MODULES/EMBED.O0: isa code 2 is unknown"
+    return module_header(f, "/MODULES/EMBED.O0", 25, "B", 4), "module /MODULES/EMBED.O0: isa code 4 is unknown"
 
 
 def case_module_image_too_big(f):
@@ -344,6 +345,21 @@ def case_policy_n_tiers(f):
 def case_policy_reserved(f):
     f["/POLICY.TBL"] = policy_patched(16 + 36, "B", 1)
     return f, "policy /POLICY.TBL: layer 'embed': reserved bytes are not zero"
+
+
+def case_policy_reserved_after_isa(f):
+    f["/POLICY.TBL"] = policy_patched(16 + 19, "B", 1)
+    return f, "policy /POLICY.TBL: layer 'embed': reserved bytes are not zero"
+
+
+def case_policy_isa_code(f):
+    f["/POLICY.TBL"] = policy_patched(16 + 18, "B", 4)
+    return f, "policy /POLICY.TBL: entry 0 (layer 'embed'): isa code 4 is not 0..3"
+
+
+def case_policy_level_incomplete(f):
+    f["/POLICY.TBL"] = policy_patched(16 + 64 * 2 + 18, "B", 1)     # qkv's entry says x86-64-v2
+    return f, "policy /POLICY.TBL: layer 'qkv' has no entry for x86-64"
 
 
 def case_policy_ladder_padding(f):

@@ -158,13 +158,13 @@ def profile_bytes_empty():
 PART_LBA = 2048
 
 
-def make_image(path, files, *, mbr=True, part_kib=16384):
+def make_image(path, files, *, mbr=True, part_kib=16384, cluster_sectors=1):
     """An MBR disk with one FAT16 partition (type 0x06) at PART_LBA, or a superfloppy."""
     path = Path(path)
     part = path.with_suffix(".part")
     part.unlink(missing_ok=True)
     mkfs = shutil.which("mkfs.fat") or "/usr/sbin/mkfs.fat"
-    subprocess.run([mkfs, "-F", "16", "-s", "1", "-C", "--invariant", "-i", "0badf00d", str(part), str(part_kib)],
+    subprocess.run([mkfs, "-F", "16", "-s", str(cluster_sectors), "-C", "--invariant", "-i", "0badf00d", str(part), str(part_kib)],
                    check=True, capture_output=True)
     for d in sorted({os.path.dirname(p) for p in files if os.path.dirname(p) != "/"}):
         subprocess.run(["mmd", "-i", str(part), "::" + d], check=True, capture_output=True)

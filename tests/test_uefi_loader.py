@@ -274,8 +274,8 @@ def test_handed_files_order_and_limit(kernel):
     assert bootloader.handed_files(files) == [
         "/BAREFLOW.CFG", "/MODEL.BIN", "/TOKENIZR.BIN", "/LIBC.MAN",
         "/MODULES/L00.O2", "/MODULES/L01.O2", "/MODULES/L02.O2"]
-    with pytest.raises(BareflowError, match="65 files to hand the kernel.*at most 64"):
-        bootloader.handed_files(payload(kernel[0], 61))
+    with pytest.raises(BareflowError, match="161 files to hand the kernel.*at most 160"):
+        bootloader.handed_files(payload(kernel[0], 157))
 
 
 def test_uefi_plugin_files_and_kernel_check(kernel, tmp_path):
@@ -287,8 +287,8 @@ def test_uefi_plugin_files_and_kernel_check(kernel, tmp_path):
     uefi_plugin.check_pe(out["/EFI/BOOT/BOOTX64.EFI"])
     with pytest.raises(BareflowError, match="bootloader 'uefi': /KERNEL.BIN: no BFU64"):
         loader.image_files({}, payload(mutate(kernel[0], "no-bfu64")))
-    with pytest.raises(BareflowError, match="at most 64"):
-        loader.image_files({}, payload(kernel[0], 70))
+    with pytest.raises(BareflowError, match="at most 160"):
+        loader.image_files({}, payload(kernel[0], 170))
     missing = uefi_plugin.UefiBootloader(source_dir=tmp_path / "nowhere")
     ok, why = missing.available()
     assert not ok and "nowhere" in why

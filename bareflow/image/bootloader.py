@@ -42,7 +42,7 @@ _NAME = re.compile(r"[a-z][a-z0-9_-]{0,31}\Z")
 HANDED_ROOT_FILES = ("/BAREFLOW.CFG", "/POLICY.TBL", "/MODEL.BIN", "/TOKENIZR.BIN",
                      "/PROFILE.BIN", "/LIBC.MAN")
 HANDED_DIRECTORY = "/MODULES/"
-MAX_HANDED_FILES = 64               # the kernel's Multiboot module limit (src/kernel/multiboot.c)
+MAX_HANDED_FILES = 160              # the kernel's Multiboot module limit (src/kernel/multiboot.c)
 
 
 def handed_files(paths):

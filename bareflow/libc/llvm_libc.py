@@ -57,6 +57,14 @@ _CONSTRUCTOR_SECTION = re.compile(r"\.(init_array|fini_array|preinit_array|ctors
 _STACK_PROTECTOR = ("__stack_chk_fail", "__stack_chk_guard")
 
 _settings = {"prefer": False, "isa": "x86-64"}    # from bareflow_configure, per build
+
+
+def _every_level_has_avx(isa_setting):
+    """ISA may list several levels (the kernel's libc serves them all): AVX code is safe only
+    when the lowest one is x86-64-v3 or above."""
+    from bareflow.tiers.compile import ISA_LEVELS
+    levels = [name.strip() for name in str(isa_setting).split(",") if name.strip()]
+    return bool(levels) and min(ISA_LEVELS.get(n, -1) for n in levels) >= ISA_LEVELS[V3_ISA]
 _index_cache = {}                                  # (path, size, mtime) -> _Index
 
 
@@ -234,7 +242,7 @@ class LlvmLibc(LibcProvider):
             offered, refused = {}, {}
             for sym in BASELINE_ALLOWED + V3_ALLOWED:
                 reasons = self._hazards(index, sym)
-                if not reasons and sym in V3_ALLOWED and isa != V3_ISA:
+                if not reasons and sym in V3_ALLOWED and not _every_level_has_avx(isa):
                     reasons = [f"its code uses AVX/FMA instructions; allowed only with ISA={V3_ISA}"]
                 if reasons:
                     refused[sym] = "; ".join(reasons)

@@ -33,9 +33,13 @@ def _align(value, alignment):
     return (value + alignment - 1) & ~(alignment - 1)
 
 
-def file_name(layer, tier):
-    """The module's path on the FAT16 partition."""
-    return f"/MODULES/{layer.upper()}.{tier}"
+def file_name(layer, tier, isa="x86-64"):
+    """The module's path on the FAT16 partition: /MODULES/QKV.O2 for x86-64, /MODULES/QKV.O23
+    for x86-64-v3 (the level's number follows the tier; 8.3 extensions hold three characters)."""
+    code = ISA_LEVELS.get(isa)
+    if code is None:
+        raise BareflowError(f"module {layer} tier {tier}: unknown ISA level {isa!r}")
+    return f"/MODULES/{layer.upper()}.{tier}" + (str(code + 1) if code else "")
 
 
 def pack(obj_bytes, *, layer, tier, isa, exports):

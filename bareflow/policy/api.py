@@ -28,7 +28,9 @@ class LayerInfo:
     """What a policy knows about one layer module for the build being made.
 
     The cost fields are estimates from the model header (bareflow.model.checkpoint); `profile`
-    holds what a previous run measured, when the build was given PROFILE=path.
+    holds what a previous run measured, when the build was given PROFILE=path.  A policy is
+    asked once per ISA level the image carries (`isa`, out of `isa_levels`) and may answer
+    differently per level; the kernel uses the answers of the level it picks at boot.
     """
     name: str                      # "qkv"
     kind: str                      # "matmul", "norm", "attention", ... (layers.LAYER_KINDS)
@@ -38,6 +40,8 @@ class LayerInfo:
     tokens: int                    # positions the run processes (the `steps` setting)
     profile: Optional["LayerProfile"] = None
     token_share: float = 0.0       # this layer's fraction of one token's work, 0..1
+    isa: str = "x86-64"            # the ISA level this decision is for (one per level in ISA=)
+    isa_levels: tuple = ("x86-64",)  # every level the image carries, lowest first
 
     @property
     def work_per_call(self) -> int:

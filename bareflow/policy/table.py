@@ -13,7 +13,9 @@ from bareflow.core.checksum import crc32_with_field_zeroed
 from bareflow.errors import BareflowError
 from bareflow.model.layers import LAYER_NAME, decode_layer_name
 from bareflow.policy.api import MAX_CALLS, MAX_CYCLES, Decision, validate_decision
-from bareflow.tiers.levels import TIERS
+from bareflow.tiers.levels import ISA_LEVELS, TIERS
+
+ISA_NAMES = {code: name for name, code in ISA_LEVELS.items()}
 
 MAGIC = b"BFPT"
 VERSION = 1
@@ -24,7 +26,7 @@ FLAG_PRELOAD = 0x01
 FLAG_STOP_PROFILING = 0x02
 NO_TIER = 0xFF
 _HEADER = struct.Struct("<4sHHHHI")                   # magic version hsize n esize crc
-_ENTRY = struct.Struct("<16sBBH4B3I4s3Q")              # name n flags rsv ladder calls rsv cycles
+_ENTRY = struct.Struct("<16sBBBB4B3I4s3Q")             # name n flags isa rsv ladder calls rsv cycles
 assert _HEADER.size == HEADER_SIZE and _ENTRY.size == ENTRY_SIZE
 
 
@@ -32,18 +34,44 @@ def _crc(data: bytes) -> int:
     return crc32_with_field_zeroed(data, 12)
 
 
-def encode(decisions: Mapping[str, Decision], layer_order: Sequence[str]) -> bytes:
-    """The table for `decisions`, one entry per layer of `layer_order`, in that order."""
+def encode(decisions: Mapping[str, Decision], layer_order: Sequence[str], isa: str = "x86-64") -> bytes:
+    """The table for `decisions`, one entry per layer of `layer_order`, in that order, all for
+    ISA level `isa`."""
+    return encode_levels({isa: decisions}, layer_order)
+
+
+def encode_levels(by_isa: Mapping[str, Mapping[str, Decision]], layer_order: Sequence[str]) -> bytes:
+    """The table for several ISA levels: {isa: {layer: Decision}}; for each level (lowest
+    first) one entry per layer of `layer_order`.  The kernel uses the entries of the best
+    level the CPU runs (docs/policy-table.md)."""
     order = list(layer_order)
-    if not 1 <= len(order) <= MAX_LAYERS:
-        raise BareflowError(f"policy table: {len(order)} layers; it holds 1..{MAX_LAYERS}")
+    levels = sorted(by_isa, key=lambda name: ISA_LEVELS.get(name, -1))
+    for name in levels:
+        if name not in ISA_LEVELS:
+            raise BareflowError(f"policy table: unknown ISA level {name!r}; known: {', '.join(ISA_LEVELS)}")
+    if not levels:
+        raise BareflowError("policy table: no ISA level given")
+    if not 1 <= len(order) * len(levels) <= MAX_LAYERS:
+        raise BareflowError(f"policy table: {len(order)} layers x {len(levels)} ISA levels; "
+                            f"it holds 1..{MAX_LAYERS} entries")
     if len(set(order)) != len(order):
         raise BareflowError(f"policy table: layer order {order} repeats a layer")
+    body = bytearray()
+    for isa in levels:
+        body += _entries(by_isa[isa], order, isa)
+    header = _HEADER.pack(MAGIC, VERSION, HEADER_SIZE, len(order) * len(levels), ENTRY_SIZE, 0)
+    data = bytearray(header + body)
+    struct.pack_into("<I", data, 12, _crc(bytes(data)))
+    return bytes(data)
+
+
+def _entries(decisions, order, isa):
+    where = "policy table" + (f" ({isa})" if isa != "x86-64" else "")
     missing = [name for name in order if name not in decisions]
     extra = [name for name in decisions if name not in order]
     if missing or extra:
-        raise BareflowError(f"policy table: no decision for layers {missing}" if missing else
-                            f"policy table: decisions for unknown layers {extra}")
+        raise BareflowError(f"{where}: no decision for layers {missing}" if missing else
+                            f"{where}: decisions for unknown layers {extra}")
     body = bytearray()
     for name in order:
         if not isinstance(name, str) or not LAYER_NAME.match(name):
@@ -57,16 +85,23 @@ def encode(decisions: Mapping[str, Decision], layer_order: Sequence[str]) -> byt
         calls = d.calls + [0] * (3 - steps)
         cycles = d.cycles + [0] * (3 - steps)
         flags = (FLAG_PRELOAD if d.preload else 0) | (FLAG_STOP_PROFILING if d.stop_profiling else 0)
-        body += _ENTRY.pack(name.encode("ascii"), len(d.ladder), flags, 0, *ladder, *calls,
+        body += _ENTRY.pack(name.encode("ascii"), len(d.ladder), flags, ISA_LEVELS[isa], 0, *ladder, *calls,
                             bytes(4), *cycles)
-    header = _HEADER.pack(MAGIC, VERSION, HEADER_SIZE, len(order), ENTRY_SIZE, 0)
-    data = bytearray(header + body)
-    struct.pack_into("<I", data, 12, _crc(bytes(data)))
-    return bytes(data)
+    return bytes(body)
 
 
 def decode(data: bytes, source: str = "POLICY.TBL") -> dict[str, Decision]:
-    """Check a table completely and return layer -> Decision in table order."""
+    """Check a table completely and return layer -> Decision in table order, for a table
+    holding one ISA level (decode_levels reads any table)."""
+    levels = decode_levels(data, source)
+    if len(levels) != 1:
+        raise BareflowError(f"{source}: holds ISA levels {', '.join(levels)}; read it with decode_levels")
+    return next(iter(levels.values()))
+
+
+def decode_levels(data: bytes, source: str = "POLICY.TBL") -> dict[str, dict[str, Decision]]:
+    """Check a table completely and return {isa: {layer: Decision}}, levels and layers in
+    table order; every level present must name the same layers."""
     def fail(problem):
         raise BareflowError(f"{source}: {problem}")
 
@@ -89,12 +124,17 @@ def decode(data: bytes, source: str = "POLICY.TBL") -> dict[str, Decision]:
     if crc != _crc(data):
         fail(f"field 'crc32' is {crc:#010x}, but the data gives {_crc(data):#010x}")
 
-    decisions: dict[str, Decision] = {}
+    levels: dict[str, dict[str, Decision]] = {}
     for index in range(n_layers):
         raw = _ENTRY.unpack_from(data, HEADER_SIZE + ENTRY_SIZE * index)
-        raw_name, n_tiers, flags, reserved1 = raw[0], raw[1], raw[2], raw[3]
-        ladder, calls, reserved2, cycles = raw[4:8], raw[8:11], raw[11], raw[12:15]
-        text, where = decode_layer_name(raw_name, index, decisions, fail)
+        raw_name, n_tiers, flags, isa_code, reserved1 = raw[0], raw[1], raw[2], raw[3], raw[4]
+        ladder, calls, reserved2, cycles = raw[5:9], raw[9:12], raw[12], raw[13:16]
+        text, where = decode_layer_name(raw_name, index, (), fail)
+        if isa_code not in ISA_NAMES:
+            fail(f"{where}: field 'isa' is {isa_code}, expected 0..{len(ISA_NAMES) - 1}")
+        decisions = levels.setdefault(ISA_NAMES[isa_code], {})
+        if text in decisions:
+            fail(f"{where}: field 'layer' repeats layer {text!r} for {ISA_NAMES[isa_code]}")
         if not 1 <= n_tiers <= 4:
             fail(f"{where}: field 'n_tiers' is {n_tiers}, expected 1..4")
         if flags & ~(FLAG_PRELOAD | FLAG_STOP_PROFILING):
@@ -125,19 +165,25 @@ def decode(data: bytes, source: str = "POLICY.TBL") -> dict[str, Decision]:
             ladder=[TIERS[c] for c in ladder[:n_tiers]], calls=list(calls[:steps]),
             cycles=list(cycles[:steps]), preload=bool(flags & FLAG_PRELOAD),
             stop_profiling=bool(flags & FLAG_STOP_PROFILING))
-    return decisions
+    first = next(iter(levels))
+    for isa, decisions in levels.items():
+        if set(decisions) != set(levels[first]):
+            fail(f"ISA level {isa} has entries for {sorted(decisions)}, {first} for {sorted(levels[first])}")
+    return levels
 
 
-def check_for_runtime(data: bytes, source: str = "POLICY.TBL") -> dict[str, Decision]:
-    """decode() plus the runtime's own rule: exactly one entry for each of the nine layers
-    (src/runtime/tiering.c).  Accepts exactly the tables the kernel accepts, as far as the
-    table alone decides (the module files a ladder names are checked at boot)."""
+
+def check_for_runtime(data: bytes, source: str = "POLICY.TBL") -> dict[str, dict[str, Decision]]:
+    """decode_levels() plus the runtime's own rule: every ISA level has exactly one entry for each
+    of the nine layers (src/runtime/tiering.c).  Accepts exactly the tables the kernel accepts, as
+    far as the table alone decides (the module files a ladder names are checked at boot)."""
     from bareflow.model.layers import LAYER_NAMES
-    decisions = decode(data, source)
-    missing = [name for name in LAYER_NAMES if name not in decisions]
-    unknown = [name for name in decisions if name not in LAYER_NAMES]
-    if unknown:
-        raise BareflowError(f"{source}: unknown layer {unknown[0]!r} (known: {', '.join(LAYER_NAMES)})")
-    if missing:
-        raise BareflowError(f"{source}: layer {missing[0]!r} has no entry")
-    return decisions
+    levels = decode_levels(data, source)
+    for decisions in levels.values():
+        missing = [name for name in LAYER_NAMES if name not in decisions]
+        unknown = [name for name in decisions if name not in LAYER_NAMES]
+        if unknown:
+            raise BareflowError(f"{source}: unknown layer {unknown[0]!r} (known: {', '.join(LAYER_NAMES)})")
+        if missing:
+            raise BareflowError(f"{source}: layer {missing[0]!r} has no entry")
+    return levels

@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "bareflow/platform.h"
+#include "bareflow/x86_isa.h"
 #include "bareflow/runtime.h"
 
 #define SYS_write 1
@@ -177,35 +178,10 @@ static uint64_t calibrate(void)
     return (c1 - c0) * 1000000000ull / (n1 - n0);
 }
 
-static void cpuid(uint32_t leaf, uint32_t sub, uint32_t r[4])
+/* Linux enables the XCR0 state of every feature it supports, so CPUID and XCR0 decide alone. */
+int platform_cpu_isa_level(const char **missing)
 {
-    __asm__ volatile("cpuid" : "=a"(r[0]), "=b"(r[1]), "=c"(r[2]), "=d"(r[3]) : "a"(leaf), "c"(sub));
-}
-
-int platform_cpu_has_x86_64_v3(void)
-{
-    uint32_t r[4];
-    cpuid(0, 0, r);
-    uint32_t max_leaf = r[0];
-    cpuid(1, 0, r);
-    uint32_t ecx1 = r[2];
-    /* FMA(12) MOVBE(22) OSXSAVE(27) AVX(28) F16C(29) */
-    const uint32_t need1 = 1u << 12 | 1u << 22 | 1u << 27 | 1u << 28 | 1u << 29;
-    if ((ecx1 & need1) != need1 || max_leaf < 7)
-        return 0;
-    uint32_t xcr0_lo, xcr0_hi;
-    __asm__ volatile("xgetbv" : "=a"(xcr0_lo), "=d"(xcr0_hi) : "c"(0));
-    if ((xcr0_lo & 6) != 6)           /* the OS saves SSE and AVX state */
-        return 0;
-    cpuid(7, 0, r);
-    const uint32_t need7 = 1u << 3 | 1u << 5 | 1u << 8;     /* BMI1 AVX2 BMI2 */
-    if ((r[1] & need7) != need7)
-        return 0;
-    cpuid(0x80000000u, 0, r);
-    if (r[0] < 0x80000001u)
-        return 0;
-    cpuid(0x80000001u, 0, r);
-    return (r[2] >> 5) & 1;           /* LZCNT (ABM) */
+    return bf_x86_isa_level(missing);
 }
 
 const void *platform_handed_file(const char *path, size_t *size)

@@ -13,7 +13,8 @@
  *  - 64-bit paging identity-maps [0, 4 GiB) with 2 MiB pages, except the first 2 MiB which
  *    use 4 KiB pages so that page 0 (NULL) and the page under the boot stack are not mapped;
  *  - SSE is on before any C runs (the C ABI passes floats in XMM registers); when the CPU
- *    has XSAVE and AVX, XCR0 enables x87|SSE|AVX so x86-64-v3 modules can run;
+ *    has XSAVE and AVX, XCR0 enables x87|SSE|AVX so x86-64-v3 modules can run, and with
+ *    AVX512F also opmask|ZMM_Hi256|Hi16_ZMM so x86-64-v4 modules can;
  *  - nothing in this file uses SSE registers, so it runs before SSE is enabled.
  */
 
@@ -355,6 +356,17 @@ start64:
     testl $4, %eax
     jz 10f
     orl $4, %r9d                    /* AVX (YMM upper halves) */
+    /* AVX-512 needs opmask (bit 5), ZMM_Hi256 (6) and Hi16_ZMM (7) on top of AVX, and only
+       if XCR0 may hold all three and CPUID.7.0:EBX reports AVX512F (bit 16). */
+    andl $0xE0, %eax
+    cmpl $0xE0, %eax
+    jne 10f
+    movl $7, %eax
+    xorl %ecx, %ecx
+    cpuid
+    testl $(1 << 16), %ebx
+    jz 10f
+    orl $0xE0, %r9d
 10: movl %r9d, %eax
     xorl %edx, %edx
     xorl %ecx, %ecx

@@ -28,8 +28,16 @@ void kernel_main(uint32_t magic, uint32_t info_addr)
     kput_dec(platform_disk_sectors());
     kputs(" sectors, handed files ");
     kput_dec(multiboot_module_count());
-    kputs(", x86-64-v3 ");
-    kputs(platform_cpu_has_x86_64_v3() ? "yes\n" : "no\n");
+    kputs(", cpu isa ");
+    static const char *const isa_names[] = {"x86-64", "x86-64-v2", "x86-64-v3", "x86-64-v4"};
+    const char *missing;
+    kputs(isa_names[platform_cpu_isa_level(&missing)]);
+    if (*missing) {
+        kputs(" (no ");
+        kputs(missing);
+        kputs(")");
+    }
+    kputs("\n");
 
     int code = bf_runtime_main();
     platform_exit(code);

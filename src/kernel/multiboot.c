@@ -11,7 +11,7 @@
 #include <bareflow/platform.h>
 #include "kernel.h"
 
-#define MAX_MODULES 64
+#define MAX_MODULES 160
 #define MAX_NAME 64
 #define MAX_STRING 4096
 #define MAX_MMAP_BYTES 65536
@@ -99,7 +99,7 @@ static void set_module_name(struct handed_module *m, const char *cmd, size_t len
 static void read_modules(uint32_t count, uint32_t addr)
 {
     if (count > MAX_MODULES)
-        kernel_fail2("multiboot: too many modules (limit 64): ", count);
+        kernel_fail2("multiboot: too many modules (limit 160): ", count);
     if (!range_ok(addr, (uint64_t)count * 16))
         kernel_fail2("multiboot: module list outside memory at ", addr);
     reserve(addr, (uint64_t)count * 16);

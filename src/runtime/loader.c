@@ -2,7 +2,7 @@
  *
  * Promise: bf_load_module returns a callable entry only after every rule of the format held
  * (size, magic, version, CRC-32, the layer/tier the caller asked for, an ISA level this CPU runs
- * and that matches the modules already loaded, the layer ABI version, every size, alignment,
+ * and that is the level chosen at boot (bf_isa), the layer ABI version, every size, alignment,
  * relocation and import); otherwise the run stops with "module <file>: <what is wrong>".  The
  * image is copied into fresh zeroed arena memory, so the tail (bss and import slots) is zero
  * before the two relocation kinds are applied.  No byte of the file is executed before that.
@@ -22,9 +22,9 @@
 #define RELATIVE64 1
 #define IMPORT64 2
 
-int bf_module_isa = -1;
+int bf_isa = -1;
 
-const char *bf_module_path(int layer, int tier)
+const char *bf_module_path(int layer, int tier, int isa)
 {
     static char path[32];
     const char *name = bf_layer_names[layer];
@@ -36,6 +36,8 @@ const char *bf_module_path(int layer, int tier)
     path[n++] = '.';
     path[n++] = 'O';
     path[n++] = (char)('0' + tier);
+    if (isa > 0)
+        path[n++] = (char)('1' + isa);   /* x86-64-v2 .. -v4 */
     path[n] = 0;
     return path;
 }
@@ -70,7 +72,7 @@ static int layer_field_ok(const uint8_t *f, char out[16])
 
 bf_layer_fn bf_load_module(int layer, int tier)
 {
-    const char *path = bf_module_path(layer, tier);
+    const char *path = bf_module_path(layer, tier, bf_isa);
     size_t size;
     const uint8_t *f = bf_read_file(path, &size);
     char name[16];
@@ -101,13 +103,15 @@ bf_layer_fn bf_load_module(int layer, int tier)
         BAD("tier code %u is not 0..3", path, f[24]);
     if (f[24] != tier)
         BAD("holds tier O%u, the file name says O%d", path, f[24], tier);
-    if (f[25] > 1)
-        BAD("isa code %u is unknown (0 = x86-64, 1 = x86-64-v3)", path, f[25]);
-    if (f[25] == 1 && !platform_cpu_has_x86_64_v3())
-        BAD("built for x86-64-v3 but this CPU lacks AVX2/FMA/BMI1/BMI2/LZCNT/MOVBE/F16C", path);
-    if (bf_module_isa >= 0 && f[25] != bf_module_isa)
-        BAD("built for %s, the modules loaded before are %s", path, bf_isa_names[f[25]],
-            bf_isa_names[bf_module_isa]);
+    const char *missing;
+    int cpu = platform_cpu_isa_level(&missing);
+    if (f[25] > 3)
+        BAD("isa code %u is unknown (0..3 = x86-64, x86-64-v2, x86-64-v3, x86-64-v4)", path, f[25]);
+    if (f[25] > cpu)
+        BAD("built for %s but this CPU runs up to %s (no %s)", path, bf_isa_names[f[25]], bf_isa_names[cpu],
+            missing);
+    if (f[25] != bf_isa)
+        BAD("built for %s, but this run uses %s modules", path, bf_isa_names[f[25]], bf_isa_names[bf_isa]);
     if (bf_le16(f + 26) != BF_LAYER_ABI_VERSION)
         BAD("abi_version %u, this kernel has layer ABI %d", path, bf_le16(f + 26), BF_LAYER_ABI_VERSION);
     if (image_size > MAX_IMAGE || file_image > image_size)
@@ -188,6 +192,5 @@ bf_layer_fn bf_load_module(int layer, int tier)
                                                       : (uint64_t)(uintptr_t)addr[bf_le16(r + 6)] + addend;
         memcpy(base + bf_le32(r), &value, 8);
     }
-    bf_module_isa = f[25];
     return (bf_layer_fn)(uintptr_t)(base + entry);
 }

@@ -198,7 +198,7 @@ void bf_print_result(const struct bf_run_config *rc, const struct bf_run *run, u
     putf(&o, ",\"seed\":%llu,\"tokens_per_second\":", (unsigned long long)rc->seed);
     put_decimal(&o, seconds > 0.0 ? run->n_tokens / seconds : 0.0, 3);
     putf(&o, ",\"cycles_per_second\":%llu,\"isa\":\"%s\",\"layers\":", (unsigned long long)cps,
-         bf_module_isa >= 0 ? bf_isa_names[bf_module_isa] : "none");
+         bf_isa >= 0 ? bf_isa_names[bf_isa] : "none");
     put_layers(&o);
     putf(&o, ",\"profiling_overhead_cycles\":%llu,\"boot_cycles\":%llu}\n",
          (unsigned long long)bf_profiling_overhead(),

@@ -35,7 +35,7 @@ enum bf_layer_id {
 #define BF_N_TIERS 4
 extern const char *const bf_layer_names[BF_N_LAYERS];
 extern const char *const bf_tier_names[BF_N_TIERS];
-extern const char *const bf_isa_names[2];
+extern const char *const bf_isa_names[4];   /* by ISA code, bareflow/x86_isa.h */
 
 /* files.c: whole files from the FAT16 disk, else from the boot loader's hand-over. */
 void bf_files_init(void);
@@ -86,9 +86,10 @@ int bf_encode(const struct bf_tokenizer *t, const char *text, int *out);
 const char *bf_decode(const struct bf_tokenizer *t, int prev, int token, size_t *len);
 
 /* loader.c: BFMD module files (docs/module-format.md). */
-bf_layer_fn bf_load_module(int layer, int tier);
-const char *bf_module_path(int layer, int tier);   /* "/MODULES/RMSNORM.O2"; static buffer */
-extern int bf_module_isa;     /* ISA level of the modules loaded so far, -1 before the first */
+bf_layer_fn bf_load_module(int layer, int tier);   /* at ISA level bf_isa */
+/* "/MODULES/RMSNORM.O2" (x86-64), "/MODULES/RMSNORM.O23" (x86-64-v3); static buffer */
+const char *bf_module_path(int layer, int tier, int isa);
+extern int bf_isa;            /* ISA level chosen at boot (tiering.c), -1 before */
 
 /* tiering.c: /POLICY.TBL (docs/policy-table.md) and the dispatch slots. */
 #define BF_MAX_CHANGES 3

@@ -7,12 +7,16 @@
  * module is fully loaded and relocated, always between two calls.  Calls are counted per tier
  * always; cycles (rdtsc through platform_cycles) until a STOP_PROFILING layer reaches its last
  * tier.  Every module file a ladder names is known to exist before the first call is made.
+ * The table has one set of entries per ISA level the image carries; the best level this CPU
+ * runs is chosen and printed, and when the CPU runs none of them the run stops with an
+ * "isa:" panic before any module is read.
  */
 #include <stdio.h>
 #include <string.h>
 
 #include "bareflow/platform.h"
 #include "bareflow/runtime.h"
+#include "bareflow/x86_isa.h"
 #include "rt.h"
 
 #define POLICY_PATH "/POLICY.TBL"
@@ -105,7 +109,10 @@ static int layer_by_name(const uint8_t *field, char name[17])
     return -1;
 }
 
-static void parse_entry(const uint8_t *e, int index, int seen[BF_N_LAYERS])
+/* Entries are checked into cand[isa][layer]; the chosen level's row becomes `layers`. */
+static struct layer_rt cand[BF_N_ISA][BF_N_LAYERS];
+
+static void parse_entry(const uint8_t *e, int index, int seen[BF_N_ISA][BF_N_LAYERS])
 {
     char name[17];
     int id = layer_by_name(e, name);
@@ -119,11 +126,16 @@ static void parse_entry(const uint8_t *e, int index, int seen[BF_N_LAYERS])
     if (id < 0)
         bf_panic("policy %s: entry %d names unknown layer '%s' (known: embed, rmsnorm, qkv, rope, attn, attnout, "
                  "ffn, classify, sampler)", POLICY_PATH, index, name);
-    if (seen[id])
-        bf_panic("policy %s: layer '%s' has two entries (%d and %d)", POLICY_PATH, name, seen[id] - 1, index);
-    seen[id] = index + 1;
+    int isa = e[18];
+    if (isa >= BF_N_ISA)
+        bf_panic("policy %s: entry %d (layer '%s'): isa code %d is not 0..3 (x86-64 .. x86-64-v4)", POLICY_PATH,
+                 index, name, isa);
+    if (seen[isa][id])
+        bf_panic("policy %s: layer '%s' has two entries for %s (%d and %d)", POLICY_PATH, name, bf_isa_names[isa],
+                 seen[isa][id] - 1, index);
+    seen[isa][id] = index + 1;
 
-    struct layer_rt *L = &layers[id];
+    struct layer_rt *L = &cand[isa][id];
 #define BAD(...) bf_panic("policy " POLICY_PATH ": layer '%s': " __VA_ARGS__)
     L->id = id;
     L->n_tiers = e[16];
@@ -132,7 +144,7 @@ static void parse_entry(const uint8_t *e, int index, int seen[BF_N_LAYERS])
         BAD("n_tiers %d, expected 1..4", name, L->n_tiers);
     if (L->flags & ~(F_PRELOAD | F_STOP_PROFILING))
         BAD("flags 0x%02x has bits other than PRELOAD (1) and STOP_PROFILING (2)", name, L->flags);
-    if (bf_le16(e + 18) || bf_le32(e + 36))
+    if (e[19] || bf_le32(e + 36))
         BAD("reserved bytes are not zero", name);
     for (int i = 0; i < 4; i++) {
         L->ladder[i] = e[20 + i];
@@ -159,11 +171,13 @@ static void parse_entry(const uint8_t *e, int index, int seen[BF_N_LAYERS])
 #undef BAD
 }
 
-static void read_table(void)
+/* Reads the table and returns the chosen ISA level: the best one the table has entries for
+ * that this CPU runs.  Every level present must name all nine layers. */
+static int read_table(void)
 {
     size_t size;
     const uint8_t *f = bf_read_file(POLICY_PATH, &size);
-    int seen[BF_N_LAYERS] = {0};
+    static int seen[BF_N_ISA][BF_N_LAYERS];
 
     if (size < HDR)
         bf_panic("policy %s: %zu bytes, shorter than the %d-byte header", POLICY_PATH, size, HDR);
@@ -185,9 +199,32 @@ static void read_table(void)
         bf_panic("policy %s: crc32 0x%08x in the header, the contents give 0x%08x", POLICY_PATH, bf_le32(f + 12), got);
     for (unsigned i = 0; i < n; i++)
         parse_entry(f + HDR + ENTRY * i, (int)i, seen);
-    for (int id = 0; id < BF_N_LAYERS; id++)
-        if (!seen[id])
-            bf_panic("policy %s: layer '%s' has no entry", POLICY_PATH, bf_layer_names[id]);
+
+    char have[64];
+    size_t used = 0;
+    int best = -1;
+    const char *missing;
+    int cpu = platform_cpu_isa_level(&missing);
+    for (int isa = 0; isa < BF_N_ISA; isa++) {
+        int count = 0;
+        for (int id = 0; id < BF_N_LAYERS; id++)
+            count += seen[isa][id] != 0;
+        if (!count)
+            continue;
+        for (int id = 0; id < BF_N_LAYERS; id++)
+            if (!seen[isa][id])
+                bf_panic("policy %s: layer '%s' has no entry for %s", POLICY_PATH, bf_layer_names[id],
+                         bf_isa_names[isa]);
+        used += (size_t)snprintf(have + used, sizeof have - used, "%s%s", used ? "," : "", bf_isa_names[isa]);
+        if (isa <= cpu)
+            best = isa;
+    }
+    if (best < 0)
+        bf_panic("isa: the image carries modules for %s only; this CPU runs up to %s (no %s)", have,
+                 bf_isa_names[cpu], missing);
+    bf_printf("bareflow: isa %s chosen (image has %s; cpu runs up to %s%s%s)\n", bf_isa_names[best], have,
+              bf_isa_names[cpu], *missing ? ", no " : "", missing);
+    return best;
 }
 
 /* ---- start-up ---- */
@@ -235,7 +272,8 @@ void bf_tiering_init(void)
     size_t used = 0;
     int preloaded = 0, on_demand = 0;
 
-    read_table();
+    bf_isa = read_table();
+    memcpy(layers, cand[bf_isa], sizeof layers);
     for (int id = 0; id < BF_N_LAYERS; id++) {
         struct layer_rt *L = &layers[id];
         L->st.tier = L->ladder[0];
@@ -243,9 +281,9 @@ void bf_tiering_init(void)
             if (s == 0 || (L->flags & F_PRELOAD)) {
                 L->ready[s] = bf_load_module(id, L->ladder[s]);
                 preloaded++;
-            } else if (!bf_file_exists(bf_module_path(id, L->ladder[s]))) {
+            } else if (!bf_file_exists(bf_module_path(id, L->ladder[s], bf_isa))) {
                 bf_panic("policy %s: layer '%s' climbs to O%u but %s is missing", POLICY_PATH, bf_layer_names[id],
-                         L->ladder[s], bf_module_path(id, L->ladder[s]));
+                         L->ladder[s], bf_module_path(id, L->ladder[s], bf_isa));
             } else {
                 on_demand++;
             }
@@ -262,5 +300,5 @@ void bf_tiering_init(void)
     overhead_cycles = measure_overhead();
     bf_printf("bareflow: policy%s\n", line);
     bf_printf("bareflow: modules %s, %d loaded at boot, %d on demand; profiling overhead %llu cycles/call\n",
-              bf_isa_names[bf_module_isa], preloaded, on_demand, (unsigned long long)overhead_cycles);
+              bf_isa_names[bf_isa], preloaded, on_demand, (unsigned long long)overhead_cycles);
 }

@@ -12,7 +12,7 @@ const char *const bf_layer_names[BF_N_LAYERS] = {
     "embed", "rmsnorm", "qkv", "rope", "attn", "attnout", "ffn", "classify", "sampler",
 };
 const char *const bf_tier_names[BF_N_TIERS] = {"O0", "O1", "O2", "O3"};
-const char *const bf_isa_names[2] = {"x86-64", "x86-64-v3"};
+const char *const bf_isa_names[4] = {"x86-64", "x86-64-v2", "x86-64-v3", "x86-64-v4"};
 
 uint32_t bf_crc32(uint32_t crc, const void *data, size_t len)
 {

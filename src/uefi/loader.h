@@ -10,7 +10,7 @@
 #include "efi.h"
 
 #define LOW_LIMIT 0x100000000ull            /* everything handed to the kernel lies below */
-#define MAX_HANDED_FILES 64                 /* the kernel's multiboot module limit */
+#define MAX_HANDED_FILES 160                /* the kernel's multiboot module limit */
 #define MAX_PATH 64                         /* "/MODULES/RMSNORM.O2" and the like */
 
 /* console.c: each line goes to the firmware console and to COM1.  Before ExitBootServices

@@ -3,6 +3,7 @@
 Each step is one function below, in pipeline order; what a step decides is computed by the
 `bareflow` package (docs/architecture.md) and this file only turns the answers into SCons nodes.
 """
+import dataclasses
 import os
 import sys
 
@@ -20,6 +21,7 @@ from bareflow.policy import api as policy
 from bareflow.policy import infos as layer_info
 from bareflow.policy import profile
 from bareflow.policy import table as policy_table
+from bareflow.tiers.levels import parse_isa_list
 
 from . import commands, configure
 
@@ -47,17 +49,18 @@ def _setup(env):
         toolchain.check_llvm_versions()
     pm.hook.bareflow_configure(variables=dict(v))
 
+    isas = parse_isa_list(v["ISA"])
     model = _model(env, v)                                             # 1. model
-    decisions, summary = _policy(env, pm, v, model["config"])          # 2. policy
+    by_isa, summary = _policy(env, pm, v, model["config"], isas)       # 2. policy
     providers = _libc_providers(pm, v)
     cppath = [env.Dir(d).abspath for d in ("#src/include", "#src/libc/include", "#modules/include")]
-    tier_objs = _tiers(env, pm, v, decisions, providers, cppath)       # 3. bitcode, 4. tiers
+    tier_objs = _tiers(env, pm, v, by_isa, providers, cppath)          # 3. bitcode, 4. tiers
     kernel, hosted, manifest_json, manifest_text = _kernel(env, providers, cppath, tier_objs)  # 5. libc, 7.
     modules = _module_files(env, v, tier_objs, manifest_json)          # 6. module files
     products = {"kernel": kernel, "libc_manifest": manifest_text, "model": model["model"],
                 "tokenizer": model["tokenizer"], "modules": modules, "model_config": model["config"],
                 "policy_table": env.BfWriteBytes("$BF_BUILD/image/POLICY.TBL", env.Value(
-                    policy_table.encode(decisions, layers.LAYER_NAMES)))[0],
+                    policy_table.encode_levels(by_isa, layers.LAYER_NAMES)))[0],
                 "profile": env.BfWriteBytes("$BF_BUILD/image/PROFILE.BIN",
                                             env.Value(profile.empty_profile()))[0]}
     env.AddPostAction(products["policy_table"], commands.action_print(lambda: summary))
@@ -93,16 +96,19 @@ def _model(env, v):
     return {"model": gen[0], "tokenizer": gen[1], "config": synthetic.CONFIG}
 
 
-def _policy(env, pm, v, config):
-    """The policy's validated decision for every layer; its summary is printed with the table."""
+def _policy(env, pm, v, config, isas):
+    """{isa: the policy's validated decision for every layer}, asked once per ISA level the image
+    carries, and the summary printed with the table."""
     prof = profile.load_profile(v["PROFILE"]) if v["PROFILE"] else None
     steps = bootconfig.check_steps(v.get("STEPS", bootconfig.DEFAULTS["steps"]), config.seq_len)
     # Attention's work grows with the position: cost it at the mean context of this run.
     infos = layer_info.layer_infos(config, checkpoint.layer_costs(config, (steps + 1) // 2), steps, prof)
-    decisions = policy.decide_all(pm, v["POLICY"], infos, v)
-    summary = policy.summary(decisions, infos)
-    text = f"policy {v['POLICY']} ({v['ISA']}):\n{summary}"
-    return decisions, text
+    by_isa = {}
+    for isa in isas:
+        level_infos = [dataclasses.replace(i, isa=isa, isa_levels=tuple(isas)) for i in infos]
+        by_isa[isa] = policy.decide_all(pm, v["POLICY"], level_infos, v)
+    text = "".join(f"policy {v['POLICY']} ({isa}):\n{policy.summary(by_isa[isa], infos)}" for isa in isas)
+    return by_isa, text.rstrip("\n")
 
 
 def _libc_providers(pm, v):
@@ -113,31 +119,37 @@ def _libc_providers(pm, v):
     return providers
 
 
-def _tiers(env, pm, v, decisions, providers, cppath):
-    """Bitcode for every layer, then one object per tier some ladder uses: {(layer, tier): node}."""
+def _tiers(env, pm, v, by_isa, providers, cppath):
+    """Bitcode for every layer, then one object per tier some ladder of each ISA level uses:
+    {(layer, tier, isa): node}."""
     inline = flag(v, "LIBC_INLINE")
+    needed = {}
+    for isa, decisions in by_isa.items():
+        for layer, tiers in policy.tiers_needed(decisions).items():
+            needed.setdefault(layer, []).extend((tier, isa) for tier in tiers)
     objects = {}
-    for layer, tiers in policy.tiers_needed(decisions).items():
+    for layer, wanted in needed.items():
         flags = []
         pm.hook.bareflow_module_cflags(module=layer, cflags=flags, variables=dict(v))
         bc = env.BfBitcode(f"$BF_BUILD/bc/{layer}.bc", f"#modules/{layer}.c",
                            BF_MODULE_CFLAGS=flags, BF_CPPPATH=cppath, CPPPATH=cppath, BF_LAYER=layer)
-        for tier in tiers:
-            objects[(layer, tier)] = env.BfTier(f"$BF_BUILD/tiers/{v['ISA']}/{layer}.{tier}.o", bc,
-                                                BF_TIER=tier, BF_ISA=v["ISA"], BF_LAYER=layer,
-                                                BF_LIBC_INLINE=inline, BF_LIBC_PROVIDERS=providers)[0]
+        for tier, isa in wanted:
+            key = (layer, tier, isa)
+            objects[key] = env.BfTier(f"$BF_BUILD/tiers/{isa}/{layer}.{tier}.o", bc,
+                                      BF_TIER=tier, BF_ISA=isa, BF_LAYER=layer,
+                                      BF_LIBC_INLINE=inline, BF_LIBC_PROVIDERS=providers)[0]
             if inline:      # the linked-in libc is part of the tier
                 for provider in providers:
-                    env.Depends(objects[(layer, tier)], [str(p) for p in provider.dependencies()])
+                    env.Depends(objects[key], [str(p) for p in provider.dependencies()])
     return objects
 
 
 def _module_files(env, v, tier_objs, manifest_json):
     """One BFMD module file per tier object: {image path: node}."""
-    return {module_path(layer, tier): env.BfModuleFile(
-                f"$BF_BUILD/modules/{v['ISA']}/{layer.upper()}.{tier}", [obj, manifest_json],
-                BF_LAYER=layer, BF_TIER=tier, BF_ISA=v["ISA"])[0]
-            for (layer, tier), obj in sorted(tier_objs.items())}
+    return {module_path(layer, tier, isa): env.BfModuleFile(
+                f"$BF_BUILD/modules/{isa}/{layer.upper()}.{tier}", [obj, manifest_json],
+                BF_LAYER=layer, BF_TIER=tier, BF_ISA=isa)[0]
+            for (layer, tier, isa), obj in sorted(tier_objs.items())}
 
 
 def _kernel(env, providers, cppath, tier_objs):
@@ -146,7 +158,7 @@ def _kernel(env, providers, cppath, tier_objs):
     runtime_objs = commands.objects(kernel_env, "#src/runtime", "$BF_BUILD/obj/runtime")
     kernel_objs = commands.objects(kernel_env, "#src/kernel", "$BF_BUILD/obj/kernel")
     hosted_objs = commands.objects(kernel_env, "#src/hosted", "$BF_BUILD/obj/hosted")
-    requirers = {node.abspath: f"{libc.MODULE_REQUIRER}{layer}" for (layer, _), node in tier_objs.items()}
+    requirers = {node.abspath: f"{libc.MODULE_REQUIRER}{layer}" for (layer, _, _), node in tier_objs.items()}
     requirers.update({node.abspath: "kernel" for node in runtime_objs + kernel_objs + hosted_objs})
     env["BF_REQUIRERS"] = requirers
     env["BF_LIBC_PROVIDERS"] = providers

@@ -31,8 +31,10 @@ size_t platform_arena_size(void);
 uint64_t platform_cycles(void);
 uint64_t platform_cycles_per_second(void);
 
-/* CPU features relevant to module ISA levels. */
-int platform_cpu_has_x86_64_v3(void);          /* AVX2, FMA, BMI1/2, LZCNT, MOVBE, F16C */
+/* The highest module ISA level this CPU runs with the state the OS enabled: 0 = x86-64,
+ * 1 = x86-64-v2, 2 = x86-64-v3, 3 = x86-64-v4 (bareflow/x86_isa.h).  *missing, if not NULL,
+ * names the first feature of the next level up that is absent ("" at v4). */
+int platform_cpu_isa_level(const char **missing);
 
 /* Files the boot loader handed over (multiboot modules / UEFI), used when no disk answers.
  * Returns NULL when no file of that name (8.3 path, e.g. "/MODULES/RMSNORM.O2") was handed over. */

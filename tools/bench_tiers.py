@@ -1,0 +1,257 @@
+#!/usr/bin/env python3
+"""Tier benchmark: BareFlow's tiers x ISA levels and built-in policies against llama2.c's run.c,
+side by side in one run.
+
+Prints figures, asserts nothing.  For each model, every configuration runs once per round and
+the rounds alternate (run.c -O3, run.c -Ofast -march=native, then every BareFlow image), so a
+noisy neighbour slows all columns alike; each figure is the median over the rounds.  Speeds are
+forward passes per second (prompt positions included, as run.c counts them), greedy, same
+prompt and steps for everyone.
+
+    python tools/bench_tiers.py [--models 15M,42M,260K] [--steps 200] [--runs 3] [--tiers O0,O1,O2,O3]
+
+Models: a random stories15M-shape f32 checkpoint and a 42M GQA shape (tools/gen_random_model.py,
+generated here), and ../shared/data/stories260K.bin when present.  run.c is built from
+../shared/reference/llama2.c/run.c into the work directory (never copied into the project).
+BareFlow runs as build/bareflow-hosted on images built by scons, one per (ISA level, tier) with
+POLICY=fixed, plus one multi-level image per built-in policy (the runtime picks the best level).
+The "memory" columns put weight bytes read per token x tok/s against a measured copy bandwidth.
+
+Other engines (llama.cpp on a GGUF file, SmolLM2) plug in through EXTERNAL_REFERENCES below.
+"""
+import argparse
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+RUN_C = SHARED / "reference" / "llama2.c" / "run.c"
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tools"))
+
+import gen_random_model  # noqa: E402
+from bareflow.model.checkpoint import read_config  # noqa: E402
+
+PROMPT = "Once upon a time"
+# Hook for engines that need other files (llama.cpp on a GGUF, SmolLM2 Q4_1/Q8_0): each entry is
+# a callable (model_name, model_path, tokenizer_path, steps, work_dir) -> list of
+# (label, argv, parse) where argv runs the engine once and parse(stdout, stderr) returns forward
+# passes per second, or None when the engine cannot run this model.  They then alternate with the
+# other columns like run.c does.
+EXTERNAL_REFERENCES = []
+
+LEVEL_FLAGS = {     # /proc/cpuinfo names of each level's features (x86-64 psABI levels)
+    "x86-64-v2": {"pni", "ssse3", "cx16", "sse4_1", "sse4_2", "popcnt", "lahf_lm"},
+    "x86-64-v3": {"avx", "avx2", "fma", "bmi1", "bmi2", "movbe", "f16c", "abm", "xsave"},
+    "x86-64-v4": {"avx512f", "avx512dq", "avx512cd", "avx512bw", "avx512vl"},
+}
+
+
+def host_levels():
+    flags = set()
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("flags"):
+            flags = set(line.split(":", 1)[1].split())
+            break
+    levels = ["x86-64"]
+    for level, need in LEVEL_FLAGS.items():
+        if not need <= flags:
+            break
+        levels.append(level)
+    return levels
+
+
+def cpu_model():
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return "unknown CPU"
+
+
+def copy_bandwidth(mib=256, repeats=10):
+    """Bytes copied per second by numpy (memcpy underneath), best of `repeats`."""
+    a = np.ones(mib << 18, np.float32)
+    b = np.empty_like(a)
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        np.copyto(b, a)
+        best = min(best, time.perf_counter() - t0)
+    return a.nbytes / best
+
+
+def weight_bytes_per_token(c):
+    """f32 weight bytes one forward pass reads (the classifier once; one embedding row)."""
+    kv = c.dim * c.n_kv_heads // c.n_heads
+    per_block = 2 * c.dim * c.dim + 2 * c.dim * kv + 3 * c.dim * c.hidden_dim + 2 * c.dim
+    return 4 * (c.n_layers * per_block + c.vocab_size * c.dim + 2 * c.dim)
+
+
+def build_run_c(work):
+    cc = shutil.which("gcc") or shutil.which("cc")
+    if cc is None or not RUN_C.exists():
+        print(f"run.c columns skipped: need gcc and {RUN_C}")
+        return {}
+    out = {}
+    for label, flags in (("run.c -O3", ["-O3"]), ("run.c -Ofast -march=native", ["-Ofast", "-march=native"])):
+        exe = work / label.replace(" ", "_").replace("=", "")
+        subprocess.run([cc, *flags, "-o", str(exe), str(RUN_C), "-lm"], check=True)
+        out[label] = exe
+    return out
+
+
+def scons(build, *args):
+    subprocess.run([sys.executable, "-m", "SCons", "-Q", f"BUILD_DIR={build}", *args], cwd=ROOT, check=True,
+                   stdout=subprocess.DEVNULL)
+
+
+def bareflow_rate(hosted, image, work):
+    run_img = work / "run.img"
+    shutil.copyfile(image, run_img)         # the run writes PROFILE.BIN back into its image
+    out = subprocess.run([str(hosted), str(run_img)], capture_output=True, text=True, check=True).stdout
+    line = [l for l in out.splitlines() if l.startswith("BAREFLOW-RESULT ")][-1]
+    r = json.loads(line.split(" ", 1)[1])
+    n = len(r["tokens"])
+    if not n or not r["tokens_per_second"]:
+        return None, r, out
+    seconds = n / r["tokens_per_second"]
+    return (len(r["prompt_tokens"]) - 1 + n) / seconds, r, out
+
+
+def run_c_rate(exe, model, tok, steps):
+    p = subprocess.run([str(exe), str(model), "-z", str(tok), "-t", "0", "-n", str(steps), "-i", PROMPT],
+                       capture_output=True, text=True, check=True)
+    m = re.search(r"achieved tok/s: ([0-9.]+)", p.stderr)
+    return float(m.group(1)) if m else None
+
+
+def prepare_model(name, work):
+    if name in ("15M", "42M"):
+        model, tok = work / f"random{name}.bin", work / f"random{name}_tok.bin"
+        gen_random_model.write(name, model, tok)
+        return model, tok
+    if name == "260K":
+        model, tok = SHARED / "data" / "stories260K.bin", SHARED / "data" / "tok512.bin"
+        if model.exists() and tok.exists():
+            return model, tok
+        print(f"stories260K skipped: {model} or {tok} is absent")
+        return None
+    raise SystemExit(f"unknown model {name!r} (15M, 42M, 260K)")
+
+
+def bench_model(name, args, levels, run_c, work, copy_bw):
+    paths = prepare_model(name, work)
+    if paths is None:
+        return
+    model, tok = paths
+    config = read_config(model)
+    steps = min(args.steps, config.seq_len)
+    common = [f"MODEL={model}", f"TOKENIZER={tok}", f"STEPS={steps}", f"PROMPT={PROMPT}"]
+    build = work / f"build-{name}"
+    images = {}                                          # label -> image copy
+    print(f"[{name}] building images ...", flush=True)
+    for isa in levels:
+        for tier in args.tiers:
+            scons(build, "image", "hosted", f"ISA={isa}", "POLICY=fixed", f"TIER={tier}", *common)
+            images[f"BareFlow {tier} {isa}"] = shutil.copyfile(build / "bareflow.img", work / f"{name}-{isa}-{tier}.img")
+    all_levels = ",".join(levels)
+    scons(build, "image", "hosted", f"ISA={all_levels}", "POLICY=tiered", *common)
+    images["BareFlow policy tiered"] = shutil.copyfile(build / "bareflow.img", work / f"{name}-tiered.img")
+    hosted = shutil.copyfile(build / "bareflow-hosted", work / f"{name}-hosted")
+    os.chmod(hosted, 0o755)
+    _, _, log = bareflow_rate(hosted, images["BareFlow policy tiered"], work)
+    (work / f"{name}-tiered.log").write_text(log)
+    scons(build, "image", "hosted", f"ISA={all_levels}", "POLICY=pgo", f"PROFILE={work / f'{name}-tiered.log'}",
+          *common)
+    images["BareFlow policy pgo"] = shutil.copyfile(build / "bareflow.img", work / f"{name}-pgo.img")
+
+    columns = [(label, lambda exe=exe: run_c_rate(exe, model, tok, steps)) for label, exe in run_c.items()]
+    for hook in EXTERNAL_REFERENCES:
+        for label, argv, parse in hook(name, model, tok, steps, work) or []:
+            def external(argv=argv, parse=parse):
+                p = subprocess.run(argv, capture_output=True, text=True)
+                return parse(p.stdout, p.stderr) if p.returncode == 0 else None
+            columns.append((label, external))
+    isa_seen = {}
+    for label, image in images.items():
+        def bf(image=image, label=label):
+            rate, r, _ = bareflow_rate(hosted, image, work)
+            isa_seen[label] = r["isa"]
+            return rate
+        columns.append((label, bf))
+
+    rates = {label: [] for label, _ in columns}
+    for round_ in range(args.runs):
+        print(f"[{name}] round {round_ + 1}/{args.runs} ...", flush=True)
+        for label, fn in columns:
+            rate = fn()
+            if rate is not None:
+                rates[label].append(rate)
+    med = {label: statistics.median(v) for label, v in rates.items() if v}
+
+    wbytes = weight_bytes_per_token(config)
+    print(f"\n{name}: dim {config.dim}, hidden {config.hidden_dim}, {config.n_layers} blocks, "
+          f"{config.n_heads}/{config.n_kv_heads} heads, vocab {config.vocab_size}; {steps} steps, greedy, "
+          f"median of {args.runs} alternating rounds; {wbytes / 1e6:.1f} MB of weights per token")
+    o3 = med.get("run.c -O3")
+    fast = med.get("run.c -Ofast -march=native")
+    print(f"  {'configuration':<34} {'tok/s':>9} {'/run.c O3':>10} {'/run.c Ofast':>13} {'weights GB/s':>13} "
+          f"{'/copy bw':>9}")
+    for label, _ in columns:
+        if label not in med:
+            print(f"  {label:<34} {'(no figure)':>9}")
+            continue
+        rate = med[label]
+        shown = label + (f" -> {isa_seen[label]}" if "policy" in label and label in isa_seen else "")
+        print(f"  {shown:<34} {rate:9.1f} {rate / o3 if o3 else float('nan'):9.2f}x "
+              f"{rate / fast if fast else float('nan'):12.2f}x {wbytes * rate / 1e9:13.2f} "
+              f"{wbytes * rate / copy_bw:8.2f}x")
+    fixed = {k: v for k, v in med.items() if k.startswith("BareFlow O")}
+    if fixed:
+        best_label = max(fixed, key=fixed.get)
+        best = fixed[best_label]
+        print(f"  best fixed tier: {best_label} {best:.1f} tok/s = {best / fast if fast else float('nan'):.2f}x "
+              f"run.c -Ofast -march=native (target >= 1.0), {best / o3 if o3 else float('nan'):.2f}x run.c -O3 "
+              f"(target >= 4)")
+        base = med.get("BareFlow O3 x86-64")
+        top = max((v for k, v in fixed.items() if k.startswith("BareFlow O3 ")), default=None)
+        if base and top:
+            top_label = max((k for k in fixed if k.startswith("BareFlow O3 ")), key=fixed.get)
+            print(f"  best ISA level at O3: {top_label} = {top / base:.2f}x BareFlow O3 x86-64 (target >= 2)")
+    print(flush=True)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", default="15M,42M,260K")
+    ap.add_argument("--steps", type=int, default=200)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--tiers", default="O0,O1,O2,O3")
+    ap.add_argument("--isa", default="", help="ISA levels to measure (default: every level this CPU runs)")
+    ap.add_argument("--work", default="", help="keep images and binaries here (default: a temporary directory)")
+    args = ap.parse_args()
+    args.tiers = [t.strip() for t in args.tiers.split(",") if t.strip()]
+    levels = [s.strip() for s in args.isa.split(",") if s.strip()] or host_levels()
+    with tempfile.TemporaryDirectory(prefix="bareflow-tiers-") as tmp:
+        work = Path(args.work) if args.work else Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        copy_bw = copy_bandwidth()
+        print(f"CPU: {cpu_model()}; ISA levels measured: {', '.join(levels)}; "
+              f"memory copy {copy_bw / 1e9:.2f} GB/s copied (read + write traffic twice that)")
+        run_c = build_run_c(work)
+        for name in [m.strip() for m in args.models.split(",") if m.strip()]:
+            bench_model(name, args, levels, run_c, work, copy_bw)
+
+
+if __name__ == "__main__":
+    main()
