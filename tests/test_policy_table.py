@@ -154,7 +154,7 @@ def test_levels_round_trip_and_per_level_decisions():
     assert data[16 + 18] == 0 and data[16 + 2 * 64 + 18] == 3    # the entries' isa bytes
     with pytest.raises(BareflowError, match="holds ISA levels x86-64, x86-64-v4; read it with decode_levels"):
         pt.decode(data)
-    assert "qkv  O3" in summary(levels["x86-64-v4"], names)
+    assert "qkv    O3\n" in summary(levels["x86-64-v4"], names)
     with pytest.raises(BareflowError, match="unknown ISA level 'x86-64-v9'"):
         pt.encode_levels({"x86-64-v9": low}, names)
     with pytest.raises(BareflowError, match=r"policy table \(x86-64-v4\): no decision for layers \['qkv'\]"):
