@@ -12,7 +12,7 @@ import SCons.Script as S
 from bareflow_plugins import libc as libc_mod
 from bareflow_plugins import bootconfig, layers, manager, policy, policytable, profile, toolchain
 from bareflow_plugins.errors import BareflowError
-from bareflow_plugins.modformat import file_name as module_path
+from bareflow_plugins.modformat import LAYER_ABI_VERSION, file_name as module_path
 from bareflow_plugins.tiers import check_isa
 
 from . import commands
@@ -100,7 +100,8 @@ def _setup(env):
              "/MODEL.BIN": model_node, "/TOKENIZR.BIN": tok_node}
     for (layer, tier), obj in sorted(tier_objs.items()):
         files[module_path(layer, tier)] = env.BfModuleFile(
-            f"$BF_BUILD/modules/{v['ISA']}/{layer.upper()}.{tier}", [obj, manifest_json],
+            f"$BF_BUILD/modules/{v['ISA']}/{layer.upper()}.{tier}",
+            [obj, manifest_json, env.Value(f"layer ABI {LAYER_ABI_VERSION}")],
             BF_LAYER=layer, BF_TIER=tier, BF_ISA=v["ISA"])[0]
     table = policytable.encode(decisions, layers.LAYER_NAMES)
     files["/POLICY.TBL"] = env.BfWriteBytes("$BF_BUILD/image/POLICY.TBL", env.Value(table))[0]
