@@ -12,7 +12,7 @@ import zlib
 from typing import Mapping, Sequence
 
 from bareflow_plugins.errors import BareflowError
-from bareflow_plugins.policy import MAX_CALLS, MAX_CYCLES, TIERS, Decision, validate_decision
+from bareflow_plugins.policy import MAX_CALLS, MAX_CORES, MAX_CYCLES, TIERS, Decision, validate_decision
 
 MAGIC = b"BFPT"
 VERSION = 1
@@ -23,7 +23,7 @@ FLAG_PRELOAD = 0x01
 FLAG_STOP_PROFILING = 0x02
 NO_TIER = 0xFF
 _HEADER = struct.Struct("<4sHHHHI")                   # magic version hsize n esize crc
-_ENTRY = struct.Struct("<16sBBH4B3I4s3Q")              # name n flags rsv ladder calls rsv cycles
+_ENTRY = struct.Struct("<16sBBBB4B3I4s3Q")             # name n flags max_cores rsv ladder calls rsv cycles
 _NAME = re.compile(r"[a-z0-9_]{1,15}\Z")
 assert _HEADER.size == HEADER_SIZE and _ENTRY.size == ENTRY_SIZE
 
@@ -57,7 +57,7 @@ def encode(decisions: Mapping[str, Decision], layer_order: Sequence[str]) -> byt
         calls = d.calls + [0] * (3 - steps)
         cycles = d.cycles + [0] * (3 - steps)
         flags = (FLAG_PRELOAD if d.preload else 0) | (FLAG_STOP_PROFILING if d.stop_profiling else 0)
-        body += _ENTRY.pack(name.encode("ascii"), len(d.ladder), flags, 0, *ladder, *calls,
+        body += _ENTRY.pack(name.encode("ascii"), len(d.ladder), flags, d.max_cores, 0, *ladder, *calls,
                             bytes(4), *cycles)
     header = _HEADER.pack(MAGIC, VERSION, HEADER_SIZE, len(order), ENTRY_SIZE, 0)
     data = bytearray(header + body)
@@ -92,8 +92,8 @@ def decode(data: bytes, source: str = "POLICY.TBL") -> dict[str, Decision]:
     decisions: dict[str, Decision] = {}
     for index in range(n_layers):
         raw = _ENTRY.unpack_from(data, HEADER_SIZE + ENTRY_SIZE * index)
-        raw_name, n_tiers, flags, reserved1 = raw[0], raw[1], raw[2], raw[3]
-        ladder, calls, reserved2, cycles = raw[4:8], raw[8:11], raw[11], raw[12:15]
+        raw_name, n_tiers, flags, max_cores, reserved1 = raw[0], raw[1], raw[2], raw[3], raw[4]
+        ladder, calls, reserved2, cycles = raw[5:9], raw[9:12], raw[12], raw[13:16]
         name = raw_name.rstrip(b"\0")
         text = name.decode("ascii", errors="replace")
         where = f"entry {index} ({text!r})"
@@ -107,6 +107,8 @@ def decode(data: bytes, source: str = "POLICY.TBL") -> dict[str, Decision]:
             fail(f"{where}: field 'flags' is {flags:#04x}; only bits 0 and 1 are defined")
         if reserved1 or any(reserved2):
             fail(f"{where}: a 'reserved' field is not zero")
+        if max_cores > MAX_CORES:
+            fail(f"{where}: field 'max_cores' is {max_cores}, expected 0..{MAX_CORES}")
         for i in range(4):
             if i < n_tiers and ladder[i] > 3:
                 fail(f"{where}: field 'ladder[{i}]' is {ladder[i]}, expected a tier code 0..3")
@@ -130,7 +132,7 @@ def decode(data: bytes, source: str = "POLICY.TBL") -> dict[str, Decision]:
         decisions[text] = Decision(
             ladder=[TIERS[c] for c in ladder[:n_tiers]], calls=list(calls[:steps]),
             cycles=list(cycles[:steps]), preload=bool(flags & FLAG_PRELOAD),
-            stop_profiling=bool(flags & FLAG_STOP_PROFILING))
+            stop_profiling=bool(flags & FLAG_STOP_PROFILING), max_cores=max_cores)
     return decisions
 
 

@@ -47,8 +47,9 @@ def scons(build_dir, *args, cwd=ROOT, check=True, env=None, timeout=900):
     return proc
 
 
-def qemu(image, *, kernel=None, usb=False, firmware="bios", timeout=300, cpu=None):
-    """Boot `image` under QEMU (TCG); return (exit status, serial output)."""
+def qemu(image, *, kernel=None, usb=False, firmware="bios", timeout=300, cpu=None, extra=()):
+    """Boot `image` under QEMU (TCG); return (exit status, serial output).  `extra`: more QEMU
+    arguments (e.g. -smp 4)."""
     need("qemu-system-x86_64")
     cmd = ["qemu-system-x86_64", "-display", "none", "-serial", "stdio", "-no-reboot", "-m", "256M",
            "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]
@@ -63,6 +64,7 @@ def qemu(image, *, kernel=None, usb=False, firmware="bios", timeout=300, cpu=Non
         cmd += ["-drive", f"file={image},format=raw,if=ide"]
     if kernel:
         cmd += ["-kernel", str(kernel)]
+    cmd += list(extra)
     try:
         proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                               timeout=timeout)

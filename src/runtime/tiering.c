@@ -137,8 +137,11 @@ static void parse_entry(const uint8_t *e, int index, int seen[BF_N_LAYERS])
         BAD("n_tiers %d, expected 1..4", name, L->n_tiers);
     if (L->flags & ~(F_PRELOAD | F_STOP_PROFILING))
         BAD("flags 0x%02x has bits other than PRELOAD (1) and STOP_PROFILING (2)", name, L->flags);
-    if (bf_le16(e + 18) || bf_le32(e + 36))
+    L->st.max_cores = e[18];
+    if (e[19] || bf_le32(e + 36))
         BAD("reserved bytes are not zero", name);
+    if (L->st.max_cores > BF_MAX_CORES)
+        BAD("max_cores %d, expected 0..%d (0 = no limit)", name, L->st.max_cores, BF_MAX_CORES);
     for (int i = 0; i < 4; i++) {
         L->ladder[i] = e[20 + i];
         if (i >= L->n_tiers && L->ladder[i] != 0xFF)

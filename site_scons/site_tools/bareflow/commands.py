@@ -42,9 +42,40 @@ def objects(cenv, src_dir, obj_dir):
     return out
 
 
-def qemu_command(image, firmware="bios", disk="ide", memory="256M"):
+def qemu_smp_args(text):
+    """-smp N, plus multi-threaded TCG (one host thread per virtual CPU) when this QEMU accepts it
+    for x86 guests; SMP must be a whole number 1..64."""
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if not 1 <= n <= 64:
+        raise BareflowError(f"SMP={text!r}: expected a number of virtual CPUs, 1..64")
+    args = ["-smp", str(n)]
+    if n > 1 and _qemu_has_mttcg():
+        args += ["-accel", "tcg,thread=multi"]
+    return args
+
+
+_MTTCG = {}
+
+
+def _qemu_has_mttcg():
+    """Ask QEMU once: an empty machine with -accel tcg,thread=multi, told to quit at once."""
+    if "ok" not in _MTTCG:
+        try:
+            proc = subprocess.run(["qemu-system-x86_64", "-machine", "none", "-nodefaults", "-display", "none",
+                                   "-accel", "tcg,thread=multi", "-monitor", "stdio"], input=b"quit\n",
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=30)
+            _MTTCG["ok"] = proc.returncode == 0
+        except (OSError, subprocess.TimeoutExpired):
+            _MTTCG["ok"] = False
+    return _MTTCG["ok"]
+
+
+def qemu_command(image, firmware="bios", disk="ide", memory="256M", smp="1"):
     cmd = ["qemu-system-x86_64", "-display", "none", "-serial", "stdio", "-no-reboot", "-m", memory,
-           "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]
+           "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"] + qemu_smp_args(smp)
     if disk == "ide":
         cmd += ["-drive", f"file={image},format=raw,if=ide"]
     elif disk == "usb":     # no IDE controller sees it: the kernel runs from the handed-over files
@@ -76,7 +107,7 @@ def run_target(env, v, image):
 
     def run(target, source, _env):
         timeout = qemu_timeout(v["QEMU_TIMEOUT"])
-        cmd = qemu_command(image_path, v["FIRMWARE"], v["DISK"])
+        cmd = qemu_command(image_path, v["FIRMWARE"], v["DISK"], smp=v["SMP"])
         if verbose:
             print(" ".join(cmd))
         try:

@@ -34,6 +34,8 @@ def variables():
         ("TEMPERATURE", "sampling temperature, 0 = greedy", bootconfig.DEFAULTS["temperature"]),
         ("TOPP", "top-p nucleus mass", bootconfig.DEFAULTS["topp"]),
         ("SEED", "sampling seed", bootconfig.DEFAULTS["seed"]),
+        ("CORES", "cores the run splits layers over (/BAREFLOW.CFG cores=): all or 1..64", bootconfig.DEFAULTS["cores"]),
+        ("SMP", "virtual CPUs `scons run` gives QEMU (-smp), with multi-threaded TCG when QEMU has it", "2"),
         ("PLUGINS", "extra plugin modules to load, comma-separated", ""),
         ("BLOCK_PLUGINS", "plugin names not to load, comma-separated", ""),
         ("BOOTLOADERS", "bootloader plugins that go on the image, comma-separated", "syslinux,uefi"),
@@ -105,7 +107,7 @@ def _setup(env):
             BF_LAYER=layer, BF_TIER=tier, BF_ISA=v["ISA"])[0]
     table = policytable.encode(decisions, layers.LAYER_NAMES)
     files["/POLICY.TBL"] = env.BfWriteBytes("$BF_BUILD/image/POLICY.TBL", env.Value(table))[0]
-    cfg = bootconfig.render({k.lower(): v[k] for k in ("PROMPT", "STEPS", "TEMPERATURE", "TOPP", "SEED")},
+    cfg = bootconfig.render({k.lower(): v[k] for k in ("PROMPT", "STEPS", "TEMPERATURE", "TOPP", "SEED", "CORES")},
                             config.seq_len)
     files["/BAREFLOW.CFG"] = env.BfWriteBytes("$BF_BUILD/image/BAREFLOW.CFG", env.Value(cfg))[0]
     files["/PROFILE.BIN"] = env.BfWriteBytes("$BF_BUILD/image/PROFILE.BIN",
@@ -144,7 +146,9 @@ def _decide(pm, v, config):
     prof = profile.load_profile(v["PROFILE"]) if v["PROFILE"] else None
     steps = bootconfig.check_steps(v["STEPS"], config.seq_len)
     # Attention's work grows with the position: cost it at the mean context of this run.
-    infos = layers.layer_infos(config, model_mod.layer_costs(config, (steps + 1) // 2), steps, prof)
+    cores = bootconfig.check_cores(v["CORES"])
+    infos = layers.layer_infos(config, model_mod.layer_costs(config, (steps + 1) // 2), steps, prof,
+                               cores=0 if cores == "all" else int(cores))
     return policy.decide_all(pm, v["POLICY"], infos, v), infos
 
 
