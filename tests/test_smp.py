@@ -82,8 +82,9 @@ def test_a_corrupt_madt_gives_a_named_message_and_one_core(default_build, refere
 
 def test_bad_cores_and_smp_test_values_are_refused(default_build, tmp_path):
     for keys, message in [({"cores": 0}, "BAREFLOW.CFG line 3: cores = '0' is neither 'all' nor an integer in 1..64"),
-                          ({"cores": "two"}, "cores = 'two' is neither"),
-                          ({"smp_test": "boom"}, "smp_test = 'boom' is not none, phantom-cpu or corrupt-madt")]:
+                          ({"cores": "two"}, "BAREFLOW.CFG line 3: cores = 'two' is neither"),
+                          ({"smp_test": "boom"},
+                           "BAREFLOW.CFG line 3: smp_test = 'boom' is not none, phantom-cpu or corrupt-madt")]:
         status, out = hosted(default_build.hosted, _image(default_build, tmp_path, "bad", **keys))
         assert status == 1 and f"BAREFLOW-PANIC: {message}" in out, out[-2000:]
 
