@@ -4,10 +4,12 @@
  * s->att[h*seq_len + t], are softmaxed, and the weighted sum of v_t lands in
  * s->xb[h*head_size ..]; head h reads kv head h / (n_heads / n_kv_heads).  Scores are
  * bf_dot (the lane order of layer_math.h); each output element sums its weighted values
- * over t = 0..pos in that order.
+ * over t = 0..pos in that order.  Split (layer
+ * ABI 2): phase 0 has n_heads units; a chunk computes only its heads.
  */
 #include "bareflow/layer_abi.h"
 #include "layer_math.h"
+#include "layer_split.h"
 
 void bf_layer_entry(struct bf_layer_call *c)
 {
@@ -20,7 +22,10 @@ void bf_layer_entry(struct bf_layer_call *c)
     const float *keys = s->key_cache + bf_cache_offset(p, c->block, 0);
     const float *values = s->value_cache + bf_cache_offset(p, c->block, 0);
     float scale = sqrtf((float)head_size);
-    for (int h = 0; h < p->n_heads; h++) {
+    int b, e;
+    if (!bf_split_range(c, 0, p->n_heads, &b, &e))
+        return;
+    for (int h = b; h < e; h++) {
         const float *q = s->q + h * head_size;
         float *att = s->att + (size_t)h * (size_t)p->seq_len;
         int kv_off = (h / kv_mul) * head_size;

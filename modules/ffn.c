@@ -2,10 +2,13 @@
  *
  * Promise: with s->xb already normalised by the kernel, hb = silu(w1.xb) * (w3.xb)
  * where silu(v) = v / (1 + e^-v); then s->xb = w2.hb and s->x += s->xb (as llama2.c;
- * hb, hb2 and xb are scratch afterwards).
+ * hb, hb2 and xb are scratch afterwards).  Split (layer ABI 2): phase 0 has hidden_dim rows
+ * (hb[i] for each), phase 1 has dim rows (xb[i] and x[i] for each); phase 1 reads all of hb,
+ * so the kernel starts it only when every chunk of phase 0 is done.
  */
 #include "bareflow/layer_abi.h"
 #include "layer_math.h"
+#include "layer_split.h"
 
 void bf_layer_entry(struct bf_layer_call *c)
 {
@@ -14,15 +17,20 @@ void bf_layer_entry(struct bf_layer_call *c)
     const struct bf_block_weights *w = c->w;
     int dim = p->dim;
     int hidden = p->hidden_dim;
-    bf_matmul(s->hb, s->xb, w->w1, dim, hidden);
-    bf_matmul(s->hb2, s->xb, w->w3, dim, hidden);
-    for (int i = 0; i < hidden; i++) {
-        float val = s->hb[i];
-        val *= 1.0f / (1.0f + expf(-val));
-        val *= s->hb2[i];
-        s->hb[i] = val;
+    int b, e;
+    if (bf_split_range(c, 0, hidden, &b, &e)) {
+        bf_matmul(s->hb + b, s->xb, w->w1 + (size_t)b * (size_t)dim, dim, e - b);
+        bf_matmul(s->hb2 + b, s->xb, w->w3 + (size_t)b * (size_t)dim, dim, e - b);
+        for (int i = b; i < e; i++) {
+            float val = s->hb[i];
+            val *= 1.0f / (1.0f + expf(-val));
+            val *= s->hb2[i];
+            s->hb[i] = val;
+        }
     }
-    bf_matmul(s->xb, s->hb, w->w2, hidden, dim);
-    for (int i = 0; i < dim; i++)
-        s->x[i] += s->xb[i];
+    if (bf_split_range(c, 1, dim, &b, &e)) {
+        bf_matmul(s->xb + b, s->hb, w->w2 + (size_t)b * (size_t)hidden, hidden, e - b);
+        for (int i = b; i < e; i++)
+            s->x[i] += s->xb[i];
+    }
 }

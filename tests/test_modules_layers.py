@@ -54,7 +54,9 @@ class Call(ctypes.Structure):
                 ("w", ctypes.POINTER(Weights)), ("block", ctypes.c_int), ("pos", ctypes.c_int),
                 ("token", ctypes.c_int), ("out", P), ("in_", P), ("weight", P),
                 ("temperature", ctypes.c_float), ("topp", ctypes.c_float),
-                ("coin", ctypes.c_float), ("result", ctypes.c_int)]
+                ("coin", ctypes.c_float), ("result", ctypes.c_int),
+                ("split", ctypes.c_int), ("phase", ctypes.c_int), ("begin", ctypes.c_int),
+                ("end", ctypes.c_int)]
 
 
 OFFSETS_C = r"""
@@ -69,6 +71,7 @@ const long bf_offsets[] = {
   O(bf_layer_call, weight), O(bf_layer_call, temperature), O(bf_layer_call, coin),
   O(bf_layer_call, result),
   O(bf_block_weights, w3), O(bf_config, seq_len),
+  O(bf_layer_call, split), O(bf_layer_call, end),
 };
 """
 
@@ -109,11 +112,12 @@ def build(tmp_path_factory):
 
 
 def test_ctypes_mirror_matches_layer_abi(build):
-    got = (ctypes.c_long * 16).in_dll(build["_offsets"], "bf_offsets")
+    got = (ctypes.c_long * 18).in_dll(build["_offsets"], "bf_offsets")
     want = [ctypes.sizeof(Config), ctypes.sizeof(Weights), ctypes.sizeof(State), ctypes.sizeof(Call),
             State.probs.offset, State.indices.offset, Call.block.offset, Call.token.offset,
             Call.out.offset, Call.in_.offset, Call.weight.offset, Call.temperature.offset,
-            Call.coin.offset, Call.result.offset, Weights.w3.offset, Config.seq_len.offset]
+            Call.coin.offset, Call.result.offset, Weights.w3.offset, Config.seq_len.offset,
+            Call.split.offset, Call.end.offset]
     assert list(got) == want
 
 
@@ -453,3 +457,47 @@ def test_matmul_and_rmsnorm_tails_exact(build, dim, vocab):
     src = m.s["x"].copy()
     m.call(build["rmsnorm"], out=m.s["xb"], in_=m.s["x"], weight=m.w["rms_att"])
     assert np.array_equal(m.s["xb"], rmsnorm32(src, m.w["rms_att"]))
+
+
+# Layer ABI 2: a layer called in chunks (split=1, one phase, a unit range) must give bit-identical
+# state to the whole call, for any chunking - the kernel's multi-core split relies on it.
+SPLIT_PHASES = {"qkv": lambda m: [m.cfg.dim + 2 * m.kv_dim], "attn": lambda m: [m.cfg.n_heads],
+                "attnout": lambda m: [m.cfg.dim], "ffn": lambda m: [m.cfg.hidden_dim, m.cfg.dim],
+                "classify": lambda m: [m.cfg.vocab_size]}
+
+
+def _split_call(build, m, layer, cuts, **fields):
+    """Run every phase of `layer` as chunks bounded by `cuts` (fractions), last chunk first."""
+    for phase, units in enumerate(SPLIT_PHASES[layer](m)):
+        bounds = sorted({0, units, *(int(units * f) for f in cuts)})
+        for b, e in reversed(list(zip(bounds, bounds[1:]))):
+            m.call(build[layer], split=1, phase=phase, begin=b, end=e, **fields)
+
+
+@pytest.mark.parametrize("layer", sorted(SPLIT_PHASES))
+@pytest.mark.parametrize("cuts", [(0.5,), (0.25, 0.5, 0.75), (0.1, 0.13, 0.9)])
+def test_split_calls_are_bit_identical_to_whole_calls(build, layer, cuts):
+    fields = {"block": 1, "pos": 5}
+    if layer == "classify":
+        fields["weight"] = None
+    whole, parts = Model(n_heads=8, n_kv_heads=2, seed=3), Model(n_heads=8, n_kv_heads=2, seed=3)
+    if layer == "classify":
+        fields["weight"] = whole.embedding
+        whole.call(build[layer], **fields)
+        fields["weight"] = parts.embedding
+        _split_call(build, parts, layer, cuts, **fields)
+    else:
+        whole.call(build[layer], **fields)
+        _split_call(build, parts, layer, cuts, **fields)
+    for name in whole.s:
+        assert np.array_equal(whole.s[name], parts.s[name]), (layer, name)
+
+
+def test_split_call_for_another_phase_or_empty_range_writes_nothing(build):
+    m = Model()
+    before = {k: v.copy() for k, v in m.s.items()}
+    m.call(build["ffn"], split=1, phase=2, begin=0, end=m.cfg.dim)     # no such phase
+    m.call(build["qkv"], split=1, phase=0, begin=7, end=7)             # empty chunk
+    m.call(build["attnout"], split=1, phase=1, begin=0, end=m.cfg.dim)
+    for name in before:
+        assert np.array_equal(before[name], m.s[name]), name

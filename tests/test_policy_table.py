@@ -12,7 +12,7 @@ from bareflow.policy.api import Decision, summary
 DECISIONS = {
     "embed": Decision(["O1"]),
     "rmsnorm": Decision(["O0", "O2"], [30]),
-    "qkv": Decision(["O0", "O2", "O3"], [8, 40], [400000, 10**7], True, False),
+    "qkv": Decision(["O0", "O2", "O3"], [8, 40], [400000, 10**7], True, False, max_cores=3),
     "rope": Decision(["O0", "O1", "O2", "O3"], [1, 0, 10**9], [0, 5, 10**15], False, True),
 }
 ORDER = ["embed", "rmsnorm", "qkv", "rope"]
@@ -30,7 +30,7 @@ def test_layout_is_exactly_as_documented():
     assert crc == zlib.crc32(data[:12] + bytes(4) + data[16:])
     qkv = data[16 + 2 * 64: 16 + 3 * 64]
     assert qkv[:16] == b"qkv" + bytes(13)
-    assert qkv[16] == 3 and qkv[17] == 0x01 and qkv[18:20] == bytes(2)
+    assert qkv[16] == 3 and qkv[17] == 0x01 and qkv[18] == 3 and qkv[19] == 0      # max_cores, reserved
     assert qkv[20:24] == bytes([0, 2, 3, 0xFF])
     assert struct.unpack_from("<3I", qkv, 24) == (8, 40, 0)
     assert qkv[36:40] == bytes(4)
@@ -51,6 +51,7 @@ def test_round_trip_and_determinism():
         assert got.ladder == want.ladder and got.calls == want.calls
         assert got.cycles == (want.cycles or [0] * len(want.calls))
         assert (got.preload, got.stop_profiling) == (want.preload, want.stop_profiling)
+        assert got.max_cores == want.max_cores
     assert pt.encode(decoded, ORDER) == data
     assert table() == data
     full = {name: Decision(["O0", "O3"], [i + 1]) for i, name in enumerate(LAYER_NAMES)}
@@ -123,6 +124,7 @@ DECODE_ERRORS = [
     (patch("<B", QKV + 19, 1), "a 'reserved' field is not zero"),
     (patch("<B", QKV + 18, 4), r"entry 2 \('qkv'\): field 'isa' is 4, expected 0..3"),
     (patch("<B", QKV + 18, 2), r"ISA level x86-64-v3 has entries for \['qkv'\], x86-64 for"),
+    (patch("<B", QKV + 19, 65), "field 'max_cores' is 65, expected 0..64"),
     (patch("<I", QKV + 36, 7), "a 'reserved' field is not zero"),
     (patch("<B", QKV + 21, 4), r"field 'ladder\[1\]' is 4, expected a tier code"),
     (patch("<B", QKV + 23, 3), r"field 'ladder\[3\]' is 3, expected 0xFF after 3 tiers"),

@@ -38,7 +38,7 @@ LAYERS = ["embed", "rmsnorm", "qkv", "rope", "attn", "attnout", "ffn", "classify
 TIERS = ["O0", "O1", "O2", "O3"]
 RUN_TIMEOUT = 60
 RESULT_KEYS = ["prompt", "prompt_tokens", "tokens", "text", "steps", "temperature", "seed",
-               "tokens_per_second", "cycles_per_second", "isa", "layers", "profiling_overhead_cycles",
+               "tokens_per_second", "cycles_per_second", "isa", "layers", "cores", "profiling_overhead_cycles",
                "boot_cycles"]
 PRELOAD, STOP_PROFILING = 1, 2
 

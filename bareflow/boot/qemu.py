@@ -7,6 +7,7 @@ reaches every boot at once.  The kernel leaves QEMU through the isa-debug-exit d
 """
 from __future__ import annotations
 
+import functools
 import subprocess
 from dataclasses import dataclass
 
@@ -25,6 +26,8 @@ DISKS = ("ide", "usb")
 @hookimpl
 def bareflow_register_variables():
     return [
+        Variable("SMP", "virtual CPUs `scons run` gives QEMU (-smp), with multi-threaded TCG when QEMU "
+                 "has it", "2", validator=lambda name, text: smp_args(text, name)),
         Variable("FIRMWARE", "firmware for `scons run`", "bios", kind="enum", allowed=FIRMWARES),
         Variable("DISK", "how `scons run` attaches the image (usb: usb-storage on xHCI)", "ide",
                  kind="enum", allowed=DISKS),
@@ -32,19 +35,48 @@ def bareflow_register_variables():
     ]
 
 
+def smp_args(text, name="SMP") -> list[str]:
+    """-smp N, plus multi-threaded TCG (one host thread per virtual CPU) when this QEMU accepts it
+    for x86 guests; N must be a whole number 1..64 (BareflowError naming `name` otherwise)."""
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if not 1 <= n <= 64:
+        raise BareflowError(f"{name}={text!r}: expected a number of virtual CPUs, 1..64")
+    args = ["-smp", str(n)]
+    if n > 1 and _has_mttcg():
+        args += ["-accel", "tcg,thread=multi"]
+    return args
+
+
+@functools.lru_cache(maxsize=None)
+def _has_mttcg() -> bool:
+    """Ask QEMU once: an empty machine with -accel tcg,thread=multi, told to quit at once."""
+    try:
+        proc = subprocess.run([QEMU, "-machine", "none", "-nodefaults", "-display", "none",
+                               "-accel", "tcg,thread=multi", "-monitor", "stdio"], input=b"quit\n",
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=30)
+        return proc.returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
 def qemu_command(*, image=None, kernel=None, firmware="bios", disk="ide", memory="256M", cpu=None,
-                 extra=()) -> list[str]:
+                 smp=None, extra=()) -> list[str]:
     """The qemu-system-x86_64 argument list: headless, serial on stdout, exit device, no reboot.
 
     image: raw disk image attached as `disk` ("ide" or "usb": usb-storage on xHCI, which the
     kernel sees only through the files the loader handed over); kernel: a multiboot kernel for
     QEMU's -kernel; firmware "bios" (SeaBIOS) or "uefi" (OVMF); cpu: a -cpu model; extra: more
-    arguments, appended last.  BareflowError names FIRMWARE or DISK for an unknown value.
+    arguments, appended last; smp: virtual CPUs (-smp, multi-threaded TCG where QEMU has it).  BareflowError names FIRMWARE or DISK for an unknown value.
     """
     cmd = [QEMU, "-display", "none", "-serial", "stdio", "-no-reboot", "-m", memory,
            "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]
     if cpu:
         cmd += ["-cpu", cpu]
+    if smp is not None:
+        cmd += smp_args(smp)
     if firmware == "uefi":
         cmd += ["-bios", OVMF]
     elif firmware != "bios":

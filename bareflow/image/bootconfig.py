@@ -12,7 +12,17 @@ from bareflow import hookimpl
 from bareflow.core.variables import Variable
 from bareflow.errors import BareflowError
 
-DEFAULTS = {"prompt": "Once upon a time", "steps": "32", "temperature": "0", "topp": "0.9", "seed": "42"}
+DEFAULTS = {"prompt": "Once upon a time", "steps": "32", "temperature": "0", "topp": "0.9", "seed": "42",
+            "cores": "all"}
+MAX_CORES = 64                  # BF_MAX_CORES in src/runtime/rt.h
+
+
+def check_cores(text, name="cores"):
+    """`cores`: "all" (every core that started) or 1..MAX_CORES; returns the text to write."""
+    text = str(text).strip()
+    if text == "all":
+        return text
+    return str(_number(name, text, int, 1, MAX_CORES))
 
 
 def _number(name, text, kind, low, high, low_open=False):
@@ -78,12 +88,14 @@ def bareflow_register_variables():
                  validator=_checker(float, 0.0, 2.0)),
         Variable("TOPP", "top-p nucleus mass", DEFAULTS["topp"], validator=_checker(float, 0.0, 1.0, True)),
         Variable("SEED", "sampling seed", DEFAULTS["seed"], validator=_checker(int, 0, 2**64 - 1)),
+        Variable("CORES", "cores the run splits layers over (/BAREFLOW.CFG cores=): all or 1..64",
+                 DEFAULTS["cores"], validator=lambda name, text: check_cores(text, name)),
     ]
 
 
 @hookimpl
 def bareflow_image_files(variables, files, products):
-    values = {key.lower(): variables[key] for key in ("PROMPT", "STEPS", "TEMPERATURE", "TOPP", "SEED")
+    values = {key.lower(): variables[key] for key in ("PROMPT", "STEPS", "TEMPERATURE", "TOPP", "SEED", "CORES")
               if key in variables}
     files["/BAREFLOW.CFG"] = render(values, products["model_config"].seq_len)
 
@@ -103,6 +115,7 @@ def render(values, seq_len):
     _positive_float32("temperature", merged["temperature"], temperature, "; use 0 for greedy sampling")
     _positive_float32("topp", merged["topp"], topp, "")
     seed = _number("seed", merged["seed"], int, 0, 2**64 - 1)
+    cores = check_cores(merged["cores"])
     lines = [
         "# BareFlow boot configuration: edit with any text editor (see docs/boot-config.md).",
         f"prompt = {prompt}",
@@ -110,6 +123,7 @@ def render(values, seq_len):
         f"temperature = {_float32_text(temperature)}",
         f"topp = {_float32_text(topp)}",
         f"seed = {seed}",
+        f"cores = {cores}",
     ]
     data = ("\n".join(lines) + "\n").encode("ascii")
     parse(data, seq_len)        # what the build writes, the kernel's rules accept
@@ -119,7 +133,8 @@ def render(values, seq_len):
 # ---- reading a /BAREFLOW.CFG as the kernel does (src/runtime/config.c), rule for rule
 
 CFG_MAX = 4096
-_KEYS = ("prompt", "steps", "temperature", "topp", "seed")
+_KEYS = ("prompt", "steps", "temperature", "topp", "seed", "cores", "smp_test")
+SMP_TESTS = ("none", "phantom-cpu", "corrupt-madt")      # config.c K_SMP_TEST
 
 
 def _kernel_u64(text):
@@ -178,7 +193,8 @@ def parse(data, seq_len=None):
 
     if len(data) > CFG_MAX:
         fail(0, f"{len(data)} bytes, at most {CFG_MAX}")
-    values = dict(prompt="Once upon a time", steps=32, temperature=0.0, topp=float32(0.9), seed=42)
+    values = dict(prompt="Once upon a time", steps=32, temperature=0.0, topp=float32(0.9), seed=42, cores=0,
+                  smp_test="none")
     seen = {}
     for number, raw in enumerate(bytes(data).split(b"\n"), start=1):
         for k, byte in enumerate(raw):
@@ -203,6 +219,15 @@ def parse(data, seq_len=None):
         if key == "prompt":
             if len(value) > 255 or any(not 0x20 <= ord(c) <= 0x7E for c in value):
                 fail(number, "prompt must be at most 255 printable ASCII bytes")
+            values[key] = value
+        elif key == "cores":
+            n = None if value == "all" else _kernel_u64(value)
+            if value != "all" and (n is None or not 1 <= n <= MAX_CORES):
+                fail(number, f"cores = {value!r} is neither 'all' nor an integer in 1..{MAX_CORES}")
+            values[key] = 0 if value == "all" else n
+        elif key == "smp_test":
+            if value not in SMP_TESTS:
+                fail(number, f"smp_test = {value!r} is not {', '.join(SMP_TESTS)}")
             values[key] = value
         elif key in ("steps", "seed"):
             n = _kernel_u64(value)

@@ -42,6 +42,8 @@ class LayerInfo:
     token_share: float = 0.0       # this layer's fraction of one token's work, 0..1
     isa: str = "x86-64"            # the ISA level this decision is for (one per level in ISA=)
     isa_levels: tuple = ("x86-64",)  # every level the image carries, lowest first
+    cores: int = 0                 # CORES: cores the run splits layers over; 0 = all that start (unknown here)
+    split: bool = False            # the kernel splits this layer's calls across cores (docs/runtime.md)
 
     @property
     def work_per_call(self) -> int:
@@ -65,6 +67,10 @@ class Decision:
     cycles: list[int] = field(default_factory=list)
     preload: bool = False
     stop_profiling: bool = False
+    max_cores: int = 0              # split over at most this many cores; 0 = no limit (policy table byte 18)
+
+
+MAX_CORES = 64                      # BF_MAX_CORES in src/runtime/rt.h
 
 
 @dataclass(frozen=True)
@@ -153,7 +159,10 @@ def validate_decision(decision: Any, layer, plugin: str | None = None,
     for flag in ("preload", "stop_profiling"):
         if not isinstance(getattr(decision, flag), bool):
             fail(flag, f"must be True or False, not {getattr(decision, flag)!r}")
-    return Decision(list(ladder), calls, cycles, decision.preload, decision.stop_profiling)
+    max_cores = decision.max_cores
+    if isinstance(max_cores, bool) or not isinstance(max_cores, numbers.Integral) or not 0 <= max_cores <= MAX_CORES:
+        fail("max_cores", f"is {max_cores!r}; expected a whole number 0..{MAX_CORES} (0 = no limit)")
+    return Decision(list(ladder), calls, cycles, decision.preload, decision.stop_profiling, int(max_cores))
 
 
 def registered_policies(pm) -> dict[str, Any]:

@@ -38,12 +38,17 @@ def _layer_profile(profile, name):
     return profile.layer(name) or LayerProfile(name, (0, 0, 0, 0), (0, 0, 0, 0))
 
 
-def layer_infos(config, costs: Mapping[str, tuple], steps: int, profile=None) -> list[LayerInfo]:
+# Layers whose calls the kernel splits across cores (layer ABI 2, src/runtime/parallel.c).
+SPLIT_LAYERS = frozenset({"qkv", "attn", "attnout", "ffn", "classify"})
+
+
+def layer_infos(config, costs: Mapping[str, tuple], steps: int, profile=None, cores: int = 0) -> list[LayerInfo]:
     """LayerInfo for every layer, in LAYER_NAMES order.
 
     `config` is the model's ModelConfig (or a mapping with n_layers / seq_len; None skips the
     cross-checks); `costs` is bareflow.model.checkpoint.layer_costs(config); `steps` the positions
-    a run processes; `profile` a profile.Profile, a path to load one from, or None.
+    a run processes; `profile` a profile.Profile, a path to load one from, or None; `cores` the
+    CORES setting (0 = every core that starts).
     """
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise BareflowError(f"steps must be a positive integer, not {steps!r}")
@@ -88,5 +93,5 @@ def layer_infos(config, costs: Mapping[str, tuple], steps: int, profile=None) ->
             name=name, kind=LAYER_KINDS[name], flops_per_call=flops,
             weight_bytes_per_call=weight, calls_per_token=cpt, tokens=steps,
             profile=_layer_profile(profile, name),
-            token_share=share))
+            token_share=share, cores=cores, split=name in SPLIT_LAYERS))
     return infos

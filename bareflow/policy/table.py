@@ -12,7 +12,7 @@ from typing import Mapping, Sequence
 from bareflow.core.checksum import crc32_with_field_zeroed
 from bareflow.errors import BareflowError
 from bareflow.model.layers import LAYER_NAME, decode_layer_name
-from bareflow.policy.api import MAX_CALLS, MAX_CYCLES, Decision, validate_decision
+from bareflow.policy.api import MAX_CALLS, MAX_CORES, MAX_CYCLES, Decision, validate_decision
 from bareflow.tiers.levels import ISA_LEVELS, TIERS
 
 ISA_NAMES = {code: name for name, code in ISA_LEVELS.items()}
@@ -26,7 +26,7 @@ FLAG_PRELOAD = 0x01
 FLAG_STOP_PROFILING = 0x02
 NO_TIER = 0xFF
 _HEADER = struct.Struct("<4sHHHHI")                   # magic version hsize n esize crc
-_ENTRY = struct.Struct("<16sBBBB4B3I4s3Q")             # name n flags isa rsv ladder calls rsv cycles
+_ENTRY = struct.Struct("<16sBBBB4B3I4s3Q")             # name n flags isa max_cores ladder calls rsv cycles
 assert _HEADER.size == HEADER_SIZE and _ENTRY.size == ENTRY_SIZE
 
 
@@ -85,7 +85,7 @@ def _entries(decisions, order, isa):
         calls = d.calls + [0] * (3 - steps)
         cycles = d.cycles + [0] * (3 - steps)
         flags = (FLAG_PRELOAD if d.preload else 0) | (FLAG_STOP_PROFILING if d.stop_profiling else 0)
-        body += _ENTRY.pack(name.encode("ascii"), len(d.ladder), flags, ISA_LEVELS[isa], 0, *ladder, *calls,
+        body += _ENTRY.pack(name.encode("ascii"), len(d.ladder), flags, ISA_LEVELS[isa], d.max_cores, *ladder, *calls,
                             bytes(4), *cycles)
     return bytes(body)
 
@@ -127,7 +127,7 @@ def decode_levels(data: bytes, source: str = "POLICY.TBL") -> dict[str, dict[str
     levels: dict[str, dict[str, Decision]] = {}
     for index in range(n_layers):
         raw = _ENTRY.unpack_from(data, HEADER_SIZE + ENTRY_SIZE * index)
-        raw_name, n_tiers, flags, isa_code, reserved1 = raw[0], raw[1], raw[2], raw[3], raw[4]
+        raw_name, n_tiers, flags, isa_code, max_cores = raw[0], raw[1], raw[2], raw[3], raw[4]
         ladder, calls, reserved2, cycles = raw[5:9], raw[9:12], raw[12], raw[13:16]
         text, where = decode_layer_name(raw_name, index, (), fail)
         if isa_code not in ISA_NAMES:
@@ -139,8 +139,10 @@ def decode_levels(data: bytes, source: str = "POLICY.TBL") -> dict[str, dict[str
             fail(f"{where}: field 'n_tiers' is {n_tiers}, expected 1..4")
         if flags & ~(FLAG_PRELOAD | FLAG_STOP_PROFILING):
             fail(f"{where}: field 'flags' is {flags:#04x}; only bits 0 and 1 are defined")
-        if reserved1 or any(reserved2):
+        if any(reserved2):
             fail(f"{where}: a 'reserved' field is not zero")
+        if max_cores > MAX_CORES:
+            fail(f"{where}: field 'max_cores' is {max_cores}, expected 0..{MAX_CORES}")
         for i in range(4):
             if i < n_tiers and ladder[i] > 3:
                 fail(f"{where}: field 'ladder[{i}]' is {ladder[i]}, expected a tier code 0..3")
@@ -164,7 +166,7 @@ def decode_levels(data: bytes, source: str = "POLICY.TBL") -> dict[str, dict[str
         decisions[text] = Decision(
             ladder=[TIERS[c] for c in ladder[:n_tiers]], calls=list(calls[:steps]),
             cycles=list(cycles[:steps]), preload=bool(flags & FLAG_PRELOAD),
-            stop_profiling=bool(flags & FLAG_STOP_PROFILING))
+            stop_profiling=bool(flags & FLAG_STOP_PROFILING), max_cores=max_cores)
     first = next(iter(levels))
     for isa, decisions in levels.items():
         if set(decisions) != set(levels[first]):

@@ -5,16 +5,20 @@
  *    8 KiB of the flat image, asking for the memory map and page-aligned modules;
  *  - right after it (header offset 32) the "BFU64" header naming _start64, the 64-bit entry
  *    the UEFI loader (src/uefi/) jumps to: RDI = 0x2BADB002, RSI = Multiboot info address,
- *    long mode, interrupts off, the kernel identity-mapped (docs/uefi.md);
+ *    long mode, interrupts off, the kernel identity-mapped, RDX = the ACPI RSDP's address from the
+ *    UEFI configuration table or 0 (docs/uefi.md);
  *  - both entries end in the same state: the loader's magic and info address reach
- *    kernel_main() unchanged, on this file's page tables, GDT, stack and SSE set-up;
+ *    kernel_main(magic, info, rsdp) unchanged (rsdp 0 on the Multiboot path), on this file's
+ *    page tables, GDT, stack and CPU state;
  *  - a CPU without CPUID or long mode gets a BAREFLOW-PANIC line on COM1 and an
  *    isa-debug-exit failure code, then halts - it never runs 64-bit code;
  *  - 64-bit paging identity-maps [0, 4 GiB) with 2 MiB pages, except the first 2 MiB which
  *    use 4 KiB pages so that page 0 (NULL) and the page under the boot stack are not mapped;
  *  - SSE is on before any C runs (the C ABI passes floats in XMM registers); when the CPU
  *    has XSAVE and AVX, XCR0 enables x87|SSE|AVX so x86-64-v3 modules can run, and with
- *    AVX512F also opmask|ZMM_Hi256|Hi16_ZMM so x86-64-v4 modules can;
+ *    AVX512F also opmask|ZMM_Hi256|Hi16_ZMM so x86-64-v4 modules can.  That set-up is one
+ *    function, cpu_state_init, which every application processor calls too (ap_start64,
+ *    the landing point of trampoline.S), so all cores run with the same CPU state;
  *  - nothing in this file uses SSE registers, so it runs before SSE is enabled.
  */
 
@@ -174,6 +178,8 @@ gdt_pointer:
 
 boot_magic: .long 0
 boot_info:  .long 0
+    .balign 8
+boot_rsdp:  .quad 0                  /* UEFI: the ACPI RSDP from the configuration table */
 
 msg_no_cpuid:
     .asciz "BAREFLOW-PANIC: this CPU has no CPUID instruction, so no 64-bit long mode\r\n"
@@ -281,6 +287,8 @@ _start64:
     cld
     movl %edi, boot_magic(%rip)
     movl %esi, boot_info(%rip)
+    movq %rdx, %r10                 /* RDX = RSDP address or 0 (docs/uefi.md); the bss clear below
+                                       does not touch .data, but rep stosl needs RDI/RCX */
 
     /* The UEFI loader zeroes the bss too; the page tables must not trust it. */
     movl $__bss_start, %edi
@@ -290,6 +298,7 @@ _start64:
     xorl %eax, %eax
     rep stosl                       /* RDI/RCX: the 32-bit moves cleared their high halves */
     movl $boot_stack_top, %esp      /* the firmware's stack may be anywhere; this is ours */
+    movq %r10, boot_rsdp(%rip)
 
     /* Our tables are 4-level: LA57 cannot be switched off without leaving long mode. */
     movq %cr4, %rax
@@ -326,6 +335,24 @@ start64:
     movw %ax, %fs
     movw %ax, %gs
 
+    movabsq $boot_stack_top, %rsp
+    call cpu_state_init
+    xorl %ebp, %ebp
+    movl boot_magic(%rip), %edi
+    movl boot_info(%rip), %esi
+    movq boot_rsdp(%rip), %rdx
+    call kernel_main
+11: cli
+    hlt
+    jmp 11b
+
+/* ------------------------------------------------------------------------------------ */
+/* cpu_state_init: the CPU state every core runs with - called by the BSP (start64) and by every
+   AP (ap_start64) before any C, so all cores execute module code under the same CR0/CR4/XCR0.
+   Needs a stack; preserves RBX (CPUID clobbers it); clobbers RAX, RCX, RDX, R8, R9. */
+    .globl cpu_state_init
+cpu_state_init:
+    pushq %rbx
     /* SSE: no x87 emulation trap (EM=0), WAIT honours TS (MP=1), no lazy-FPU trap (TS=0);
        the OS supports FXSAVE and unmasked SIMD exceptions (OSFXSR, OSXMMEXCPT). */
     movq %cr0, %rax
@@ -372,11 +399,32 @@ start64:
     xorl %ecx, %ecx
     xsetbv
 9:
-    movabsq $boot_stack_top, %rsp
+    popq %rbx
+    ret
+
+/* ------------------------------------------------------------------------------------ */
+/* ap_start64: where the real-mode trampoline (trampoline.S) lands each application processor,
+   in 64-bit mode on the kernel's page tables and GDT.  smp.c set ap_boot_stack and
+   ap_boot_cpu before the SIPI and waits until ap_main() has taken them. */
+    .globl ap_start64, ap_boot_stack, ap_boot_cpu
+ap_start64:
+    movw $0x10, %ax
+    movw %ax, %ds
+    movw %ax, %es
+    movw %ax, %ss
+    xorw %ax, %ax
+    movw %ax, %fs
+    movw %ax, %gs
+    movq ap_boot_stack(%rip), %rsp
+    call cpu_state_init
     xorl %ebp, %ebp
-    movl boot_magic(%rip), %edi
-    movl boot_info(%rip), %esi
-    call kernel_main
-11: cli
+    movq ap_boot_cpu(%rip), %rdi
+    call ap_main
+12: cli
     hlt
-    jmp 11b
+    jmp 12b
+
+    .section .data
+    .balign 8
+ap_boot_stack: .quad 0
+ap_boot_cpu:   .quad 0

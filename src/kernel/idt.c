@@ -26,16 +26,6 @@ struct idt_gate {
     uint32_t reserved;
 } __attribute__((packed));
 
-struct tss64 {
-    uint32_t reserved0;
-    uint64_t rsp[3];
-    uint64_t reserved1;
-    uint64_t ist[7];
-    uint64_t reserved2;
-    uint16_t reserved3;
-    uint16_t iomap_base;
-} __attribute__((packed));
-
 struct exception_frame {
     uint64_t vector, error, rip, cs, rflags, rsp, ss;
 };
@@ -58,17 +48,30 @@ static const char *const exception_names[32] = {
     "#HV hypervisor injection", "#VC VMM communication", "#SX security", "reserved 31",
 };
 
+void tss_descriptor(uint64_t gdt[5], const struct tss64 *t)
+{
+    uint64_t base = (uint64_t)(uintptr_t)t;
+    uint64_t limit = sizeof *t - 1;
+    gdt[3] = (limit & 0xFFFF) | ((base & 0xFFFFFF) << 16) | (0x89ull << 40) |
+             (((limit >> 16) & 0xF) << 48) | (((base >> 24) & 0xFF) << 56);
+    gdt[4] = base >> 32;
+}
+
 static void load_tss(void)
 {
-    uint64_t base = (uint64_t)(uintptr_t)&tss;
-    uint64_t limit = sizeof tss - 1;
-
     tss.ist[0] = (uint64_t)(uintptr_t)(ist_stack + IST_STACK_SIZE);
     tss.iomap_base = sizeof tss;               /* no I/O bitmap */
-    kernel_gdt[3] = (limit & 0xFFFF) | ((base & 0xFFFFFF) << 16) | (0x89ull << 40) |
-                    (((limit >> 16) & 0xF) << 48) | (((base >> 24) & 0xFF) << 56);
-    kernel_gdt[4] = base >> 32;
+    tss_descriptor(kernel_gdt, &tss);
     __asm__ volatile("ltr %w0" : : "r"((uint16_t)TSS_SELECTOR) : "memory");
+}
+
+void idt_load(void)
+{
+    struct {
+        uint16_t limit;
+        uint64_t base;
+    } __attribute__((packed)) ptr = { sizeof idt - 1, (uint64_t)(uintptr_t)idt };
+    __asm__ volatile("lidt %0" : : "m"(ptr) : "memory");
 }
 
 void idt_init(void)
@@ -84,11 +87,7 @@ void idt_init(void)
         idt[v].offset_high = (uint32_t)(a >> 32);
         idt[v].reserved = 0;
     }
-    struct {
-        uint16_t limit;
-        uint64_t base;
-    } __attribute__((packed)) ptr = { sizeof idt - 1, (uint64_t)(uintptr_t)idt };
-    __asm__ volatile("lidt %0" : : "m"(ptr) : "memory");
+    idt_load();
 }
 
 void kernel_exception(struct exception_frame *f)

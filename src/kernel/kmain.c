@@ -1,20 +1,26 @@
 /* kmain.c - the order in which the kernel comes up, then the hand-over to the runtime.
  *
  * Promises: kernel_main() is entered once from boot.S in 64-bit mode with SSE on; it brings
- * up serial, exception handling, the memory arena, the TSC rate and the disk - in that
- * order, each needing only the ones before - prints one "bareflow-kernel:" status line,
- * calls bf_runtime_main() and passes its return value to platform_exit().  It never returns.
+ * up serial, exception handling, the BSP's per-CPU record, the memory arena, the TSC rate and
+ * the disk - in that order, each needing only the ones before - prints one "bareflow-kernel:"
+ * status line, calls bf_runtime_main() and passes its return value to platform_exit().  It
+ * never returns.  The application processors are started later, when the runtime has read
+ * how many cores to use (platform_cores_start, smp.c).
  */
 #include <bareflow/platform.h>
 #include <bareflow/runtime.h>
 #include "kernel.h"
 
-void kernel_main(uint32_t magic, uint32_t info_addr) __attribute__((noreturn));
+void kernel_main(uint32_t magic, uint32_t info_addr, uint64_t rsdp) __attribute__((noreturn));
 
-void kernel_main(uint32_t magic, uint32_t info_addr)
+void kernel_main(uint32_t magic, uint32_t info_addr, uint64_t rsdp)
 {
+    static struct percpu bsp;
+
     serial_init();
     idt_init();
+    percpu_init_bsp(&bsp);
+    smp_set_rsdp(rsdp);
     multiboot_init(magic, info_addr);
     memory_init();
     tsc_init();

@@ -8,6 +8,7 @@
  */
 #include <string.h>
 
+#include "bareflow/platform.h"
 #include "bareflow/runtime.h"
 #include "rt.h"
 
@@ -17,8 +18,9 @@
 #define FLOAT32_MIN_NORMAL 1.17549435e-38f
 #define FLOAT32_MIN_TEXT "1.17549435e-38"
 
-enum { K_PROMPT, K_STEPS, K_TEMPERATURE, K_TOPP, K_SEED, N_KEYS };
-static const char *const key_names[N_KEYS] = {"prompt", "steps", "temperature", "topp", "seed"};
+enum { K_PROMPT, K_STEPS, K_TEMPERATURE, K_TOPP, K_SEED, K_CORES, K_SMP_TEST, N_KEYS };
+static const char *const key_names[N_KEYS] = {"prompt", "steps", "temperature", "topp", "seed", "cores",
+                                              "smp_test"};
 
 static int is_blank(char c) { return c == ' ' || c == '\t'; }
 
@@ -128,6 +130,26 @@ static void set_value(struct bf_run_config *rc, int key, const char *value, int 
                      FLOAT32_MIN_TEXT);
         rc->topp = (float)d;
         return;
+    case K_CORES:
+        if (strcmp(value, "all") == 0) {
+            rc->cores = 0;
+            return;
+        }
+        if (parse_u64(value, &u) || u < 1 || u > BF_MAX_CORES)
+            bf_panic("BAREFLOW.CFG line %d: cores = '%s' is neither 'all' nor an integer in 1..%d", line, value,
+                     BF_MAX_CORES);
+        rc->cores = (int)u;
+        return;
+    case K_SMP_TEST:
+        if (strcmp(value, "none") == 0)
+            rc->smp_test = PLATFORM_SMP_TEST_NONE;
+        else if (strcmp(value, "phantom-cpu") == 0)
+            rc->smp_test = PLATFORM_SMP_TEST_PHANTOM_CPU;
+        else if (strcmp(value, "corrupt-madt") == 0)
+            rc->smp_test = PLATFORM_SMP_TEST_CORRUPT_MADT;
+        else
+            bf_panic("BAREFLOW.CFG line %d: smp_test = '%s' is not none, phantom-cpu or corrupt-madt", line, value);
+        return;
     }
 }
 
@@ -158,7 +180,7 @@ static void parse_line(struct bf_run_config *rc, char *s, int line, int seen[N_K
         set_value(rc, k, value, line);
         return;
     }
-    bf_panic("BAREFLOW.CFG line %d: unknown key '%.40s' (known: prompt, steps, temperature, topp, seed)", line, s);
+    bf_panic("BAREFLOW.CFG line %d: unknown key '%.40s' (known: prompt, steps, temperature, topp, seed, cores, smp_test)", line, s);
 }
 
 void bf_config_load(struct bf_run_config *rc)

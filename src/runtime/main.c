@@ -1,7 +1,7 @@
 /* main.c - the runtime's one entry and its one way out.
  *
- * Promise: bf_runtime_main runs the whole job in a fixed order (disk, configuration, model,
- * tokenizer, policy and first tiers, generation, profile, result line) and returns BF_EXIT_OK;
+ * Promise: bf_runtime_main runs the whole job in a fixed order (disk, configuration, cores,
+ * model, tokenizer, policy and first tiers, generation, profile, result line) and returns BF_EXIT_OK;
  * anything wrong on the way ends in bf_panic, which prints one "BAREFLOW-PANIC: <reason>" line
  * and exits with BF_EXIT_PANIC.  The result line is the last line a successful run prints.
  */
@@ -35,6 +35,7 @@ int bf_runtime_main(void)
 
     bf_files_init();
     bf_config_load(&rc);
+    bf_parallel_init(&rc);
     bf_model_load(&model);
     const struct bf_config *c = &model.cfg;
     bf_config_check_steps(&rc, c->seq_len);

@@ -168,6 +168,8 @@ static void put_layers(struct out *o)
         put_u64s(o, st->calls, BF_N_TIERS);
         puts_(o, ",\"cycles\":");
         put_u64s(o, st->cycles, BF_N_TIERS);
+        puts_(o, ",\"core_cycles\":");
+        put_u64s(o, st->core_cycles, bf_layer_phases(id) ? bf_cores()->used : 0);
         putf(o, ",\"tier\":\"%s\",\"changes\":[", bf_tier_names[st->tier]);
         for (int i = 0; i < st->n_changes; i++)
             putf(o, "%s{\"call\":%llu,\"from\":\"%s\",\"to\":\"%s\"}", i ? "," : "",
@@ -200,6 +202,14 @@ void bf_print_result(const struct bf_run_config *rc, const struct bf_run *run, u
     putf(&o, ",\"cycles_per_second\":%llu,\"isa\":\"%s\",\"layers\":", (unsigned long long)cps,
          bf_isa >= 0 ? bf_isa_names[bf_isa] : "none");
     put_layers(&o);
+    const struct bf_cores *k = bf_cores();
+    putf(&o, ",\"cores\":{\"found\":%d,\"started\":%d,\"used\":%d,\"busy_ms\":[", k->found, k->started, k->used);
+    for (int c = 0; c < k->used; c++) {
+        if (c)
+            puts_(&o, ",");
+        put_decimal(&o, cps ? (double)k->busy_cycles[c] * 1000.0 / (double)cps : 0.0, 3);
+    }
+    puts_(&o, "]}");
     putf(&o, ",\"profiling_overhead_cycles\":%llu,\"boot_cycles\":%llu}\n",
          (unsigned long long)bf_profiling_overhead(),
          (unsigned long long)(run->first_token_at ? run->first_token_at - start_cycles : 0));

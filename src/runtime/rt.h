@@ -33,6 +33,7 @@ enum bf_layer_id {
     BF_N_LAYERS
 };
 #define BF_N_TIERS 4
+#define BF_MAX_CORES 64       /* cores a run can split its layers over */
 extern const char *const bf_layer_names[BF_N_LAYERS];
 extern const char *const bf_tier_names[BF_N_TIERS];
 extern const char *const bf_isa_names[4];   /* by ISA code, bareflow/x86_isa.h */
@@ -53,6 +54,8 @@ struct bf_run_config {
     float temperature;
     float topp;
     uint64_t seed;
+    int cores;                /* 0 = every core that started */
+    int smp_test;             /* PLATFORM_SMP_TEST_* (test-only fault simulation) */
 };
 void bf_config_load(struct bf_run_config *rc);
 void bf_config_check_steps(const struct bf_run_config *rc, int seq_len);
@@ -100,6 +103,8 @@ struct bf_tier_change {
 struct bf_layer_stats {
     uint64_t calls[BF_N_TIERS];
     uint64_t cycles[BF_N_TIERS];
+    int max_cores;            /* the policy table's limit for this layer, 0 = none */
+    uint64_t core_cycles[BF_MAX_CORES];  /* per core: cycles inside this layer's chunks */
     int tier;                 /* current tier code */
     int n_changes;
     struct bf_tier_change changes[BF_MAX_CHANGES];
@@ -108,6 +113,27 @@ void bf_tiering_init(void);
 void bf_call(int layer, struct bf_layer_call *call);
 const struct bf_layer_stats *bf_layer_stats(int layer);
 uint64_t bf_profiling_overhead(void);   /* median cycles per call, measured at init */
+
+/* parallel.c: the work split across cores (docs/runtime.md "Several cores"). */
+struct bf_cores {
+    int found;                /* cores the machine lists */
+    int started;              /* cores running (the calling one included) */
+    int used;                 /* cores the layers are split over: min(started, cores=) */
+    uint64_t busy_cycles[BF_MAX_CORES];   /* per core: cycles inside layer chunks */
+};
+void bf_parallel_init(const struct bf_run_config *rc);
+const struct bf_cores *bf_cores(void);
+/* Runs one layer call: every phase of the layer's kind, each split into the fixed chunks of
+ * bf_chunk() over `cores` cores (1 = all on this core), with a barrier after each phase.
+ * Per-core cycles of the chunks go to core_cycles[core] (may be NULL). */
+void bf_parallel_call(int layer, bf_layer_fn fn, struct bf_layer_call *call, int cores, uint64_t *core_cycles);
+/* Units (rows or heads) of phase `phase` of a layer kind, and its phase count (0: not split). */
+int bf_layer_phases(int layer);
+int bf_layer_units(int layer, int phase, const struct bf_config *cfg);
+/* The chunk [begin, end) of `units` that core `core` of `cores` runs: contiguous, in core
+ * order, boundaries on multiples of `align` (BF_CHUNK_ALIGN rows; 1 head) except the last. */
+#define BF_CHUNK_ALIGN 16
+void bf_chunk(int units, int align, int core, int cores, int *begin, int *end);
 
 /* inference.c: the forward pass and the generate loop. */
 struct bf_run {

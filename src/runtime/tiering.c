@@ -33,6 +33,7 @@ struct layer_rt {
     uint64_t next_cycles;         /* ... or when cycles at the current tier reach this */
     struct bf_layer_stats st;
     int id, step, n_tiers, flags;
+    int cores;                    /* cores this layer's calls are split over (1 = not split) */
     uint8_t ladder[4];
     uint32_t calls_at[3];
     uint64_t cycles_at[3];
@@ -66,16 +67,20 @@ __attribute__((noinline)) static void promote(struct layer_rt *L)
     set_triggers(L);
 }
 
+/* The slot is read once per call and every core of the call gets that one function, and
+ * promote() runs only after bf_parallel_call returned - after the barrier that every core of
+ * the split passed - so a swap never happens while any core is inside the layer. */
 static inline __attribute__((always_inline)) void dispatch(struct layer_rt *L, struct bf_layer_call *call)
 {
     bf_layer_fn fn = __atomic_load_n(&L->slot, __ATOMIC_ACQUIRE);
     int t = L->st.tier;
+    int n = L->cores;
     if (L->timing) {
         uint64_t t0 = platform_cycles();
-        fn(call);
+        bf_parallel_call(L->id, fn, call, n, L->st.core_cycles);
         L->st.cycles[t] += platform_cycles() - t0;
     } else {
-        fn(call);
+        bf_parallel_call(L->id, fn, call, n, L->st.core_cycles);
     }
     /* Tiers only climb, so the counts at the current tier are the counts of this ladder step. */
     if (++L->st.calls[t] >= L->next_calls || L->st.cycles[t] >= L->next_cycles)
@@ -144,8 +149,11 @@ static void parse_entry(const uint8_t *e, int index, int seen[BF_N_ISA][BF_N_LAY
         BAD("n_tiers %d, expected 1..4", name, L->n_tiers);
     if (L->flags & ~(F_PRELOAD | F_STOP_PROFILING))
         BAD("flags 0x%02x has bits other than PRELOAD (1) and STOP_PROFILING (2)", name, L->flags);
-    if (e[19] || bf_le32(e + 36))
+    L->st.max_cores = e[19];
+    if (bf_le32(e + 36))
         BAD("reserved bytes are not zero", name);
+    if (L->st.max_cores > BF_MAX_CORES)
+        BAD("max_cores %d, expected 0..%d (0 = no limit)", name, L->st.max_cores, BF_MAX_CORES);
     for (int i = 0; i < 4; i++) {
         L->ladder[i] = e[20 + i];
         if (i >= L->n_tiers && L->ladder[i] != 0xFF)
@@ -289,6 +297,9 @@ void bf_tiering_init(void)
             }
         }
         L->slot = L->ready[0];
+        L->cores = bf_layer_phases(id) ? bf_cores()->used : 1;
+        if (L->st.max_cores && L->cores > L->st.max_cores)
+            L->cores = L->st.max_cores;
         set_triggers(L);
         used += (size_t)snprintf(line + used, sizeof line - used, " %s", bf_layer_names[id]);
         for (int s = 0; s < L->n_tiers && used < sizeof line; s++)

@@ -156,6 +156,16 @@ typedef struct {
     void *configuration_table;
 } EFI_SYSTEM_TABLE;
 
+/* ---- configuration table (UEFI 2.10, 4.6): where the firmware publishes the ACPI RSDP ---- */
+typedef struct {
+    EFI_GUID vendor_guid;
+    void *vendor_table;
+} EFI_CONFIGURATION_TABLE;
+#define EFI_ACPI_20_TABLE_GUID \
+    { 0x8868E871, 0xE4F1, 0x11D3, { 0xBC, 0x22, 0x00, 0x80, 0xC7, 0x3C, 0x88, 0x81 } }
+#define EFI_ACPI_10_TABLE_GUID \
+    { 0xEB9D2D30, 0x2D88, 0x11D3, { 0x9A, 0x16, 0x00, 0x90, 0x27, 0x3F, 0xC1, 0x4D } }
+
 /* ---- loaded image ---------------------------------------------------------------------- */
 #define EFI_LOADED_IMAGE_PROTOCOL_GUID \
     { 0x5B1B31A1, 0x9562, 0x11D2, { 0x8E, 0x3F, 0x00, 0xA0, 0xC9, 0x69, 0x72, 0x3B } }

@@ -8,7 +8,8 @@
  * map of the moment boot services ended (conventional and boot-services memory = available),
  * and the boot loader name "BareFlow UEFI".  ExitBootServices is retried with a fresh map key
  * when the map changed under us (EFI_INVALID_PARAMETER).  The kernel is entered at its BFU64
- * entry with RDI = 0x2BADB002, RSI = the info block, interrupts off (docs/uefi.md).
+ * entry with RDI = 0x2BADB002, RSI = the info block, RDX = the ACPI RSDP (0 if the firmware
+ * published none), interrupts off (docs/uefi.md).
  */
 #include "loader.h"
 
@@ -170,7 +171,7 @@ static uint8_t *map_buffer(uint64_t bytes)
     return (uint8_t *)(uintptr_t)at;
 }
 
-void mb_exit_and_enter(const struct kernel_image *k)
+void mb_exit_and_enter(const struct kernel_image *k, uint64_t rsdp)
 {
     EFI_BOOT_SERVICES *bs = g_st->boot_services;
     uint64_t map_size = 0, key, desc_size = 0;
@@ -229,8 +230,8 @@ void mb_exit_and_enter(const struct kernel_image *k)
     say("bareflow-uefi: boot services exited; %u memory ranges, %u files; jumping to %x\n",
         (uint64_t)n, (uint64_t)n_files, (uint64_t)k->entry64);
     __asm__ volatile("cli\n\t"
-                     "jmp *%2"
-                     : : "D"((uint64_t)MB_LOADER_MAGIC), "S"((uint64_t)(uintptr_t)info),
+                     "jmp *%3"
+                     : : "D"((uint64_t)MB_LOADER_MAGIC), "S"((uint64_t)(uintptr_t)info), "d"(rsdp),
                          "r"((uint64_t)k->entry64)
                      : "memory");
     __builtin_unreachable();

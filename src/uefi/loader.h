@@ -57,6 +57,7 @@ void kernel_place(const uint8_t *data, const struct kernel_image *k);
 void mb_init(size_t max_files);
 void mb_add_file(const char *path, uint64_t addr, uint64_t size);
 size_t mb_file_count(void);
-__attribute__((noreturn)) void mb_exit_and_enter(const struct kernel_image *k);
+/* rsdp: the ACPI RSDP's address (0 = none), passed to the kernel in RDX. */
+__attribute__((noreturn)) void mb_exit_and_enter(const struct kernel_image *k, uint64_t rsdp);
 
 #endif

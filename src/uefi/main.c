@@ -3,8 +3,8 @@
  * Promises: in this order - open the boot volume; read /KERNEL.BIN and refuse it unless its
  * Multiboot and BFU64 headers check out; put it at its link address; read the files the
  * runtime may need (the root files in HANDED_ROOT_FILES, then every file in /MODULES) into
- * pages below 4 GiB and list them as Multiboot modules; leave boot services; jump to the
- * kernel's 64-bit entry.  Each step prints a "bareflow-uefi:" line; a failure prints
+ * pages below 4 GiB and list them as Multiboot modules; look up the ACPI RSDP in the
+ * configuration table; leave boot services; jump to the kernel's 64-bit entry.  Each step prints a "bareflow-uefi:" line; a failure prints
  * "BAREFLOW-PANIC: uefi: <why>" and returns to the firmware - it never jumps anywhere
  * unchecked.  A root file that is absent, or too big for memory below 4 GiB, is left out
  * with a line saying so: the kernel may still read it from an ATA disk.
@@ -35,6 +35,31 @@ static uint64_t hand_over(const char *path, int quiet)
     if (!quiet)
         say("bareflow-uefi: %s: %u bytes at %x\n", path, size, addr);
     return size;
+}
+
+static int guid_equal(const EFI_GUID *a, const EFI_GUID *b)
+{
+    const uint8_t *x = (const uint8_t *)a, *y = (const uint8_t *)b;
+    for (size_t i = 0; i < sizeof *a; i++)
+        if (x[i] != y[i])
+            return 0;
+    return 1;
+}
+
+/* The ACPI RSDP from the configuration table: ACPI 2.0+ preferred, else 1.0; 0 when absent
+ * (the kernel then runs on one core and says why). */
+static uint64_t find_rsdp(EFI_SYSTEM_TABLE *st)
+{
+    static const EFI_GUID acpi20 = EFI_ACPI_20_TABLE_GUID, acpi10 = EFI_ACPI_10_TABLE_GUID;
+    const EFI_CONFIGURATION_TABLE *t = st->configuration_table;
+    uint64_t found = 0;
+    for (uint64_t i = 0; t && i < st->number_of_table_entries; i++) {
+        if (guid_equal(&t[i].vendor_guid, &acpi20))
+            return (uint64_t)(uintptr_t)t[i].vendor_table;
+        if (guid_equal(&t[i].vendor_guid, &acpi10))
+            found = (uint64_t)(uintptr_t)t[i].vendor_table;
+    }
+    return found;
 }
 
 EFI_STATUS EFIAPI EfiMain(EFI_HANDLE image, EFI_SYSTEM_TABLE *st)
@@ -76,5 +101,10 @@ EFI_STATUS EFIAPI EfiMain(EFI_HANDLE image, EFI_SYSTEM_TABLE *st)
         bytes += hand_over(modules[i], 1);
     say("bareflow-uefi: /MODULES: %u files, %u bytes\n", (uint64_t)n, bytes);
 
-    mb_exit_and_enter(&k);
+    uint64_t rsdp = find_rsdp(st);
+    if (rsdp)
+        say("bareflow-uefi: ACPI RSDP at %x\n", rsdp);
+    else
+        say("bareflow-uefi: warning: no ACPI table in the configuration table; the kernel will use one core\n");
+    mb_exit_and_enter(&k, rsdp);
 }

@@ -70,7 +70,8 @@ def run_target(env, v, image):
                     dst.write(chunk)
             os.replace(tmp, boot)
             print(f"bareflow: booting a copy of {image_path}: {boot}")
-        cmd = qemu.qemu_command(image=boot, firmware=v.get("FIRMWARE", "bios"), disk=v.get("DISK", "ide"))
+        cmd = qemu.qemu_command(image=boot, firmware=v.get("FIRMWARE", "bios"), disk=v.get("DISK", "ide"),
+                                smp=v.get("SMP", "2"))
         if verbose:
             print(" ".join(cmd))
         try:

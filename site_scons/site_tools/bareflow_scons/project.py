@@ -16,7 +16,7 @@ from bareflow.image import bootconfig
 from bareflow.image.payload import plugin_image_files
 from bareflow.libc import selection as libc
 from bareflow.model import checkpoint, layers
-from bareflow.modules.modformat import file_name as module_path
+from bareflow.modules.modformat import LAYER_ABI_VERSION, file_name as module_path
 from bareflow.policy import api as policy
 from bareflow.policy import infos as layer_info
 from bareflow.policy import profile
@@ -102,7 +102,9 @@ def _policy(env, pm, v, config, isas):
     prof = profile.load_profile(v["PROFILE"]) if v["PROFILE"] else None
     steps = bootconfig.check_steps(v.get("STEPS", bootconfig.DEFAULTS["steps"]), config.seq_len)
     # Attention's work grows with the position: cost it at the mean context of this run.
-    infos = layer_info.layer_infos(config, checkpoint.layer_costs(config, (steps + 1) // 2), steps, prof)
+    cores = bootconfig.check_cores(v.get("CORES", "all"), "CORES")
+    infos = layer_info.layer_infos(config, checkpoint.layer_costs(config, (steps + 1) // 2), steps, prof,
+                                   cores=0 if cores == "all" else int(cores))
     by_isa = {}
     for isa in isas:
         level_infos = [dataclasses.replace(i, isa=isa, isa_levels=tuple(isas)) for i in infos]
@@ -147,7 +149,8 @@ def _tiers(env, pm, v, by_isa, providers, cppath):
 def _module_files(env, v, tier_objs, manifest_json):
     """One BFMD module file per tier object: {image path: node}."""
     return {module_path(layer, tier, isa): env.BfModuleFile(
-                f"$BF_BUILD/modules/{isa}/{layer.upper()}.{tier}", [obj, manifest_json],
+                f"$BF_BUILD/modules/{isa}/{layer.upper()}.{tier}",
+                [obj, manifest_json, env.Value(f"layer ABI {LAYER_ABI_VERSION}")],
                 BF_LAYER=layer, BF_TIER=tier, BF_ISA=isa)[0]
             for (layer, tier, isa), obj in sorted(tier_objs.items())}
 

@@ -3,13 +3,14 @@
  * Promise: every module file exports exactly one entry point, `bf_layer_entry`, with the
  * signature bf_layer_fn.  The kernel fills a bf_layer_call and calls the layer through its
  * dispatch slot; the layer reads only the fields its kind documents below and writes only
- * into the run state.  Field order is part of the ABI: bump BF_LAYER_ABI_VERSION on change
+ * into the run state.  Layers of the split kinds may run on several cores at once (one chunk
+ * each, see "Work split"): they keep no mutable state outside the run state.  Field order is part of the ABI: bump BF_LAYER_ABI_VERSION on change
  * (the module header records it and the loader rejects a mismatch).
  */
 #ifndef BAREFLOW_LAYER_ABI_H
 #define BAREFLOW_LAYER_ABI_H
 
-#define BF_LAYER_ABI_VERSION 1
+#define BF_LAYER_ABI_VERSION 2
 
 struct bf_config {            /* llama2.c header, n_kv_heads explicit */
     int dim;                  /* transformer width */
@@ -62,6 +63,10 @@ struct bf_layer_call {
     float topp;               /* sampler: nucleus mass, (0,1] */
     float coin;               /* sampler: uniform random in [0,1) drawn by the kernel */
     int result;               /* sampler: chosen token id (written by the layer) */
+    /* ABI 2 - the work split (docs/runtime.md "Several cores"): */
+    int split;                /* 0: do the whole layer; 1: only units [begin, end) of phase `phase` */
+    int phase;
+    int begin, end;
 };
 
 typedef void (*bf_layer_fn)(struct bf_layer_call *call);
@@ -78,6 +83,19 @@ typedef void (*bf_layer_fn)(struct bf_layer_call *call);
  *   classify : s->logits = weight.x   (weight is [vocab_size, dim])
  *   sampler  : result = argmax(logits) if temperature == 0, else top-p over softmax(logits/temperature)
  *              using coin; ties resolve to the lowest index.
+ *
+ * Work split (ABI 2).  The kinds below split their work into phases of independent units; with
+ * split = 1 a call does only units [begin, end) of one phase, writing only those units' outputs,
+ * with arithmetic identical to the whole call (each output depends on its unit alone), so any
+ * split gives bit-identical results.  The kernel runs a phase's chunks on several cores at once
+ * and starts the next phase only when every chunk of the previous one is done.  Other kinds are
+ * always called whole (split = 0), and split = 0 means "every phase, every unit, in order".
+ *   qkv      : phase 0, dim + 2*kv_dim rows: rows of wq (-> q), then wk, then wv (-> the caches)
+ *   attn     : phase 0, n_heads heads (scores in att[h], output in xb[h*head_size ..])
+ *   attnout  : phase 0, dim rows: xb2[i] = wo_i . xb; x[i] += xb2[i]
+ *   ffn      : phase 0, hidden_dim rows: hb[i] = silu(w1_i . xb) * (w3_i . xb)
+ *              phase 1, dim rows: xb[i] = w2_i . hb; x[i] += xb[i]
+ *   classify : phase 0, vocab_size rows: logits[i] = weight_i . x
  */
 #define BF_LAYER_ENTRY_SYMBOL "bf_layer_entry"
 

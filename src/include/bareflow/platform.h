@@ -36,6 +36,18 @@ uint64_t platform_cycles_per_second(void);
  * names the first feature of the next level up that is absent ("" at v4). */
 int platform_cpu_isa_level(const char **missing);
 
+/* Cores (docs/smp.md).  platform_cores_start() brings up to `wanted` cores in all into the run
+ * (the calling core counts; 0 = every core the machine has) and makes each extra core call
+ * worker(core) with core = 1 .. n-1, from its own stack; worker never returns.  Returns n >= 1,
+ * the cores now running, and stores in *found how many the machine lists.  A core that does not
+ * start in time is reported on the console and left out; nothing here hangs.  Call it once.
+ * `test` simulates a fault for tests (smp_test= in /BAREFLOW.CFG; the hosted build ignores it). */
+enum { PLATFORM_SMP_TEST_NONE, PLATFORM_SMP_TEST_PHANTOM_CPU, PLATFORM_SMP_TEST_CORRUPT_MADT };
+int platform_cores_start(int wanted, int test, void (*worker)(int core), int *found);
+/* One step of a spin-wait; `spins` counts the steps so far (the hosted build yields the CPU
+ * to the OS after many, the kernel executes PAUSE). */
+void platform_spin(unsigned spins);
+
 /* Files the boot loader handed over (multiboot modules / UEFI), used when no disk answers.
  * Returns NULL when no file of that name (8.3 path, e.g. "/MODULES/RMSNORM.O2") was handed over. */
 const void *platform_handed_file(const char *path, size_t *size);

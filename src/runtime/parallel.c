@@ -1,0 +1,172 @@
+/* parallel.c - the matrix work of one layer call, split across the cores.
+ *
+ * Promises: core 0 runs the generate loop and every layer; a layer of a split kind (layer ABI 2:
+ * qkv, attn, attnout, ffn, classify) called with more than one core has each phase cut into
+ * fixed chunks - core c of n gets the c-th contiguous share, boundaries on whole blocks of 16
+ * rows (1 head for attn) - and each worker core finds its chunk in its own mailbox, runs the
+ * very module function core 0 runs, and meets the others at a sense-reversing barrier; the next
+ * phase, and the return to the caller, come only after every core passed the barrier, so no
+ * core is inside the layer when bf_parallel_call returns.  Every output unit is computed by the
+ * same code on the same inputs whichever core does it, so results are bit-identical for any
+ * core count.  Lock-free: a mailbox is written by core 0 and read by its one worker, published
+ * by a release store of its sequence number; the barrier is one atomic counter and the sense.
+ * Waits spin (platform_spin); nothing here can block forever unless a core dies, which the
+ * kernel reports as a CPU exception and ends the run.
+ */
+#include <string.h>
+
+#include "bareflow/platform.h"
+#include "bareflow/runtime.h"
+#include "rt.h"
+
+struct mailbox {
+    uint32_t seq;                       /* core 0 increments it to post a job */
+    bf_layer_fn fn;
+    struct bf_layer_call call;          /* split = 1, the phase and this core's chunk */
+    uint64_t cycles;                    /* the worker's cycles in its chunk */
+} __attribute__((aligned(64)));
+
+static struct mailbox boxes[BF_MAX_CORES];
+/* Sense-reversing barrier: `sense` is the episode number, so a core that sat an episode out
+ * (no chunk for it) still waits for the right one next time. */
+static struct {
+    int arrived __attribute__((aligned(64)));
+    int parties;
+    uint32_t sense __attribute__((aligned(64)));
+} barrier;
+static struct bf_cores cores = {1, 1, 1, {0}};
+
+static void barrier_wait(void)
+{
+    uint32_t sense = __atomic_load_n(&barrier.sense, __ATOMIC_ACQUIRE);
+    if (__atomic_add_fetch(&barrier.arrived, 1, __ATOMIC_ACQ_REL) == barrier.parties) {
+        __atomic_store_n(&barrier.arrived, 0, __ATOMIC_RELAXED);
+        __atomic_store_n(&barrier.sense, sense + 1, __ATOMIC_RELEASE);
+        return;
+    }
+    unsigned spins = 0;
+    while (__atomic_load_n(&barrier.sense, __ATOMIC_ACQUIRE) == sense)
+        platform_spin(spins++);
+}
+
+static void worker(int core)
+{
+    struct mailbox *mb = &boxes[core];
+    uint32_t seen = 0;
+    for (;;) {
+        unsigned spins = 0;
+        uint32_t seq;
+        while ((seq = __atomic_load_n(&mb->seq, __ATOMIC_ACQUIRE)) == seen)
+            platform_spin(spins++);
+        seen = seq;
+        uint64_t t0 = platform_cycles();
+        if (mb->call.begin < mb->call.end)
+            mb->fn(&mb->call);
+        mb->cycles = platform_cycles() - t0;
+        barrier_wait();
+    }
+}
+
+void bf_parallel_init(const struct bf_run_config *rc)
+{
+    int found = 1;
+    int wanted = rc->cores;
+    int started = platform_cores_start(wanted, rc->smp_test, worker, &found);
+    if (started < 1)
+        started = 1;
+    if (started > BF_MAX_CORES)
+        bf_panic("platform started %d cores, the runtime splits over at most %d", started, BF_MAX_CORES);
+    cores.found = found;
+    cores.started = started;
+    cores.used = wanted && wanted < started ? wanted : started;
+    bf_printf("bareflow: cores found %d, started %d, used %d (cores=%s%.0d)\n", found, started, cores.used,
+              wanted ? "" : "all", wanted);
+}
+
+const struct bf_cores *bf_cores(void)
+{
+    return &cores;
+}
+
+int bf_layer_phases(int layer)
+{
+    switch (layer) {
+    case BF_QKV: case BF_ATTN: case BF_ATTNOUT: case BF_CLASSIFY:
+        return 1;
+    case BF_FFN:
+        return 2;
+    default:
+        return 0;
+    }
+}
+
+int bf_layer_units(int layer, int phase, const struct bf_config *c)
+{
+    int kv_dim = c->dim * c->n_kv_heads / c->n_heads;
+    switch (layer) {
+    case BF_QKV: return c->dim + 2 * kv_dim;
+    case BF_ATTN: return c->n_heads;
+    case BF_ATTNOUT: return c->dim;
+    case BF_FFN: return phase == 0 ? c->hidden_dim : c->dim;
+    case BF_CLASSIFY: return c->vocab_size;
+    default: return 0;
+    }
+}
+
+void bf_chunk(int units, int align, int core, int n, int *begin, int *end)
+{
+    int blocks = (units + align - 1) / align;
+    int b = (int)((long long)blocks * core / n) * align;
+    int e = (int)((long long)blocks * (core + 1) / n) * align;
+    *begin = b < units ? b : units;
+    *end = e < units ? e : units;
+}
+
+void bf_parallel_call(int layer, bf_layer_fn fn, struct bf_layer_call *call, int n, uint64_t *core_cycles)
+{
+    int phases = bf_layer_phases(layer);
+    if (phases == 0) {
+        fn(call);                         /* a kind that is never split */
+        return;
+    }
+    if (n <= 1) {                         /* the whole layer on this core: split = 0 */
+        uint64_t t0 = platform_cycles();
+        fn(call);
+        uint64_t spent = platform_cycles() - t0;
+        cores.busy_cycles[0] += spent;
+        if (core_cycles)
+            core_cycles[0] += spent;
+        return;
+    }
+    int align = layer == BF_ATTN ? 1 : BF_CHUNK_ALIGN;
+    barrier.parties = n;
+    for (int phase = 0; phase < phases; phase++) {
+        int units = bf_layer_units(layer, phase, call->cfg);
+        for (int c = 1; c < n; c++) {
+            struct mailbox *mb = &boxes[c];
+            mb->fn = fn;
+            mb->call = *call;
+            mb->call.split = 1;
+            mb->call.phase = phase;
+            bf_chunk(units, align, c, n, &mb->call.begin, &mb->call.end);
+            __atomic_store_n(&mb->seq, mb->seq + 1, __ATOMIC_RELEASE);
+        }
+        struct bf_layer_call own = *call;
+        own.split = 1;
+        own.phase = phase;
+        bf_chunk(units, align, 0, n, &own.begin, &own.end);
+        uint64_t t0 = platform_cycles();
+        if (own.begin < own.end)
+            fn(&own);
+        uint64_t mine = platform_cycles() - t0;
+        barrier_wait();
+        cores.busy_cycles[0] += mine;
+        if (core_cycles)
+            core_cycles[0] += mine;
+        for (int c = 1; c < n; c++) {
+            cores.busy_cycles[c] += boxes[c].cycles;
+            if (core_cycles)
+                core_cycles[c] += boxes[c].cycles;
+        }
+    }
+}

@@ -1,0 +1,109 @@
+"""Every core: the booted kernel starts the application processors (SeaBIOS and OVMF, -smp 1/2/4),
+splits the layers across them and still produces the reference tokens; a CPU that never answers
+and a corrupt MADT are reported and the run completes; the hosted build splits the same way on
+threads.  The simulated faults use the test-only `smp_test` key of /BAREFLOW.CFG (docs/smp.md):
+`phantom-cpu` adds an APIC id no CPU has to the list read from the MADT, `corrupt-madt` zeroes the
+first entry's length in the kernel's copy of the MADT (checksum fixed up, so the entry check must
+catch it)."""
+import os
+import subprocess
+
+import pytest
+
+from buildutil import PARTITION_OFFSET, QEMU_SUCCESS, hosted, need, qemu, reference_tokens, result, tool
+
+STEPS = 12
+MTTCG = ["-accel", "tcg,thread=multi"]
+
+
+def _image(build, directory, name, **keys):
+    """A copy of the build's image whose /BAREFLOW.CFG asks for STEPS positions plus `keys`."""
+    need("mcopy")
+    image = directory / f"{name}.img"
+    image.write_bytes(build.image.read_bytes())
+    cfg = directory / f"{name}.cfg"
+    lines = ["prompt = Once upon a time", f"steps = {STEPS}"] + [f"{k} = {v}" for k, v in keys.items()]
+    cfg.write_text("\n".join(lines) + "\n")
+    subprocess.run([tool("mcopy"), "-o", "-i", f"{image}@@{PARTITION_OFFSET}", str(cfg), "::/BAREFLOW.CFG"],
+                   check=True, capture_output=True, env=dict(os.environ, MTOOLS_SKIP_CHECK="1"))
+    return image
+
+
+def _boot(image, smp, firmware="bios"):
+    status, out = qemu(image, firmware=firmware, extra=["-smp", str(smp)] + (MTTCG if smp > 1 else []))
+    assert status == QEMU_SUCCESS, out[-3000:]
+    return result(out), out
+
+
+@pytest.fixture(scope="module")
+def reference(default_build):
+    return reference_tokens(default_build.dir / "model" / "SYNTH.BIN", default_build.dir / "model" / "SYNTHTOK.BIN",
+                            steps=STEPS)["tokens"]
+
+
+@pytest.mark.parametrize("firmware,smp", [("bios", 1), ("bios", 2), ("bios", 4), ("uefi", 2), ("uefi", 4)])
+def test_every_core_is_started_and_used_with_identical_tokens(default_build, reference, tmp_path, firmware, smp):
+    run, out = _boot(_image(default_build, tmp_path, "all"), smp, firmware)
+    assert run["tokens"] == reference
+    assert run["cores"]["found"] == run["cores"]["started"] == run["cores"]["used"] == smp
+    assert len(run["cores"]["busy_ms"]) == smp and all(ms > 0 for ms in run["cores"]["busy_ms"])
+    if smp > 1:
+        assert f"bareflow-kernel: cores: MADT lists {smp}, running {smp}" in out
+        for name in ("qkv", "attn", "attnout", "ffn", "classify"):       # the split layers ran on every core
+            assert len(run["layers"][name]["core_cycles"]) == smp and all(run["layers"][name]["core_cycles"]), name
+        assert run["layers"]["rmsnorm"]["core_cycles"] == []
+    if firmware == "uefi":
+        assert "bareflow-uefi: ACPI RSDP at" in out
+
+
+def test_cores_1_keeps_the_single_core_run(default_build, reference, tmp_path):
+    run, out = _boot(_image(default_build, tmp_path, "one", cores=1), 2)
+    assert run["tokens"] == reference
+    assert (run["cores"]["found"], run["cores"]["started"], run["cores"]["used"]) == (2, 1, 1)
+    assert "bareflow-kernel: cores:" not in out                       # no AP was sent an IPI
+
+
+def test_a_cpu_that_never_answers_is_left_out(default_build, reference, tmp_path):
+    run, out = _boot(_image(default_build, tmp_path, "phantom", smp_test="phantom-cpu"), 2)
+    assert "smp_test=phantom-cpu: added APIC id 2" in out
+    assert "bareflow-kernel: cpu with APIC id 2: no answer to INIT-SIPI-SIPI within 500 ms; left out" in out
+    assert (run["cores"]["found"], run["cores"]["started"], run["cores"]["used"]) == (3, 2, 2)
+    assert run["tokens"] == reference
+
+
+@pytest.mark.parametrize("firmware", ["bios", "uefi"])
+def test_a_corrupt_madt_gives_a_named_message_and_one_core(default_build, reference, tmp_path, firmware):
+    run, out = _boot(_image(default_build, tmp_path, "corrupt", smp_test="corrupt-madt"), 2, firmware)
+    assert ("bareflow-kernel: acpi: MADT entry 0 at offset 44 (type 0) has length 0, which is too short or "
+            "runs past the table; running on one core") in out
+    assert (run["cores"]["started"], run["cores"]["used"]) == (1, 1)
+    assert run["tokens"] == reference
+
+
+def test_bad_cores_and_smp_test_values_are_refused(default_build, tmp_path):
+    for keys, message in [({"cores": 0}, "BAREFLOW.CFG line 3: cores = '0' is neither 'all' nor an integer in 1..64"),
+                          ({"cores": "two"}, "BAREFLOW.CFG line 3: cores = 'two' is neither"),
+                          ({"smp_test": "boom"},
+                           "BAREFLOW.CFG line 3: smp_test = 'boom' is not none, phantom-cpu or corrupt-madt")]:
+        status, out = hosted(default_build.hosted, _image(default_build, tmp_path, "bad", **keys))
+        assert status == 1 and f"BAREFLOW-PANIC: {message}" in out, out[-2000:]
+
+
+def test_hosted_threads_give_identical_tokens(default_build, reference, tmp_path):
+    for cores in (1, 2, 3):
+        status, out = hosted(default_build.hosted, _image(default_build, tmp_path, f"h{cores}", cores=cores))
+        assert status == 0, out[-3000:]
+        run = result(out)
+        assert run["tokens"] == reference, cores
+        assert run["cores"]["started"] == run["cores"]["used"] == cores
+        assert len(run["layers"]["ffn"]["core_cycles"]) == cores and all(run["layers"]["ffn"]["core_cycles"])
+
+
+def test_stories260k_on_two_cores_matches_the_reference(stories_build, tmp_path):
+    from buildutil import stories
+    model, tok = stories()
+    want = reference_tokens(model, tok, steps=STEPS)["tokens"]
+    run, _ = _boot(_image(stories_build, tmp_path, "stories"), 2)
+    assert run["tokens"] == want and run["cores"]["used"] == 2
+    status, out = hosted(stories_build.hosted, _image(stories_build, tmp_path, "stories-h", cores=2))
+    assert status == 0 and result(out)["tokens"] == want

@@ -1,0 +1,155 @@
+#!/usr/bin/env python3
+"""Multi-core benchmark: tokens/s on 1 and 2 cores, hosted build and QEMU, side by side.
+
+Prints figures; asserts nothing.  Models are random float32 llama2.c checkpoints generated here
+with the shapes of llama2.c's stories15M (dim 288, 6 blocks, 6 heads, hidden 768, vocab 32000)
+and stories42M (dim 512, 8 blocks, 8 query / 4 key-value heads, hidden 1376, vocab 32000), plus
+a random tokenizer of the same vocabulary: token speed depends on the shapes, not on the values.
+Each model is built once (POLICY=fixed, one tier), then the hosted program runs it with
+`cores = 1` and `cores = 2` alternately, several times, and the medians are compared - ratios
+measured in the same minute on the same (shared, noisy) machine.  QEMU runs the 15M shape with
+-smp 1 and -smp 2 (multi-threaded TCG).  SmolLM2 is measured when a SmolLM2 llama2.c export is
+given with --smollm (model and tokenizer).
+
+    python tools/bench_smp.py [--runs 3] [--steps 32] [--tier O2] [--isa x86-64-v3] [--no-qemu]
+"""
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bareflow.model.checkpoint import ModelConfig, tensor_shapes  # noqa: E402
+from bareflow.model.tokenizer import write_tokenizer  # noqa: E402
+
+SHAPES = {
+    "15M-shape": ModelConfig(dim=288, hidden_dim=768, n_layers=6, n_heads=6, n_kv_heads=6, vocab_size=32000,
+                             seq_len=256, shared_classifier=True),
+    "42M-shape": ModelConfig(dim=512, hidden_dim=1376, n_layers=8, n_heads=8, n_kv_heads=4, vocab_size=32000,
+                             seq_len=256, shared_classifier=True),
+}
+PARTITION_OFFSET = 2048 * 512
+
+
+def write_random_checkpoint(path, config, seed=1):
+    rng = np.random.default_rng(seed)
+    with open(path, "wb") as f:
+        f.write(config.header_bytes())
+        for name, shape in tensor_shapes(config):
+            scale = 1.0 if name.startswith("rms") else 0.02
+            block = (rng.standard_normal(shape, dtype=np.float32) * scale).astype("<f4")
+            if name.startswith("rms"):
+                block = np.abs(block) + 0.5
+            f.write(block.tobytes())
+
+
+def write_random_tokenizer(path, vocab):
+    """<unk>, <s>, </s>, every printable ASCII character, then made-up pieces up to `vocab`."""
+    pieces = [b"<unk>", b"<s>", b"</s>"] + [bytes([c]) for c in range(32, 127)]
+    pieces += [f"p{i}".encode() for i in range(vocab - len(pieces))]
+    write_tokenizer(path, pieces, [float(-i) for i in range(vocab)])
+
+
+def scons(build, *args):
+    subprocess.run([sys.executable, "-m", "SCons", "-Q", f"BUILD_DIR={build}", "image", "hosted", *args],
+                   cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+
+
+def result_of(output):
+    lines = [l for l in output.splitlines() if l.startswith("BAREFLOW-RESULT ")]
+    if not lines:
+        raise SystemExit(f"no result line:\n{output[-2000:]}")
+    return json.loads(lines[-1].split(" ", 1)[1])
+
+
+def with_cores(build, cores, steps):
+    """A copy of the build's image with `cores` and `steps` in /BAREFLOW.CFG."""
+    image = build / f"cores{cores}.img"
+    shutil.copyfile(build / "bareflow.img", image)
+    cfg = build / f"cores{cores}.cfg"
+    cfg.write_text(f"prompt = Once upon a time\nsteps = {steps}\ncores = {cores}\n")
+    subprocess.run(["mcopy", "-o", "-i", f"{image}@@{PARTITION_OFFSET}", str(cfg), "::/BAREFLOW.CFG"], check=True,
+                   env=dict(os.environ, MTOOLS_SKIP_CHECK="1"))
+    return image
+
+
+def hosted_rate(build, image):
+    out = subprocess.run([str(build / "bareflow-hosted"), str(image)], capture_output=True, text=True,
+                         check=True).stdout
+    r = result_of(out)
+    return r["tokens_per_second"], r
+
+
+def qemu_rate(image, smp, memory):
+    cmd = ["qemu-system-x86_64", "-display", "none", "-serial", "stdio", "-no-reboot", "-m", memory,
+           "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04", "-drive", f"file={image},format=raw,if=ide",
+           "-smp", str(smp)] + (["-accel", "tcg,thread=multi"] if smp > 1 else [])
+    out = subprocess.run(cmd, capture_output=True, stdin=subprocess.DEVNULL, timeout=3600).stdout
+    return result_of(out.decode("utf-8", "replace"))["tokens_per_second"]
+
+
+def bench(name, build, args, qemu_memory):
+    img1, img2 = with_cores(build, 1, args.steps), with_cores(build, 2, args.steps)
+    one, two, tokens = [], [], set()
+    for _ in range(args.runs):                      # alternate, so drift hits both alike
+        r1, res1 = hosted_rate(build, img1)
+        r2, res2 = hosted_rate(build, img2)
+        one.append(r1)
+        two.append(r2)
+        tokens.add((tuple(res1["tokens"]), tuple(res2["tokens"])))
+    same = all(a == b for a, b in tokens)
+    m1, m2 = statistics.median(one), statistics.median(two)
+    print(f"{name:10s} hosted  1 core {m1:8.2f} tok/s   2 cores {m2:8.2f} tok/s   x{m2 / m1:4.2f}   "
+          f"tokens identical: {'yes' if same else 'NO'}   busy ms per core (2 cores): {res2['cores']['busy_ms']}")
+    if args.qemu and qemu_memory:
+        q1, q2 = qemu_rate(img1, 1, qemu_memory), qemu_rate(img2, 2, qemu_memory)
+        print(f"{name:10s} QEMU    -smp 1 {q1:8.2f} tok/s   -smp 2  {q2:8.2f} tok/s   x{q2 / q1:4.2f}")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--steps", type=int, default=32)
+    ap.add_argument("--tier", default="O2")
+    ap.add_argument("--isa", default="x86-64")
+    ap.add_argument("--no-qemu", dest="qemu", action="store_false")
+    ap.add_argument("--smollm", nargs=2, metavar=("MODEL", "TOKENIZER"))
+    ap.add_argument("--keep", help="build directory to keep (default: a temporary one)")
+    args = ap.parse_args()
+    work = Path(args.keep or tempfile.mkdtemp(prefix="bench-smp-"))
+    work.mkdir(parents=True, exist_ok=True)
+    print(f"machine: {os.cpu_count()} CPUs; {args.runs} runs of {args.steps} positions each, tier {args.tier}, "
+          f"ISA {args.isa}")
+    common = ["POLICY=fixed", f"TIER={args.tier}", f"ISA={args.isa}", f"STEPS={args.steps}"]
+    try:
+        for name, config in SHAPES.items():
+            d = work / name
+            d.mkdir(exist_ok=True)
+            model, tok = d / "model.bin", d / "tok.bin"
+            if not model.exists():
+                write_random_checkpoint(model, config)
+                write_random_tokenizer(tok, config.vocab_size)
+            scons(d / "build", f"MODEL={model}", f"TOKENIZER={tok}", *common)
+            bench(name, d / "build", args, "256M" if name == "15M-shape" else None)
+        if args.smollm:
+            d = work / "smollm2"
+            scons(d / "build", f"MODEL={args.smollm[0]}", f"TOKENIZER={args.smollm[1]}", *common)
+            bench("SmolLM2", d / "build", args, None)
+        else:
+            print("SmolLM2    not measured: give --smollm MODEL TOKENIZER (a llama2.c export) to include it")
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
