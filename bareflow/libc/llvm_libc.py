@@ -62,7 +62,7 @@ _settings = {"prefer": False, "isa": "x86-64"}    # from bareflow_configure, per
 def _every_level_has_avx(isa_setting):
     """ISA may list several levels (the kernel's libc serves them all): AVX code is safe only
     when the lowest one is x86-64-v3 or above."""
-    from bareflow.tiers.compile import ISA_LEVELS
+    from bareflow.tiers.levels import ISA_LEVELS
     levels = [name.strip() for name in str(isa_setting).split(",") if name.strip()]
     return bool(levels) and min(ISA_LEVELS.get(n, -1) for n in levels) >= ISA_LEVELS[V3_ISA]
 _index_cache = {}                                  # (path, size, mtime) -> _Index
