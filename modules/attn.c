@@ -1,6 +1,6 @@
 /* attn.c - layer "attn": causal multi-head attention with grouped-query key/value heads.
  *
- * Promise: for each query head h, scores q_h . k_t / sqrt(head_size) for t <= pos go to
+ * Promise: for each query head h, scores q_h . k_t / sqrt(head_dim) for t <= pos go to
  * s->att[h*seq_len + t], are softmaxed, and the weighted sum of v_t lands in
  * s->xb[h*head_size ..]; head h reads kv head h / (n_heads / n_kv_heads).
  */
@@ -12,8 +12,8 @@ void bf_layer_entry(struct bf_layer_call *c)
     const struct bf_config *p = c->cfg;
     struct bf_state *s = c->s;
     int pos = c->pos;
-    int head_size = p->dim / p->n_heads;
-    int kv_dim = p->dim * p->n_kv_heads / p->n_heads;
+    int head_size = p->head_dim;
+    int kv_dim = p->n_kv_heads * head_size;
     int kv_mul = p->n_heads / p->n_kv_heads;
     const float *keys = s->key_cache + bf_cache_offset(p, c->block, 0);
     const float *values = s->value_cache + bf_cache_offset(p, c->block, 0);

@@ -6,6 +6,7 @@
  */
 #include "bareflow/layer_abi.h"
 #include "layer_math.h"
+#include "quant.h"
 
 void bf_layer_entry(struct bf_layer_call *c)
 {
@@ -14,15 +15,15 @@ void bf_layer_entry(struct bf_layer_call *c)
     const struct bf_block_weights *w = c->w;
     int dim = p->dim;
     int hidden = p->hidden_dim;
-    bf_matmul(s->hb, s->xb, w->w1, dim, hidden);
-    bf_matmul(s->hb2, s->xb, w->w3, dim, hidden);
+    matmul_typed(s->hb, s->xb, w->w1.data, w->w1.type, hidden, dim);
+    matmul_typed(s->hb2, s->xb, w->w3.data, w->w3.type, hidden, dim);
     for (int i = 0; i < hidden; i++) {
         float val = s->hb[i];
         val *= 1.0f / (1.0f + expf(-val));
         val *= s->hb2[i];
         s->hb[i] = val;
     }
-    bf_matmul(s->xb, s->hb, w->w2, hidden, dim);
+    matmul_typed(s->xb, s->hb, w->w2.data, w->w2.type, dim, hidden);
     for (int i = 0; i < dim; i++)
         s->x[i] += s->xb[i];
 }

@@ -27,7 +27,8 @@ static void forward(const struct bf_model *m, int token, int pos)
     call.pos = pos;
 
     call.token = token;
-    call.weight = m->token_embedding;
+    call.weight = m->token_embedding.data;
+    call.weight_type = m->token_embedding.type;
     bf_call(BF_EMBED, &call);
     for (int l = 0; l < c->n_layers; l++) {
         const struct bf_block_weights *w = &m->blocks[l];
@@ -50,8 +51,10 @@ static void forward(const struct bf_model *m, int token, int pos)
     call.in = state.x;
     call.out = state.x;
     call.weight = m->rms_final;
+    call.weight_type = 0;
     bf_call(BF_RMSNORM, &call);
-    call.weight = m->wcls;
+    call.weight = m->wcls.data;
+    call.weight_type = m->wcls.type;
     bf_call(BF_CLASSIFY, &call);
 }
 

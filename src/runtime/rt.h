@@ -57,17 +57,22 @@ struct bf_run_config {
 void bf_config_load(struct bf_run_config *rc);
 void bf_config_check_steps(const struct bf_run_config *rc, int seq_len);
 
-/* model.c: /MODEL.BIN, a llama2.c checkpoint. */
+/* model.c: /MODEL.BIN, a llama2.c checkpoint or a BareFlow weights file (weights.c). */
 struct bf_model {
     struct bf_config cfg;
-    const float *token_embedding;     /* [vocab, dim] */
+    struct bf_weight token_embedding; /* [vocab, dim] */
     const float *rms_final;           /* [dim] */
-    const float *wcls;                /* [vocab, dim] (the embedding when shared) */
+    struct bf_weight wcls;            /* [vocab, dim] (the embedding when shared) */
     struct bf_block_weights *blocks;  /* [n_layers] */
     int shared_classifier;
+    const char *format;               /* "llama2.c" or "BFWT" */
 };
 void bf_model_load(struct bf_model *m);
 void bf_state_alloc(struct bf_state *s, const struct bf_config *cfg);
+
+/* weights.c: the BareFlow weights file (docs/weights-format.md), told apart by its magic. */
+#define BF_WEIGHTS_MAGIC "BFWT"
+void bf_weights_load(struct bf_model *m, const uint8_t *data, size_t size, const char *path);
 
 /* tokenizer.c: /TOKENIZR.BIN, llama2.c's tokenizer. */
 struct bf_tokenizer {

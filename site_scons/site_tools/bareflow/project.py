@@ -23,8 +23,10 @@ DEFAULT_EPOCH = 1704067200          # 2024-01-01: used when SOURCE_DATE_EPOCH is
 def variables():
     vs = S.Variables(None, S.ARGUMENTS)
     vs.AddVariables(
-        ("MODEL", "llama2.c checkpoint (default: the generated synthetic model)", ""),
+        ("MODEL", "llama2.c checkpoint or GGUF file (default: the generated synthetic model)", ""),
         ("TOKENIZER", "llama2.c tokenizer for MODEL", ""),
+        ("WEIGHTS", "weight types on the image: auto, f32, f16, q8_0 or q4_0 (docs/weights-format.md)", ""),
+        ("SEQ_LEN", "most positions a run may use (default: the model's context length)", ""),
         ("POLICY", "JIT policy name (see `scons plugins`)", "tiered"),
         ("TIER", "tier for POLICY=fixed (O0..O3)", "O2"),
         ("ISA", "ISA level the tiers are compiled for: x86-64 or x86-64-v3", "x86-64"),
@@ -224,9 +226,12 @@ def _image(env, pm, v, files):
 
 def _check_fat16_capacity(files):
     """Fail before building anything when the model alone cannot fit a FAT16 partition."""
+    _check_fat16_sizes({path: os.path.getsize(src) for path, src in files.items()}, files)
+
+
+def _check_fat16_sizes(sizes, files):
     from bareflow_plugins import fat16
     capacity = fat16.MAX_CLUSTERS * fat16.MAX_SECTORS_PER_CLUSTER * 512
-    sizes = {path: os.path.getsize(src) for path, src in files.items()}
     if sum(sizes.values()) > capacity:
         listed = ", ".join(f"{p} ({n} bytes, from {files[p]})" for p, n in sizes.items())
         raise BareflowError(f"payload too big for FAT16: {listed} add up to {sum(sizes.values())} bytes, "
@@ -234,9 +239,35 @@ def _check_fat16_capacity(files):
                             f"({fat16.MAX_CLUSTERS} clusters of 32 KiB)")
 
 
+def _weights(env, v):
+    """MODEL as a BareFlow weights file (GGUF, or llama2.c with WEIGHTS/SEQ_LEN set)."""
+    from bareflow_plugins import tokenizer as tok_mod
+    from bareflow_plugins import weights_build
+    plan = weights_build.plan(v["MODEL"], v["WEIGHTS"], v["SEQ_LEN"])
+    if not v["TOKENIZER"]:
+        raise BareflowError(f"MODEL={v['MODEL']} needs TOKENIZER (a llama2.c tokenizer.bin) for now")
+    tok_mod.read_tokenizer(v["TOKENIZER"], plan.config.vocab_size)
+    sizes = {"/MODEL.BIN": plan.size, "/TOKENIZR.BIN": os.path.getsize(v["TOKENIZER"])}
+    _check_fat16_sizes(sizes, {"/MODEL.BIN": v["MODEL"], "/TOKENIZR.BIN": v["TOKENIZER"]})
+
+    def build(target, source, _env):
+        print(weights_build.write(plan, str(target[0])))
+
+    node = env.Command("$BF_BUILD/model/WEIGHTS.BIN", [env.File(plan.source), env.Value(repr(plan))],
+                       S.Action(build, "  WEIGHTS  $TARGET"))
+    env.Depends(node, ["#bareflow_plugins/gguf_model.py", "#bareflow_plugins/weightsfile.py",
+                       "#bareflow_plugins/weights_build.py"])
+    return node[0], env.File(os.path.abspath(v["TOKENIZER"])), weights_build.model_config(plan.config)
+
+
 def _model(env, v):
+    from bareflow_plugins import gguf_model
     from bareflow_plugins import model as model_mod
     from bareflow_plugins import tokenizer as tok_mod
+    if v["MODEL"] and (gguf_model.is_gguf(v["MODEL"]) or v["WEIGHTS"] or v["SEQ_LEN"]):
+        return _weights(env, v)
+    if v["WEIGHTS"] or v["SEQ_LEN"]:
+        raise BareflowError("WEIGHTS and SEQ_LEN apply to a MODEL=; the synthetic model is always f32")
     if v["MODEL"]:
         if not v["TOKENIZER"]:
             raise BareflowError("MODEL is set but TOKENIZER is not: give both (MODEL=path TOKENIZER=path)")
