@@ -19,14 +19,7 @@
 
 #pragma STDC FP_CONTRACT OFF
 
-/* ggml_type codes (ggml.h); only these are run by the kernel. */
-#define BF_GGML_F32 0
-#define BF_GGML_F16 1
-#define BF_GGML_Q4_0 2
-#define BF_GGML_Q4_1 3
-#define BF_GGML_Q8_0 8
-
-#define BF_QK 32                   /* weights per block for Q4_0, Q4_1, Q8_0 */
+#include "bareflow/weight_types.h"   /* BF_GGML_* codes, BF_QK, bf_row_bytes */
 
 typedef uint16_t bf_fp16;          /* IEEE 754 binary16 bits */
 
@@ -73,20 +66,6 @@ static inline float fp16_to_f32(bf_fp16 h)
     }
     union { uint32_t u; float f; } v = { bits };
     return v.f;
-}
-
-/* Bytes in one row of `cols` weights of `type` (cols a multiple of 32 for the block types);
- * 0 for a type the kernel does not run. */
-static inline size_t bf_row_bytes(int type, int cols)
-{
-    switch (type) {
-    case BF_GGML_F32: return (size_t)cols * 4;
-    case BF_GGML_F16: return (size_t)cols * 2;
-    case BF_GGML_Q4_0: return (size_t)(cols / BF_QK) * sizeof(struct bf_block_q4_0);
-    case BF_GGML_Q4_1: return (size_t)(cols / BF_QK) * sizeof(struct bf_block_q4_1);
-    case BF_GGML_Q8_0: return (size_t)(cols / BF_QK) * sizeof(struct bf_block_q8_0);
-    default: return 0;
-    }
 }
 
 /* Dot product of one row (already offset to its first byte) with x[0..cols). */

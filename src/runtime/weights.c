@@ -13,7 +13,7 @@
 #include <string.h>
 
 #include "bareflow/runtime.h"
-#include "quant.h"
+#include "bareflow/weight_types.h"
 #include "rt.h"
 
 #define HEADER 64
@@ -77,7 +77,7 @@ static const void *tensor(struct ctx *x, enum kind k, uint32_t block, uint32_t r
     if (r != rows || c != cols)
         bf_panic("weights %s: tensor %s is [%u, %u], the header implies [%u, %u]", x->path, name, r, c, rows,
                  cols);
-    if (type >= BF_GGML_Q4_0 && cols % BF_QK)
+    if (bf_row_bytes((int)type, (int)cols) == 0)
         bf_panic("weights %s: tensor %s of type %s has %u columns, not a multiple of %d", x->path, name,
                  type_name(type), cols, BF_QK);
     uint64_t bytes = (uint64_t)rows * bf_row_bytes((int)type, (int)cols);
