@@ -194,7 +194,7 @@ def target_type(kind: str, source: str, cols: int, mode: str) -> str:
         return "Q8_0" if cols % 32 == 0 else "F32"
     want = mode.upper()
     if want in ("Q8_0", "Q4_0") and cols % 32:
-        raise BareflowError(f"WEIGHTS={mode}: {cols} columns is not a multiple of 32")
+        return "F32"        # rows that 32-weight blocks cannot tile stay float (the summary counts them)
     return want
 
 
