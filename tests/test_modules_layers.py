@@ -450,7 +450,8 @@ def dequantised(data, name):
 
 
 def typed_matmul_replay(data, name, x, rows, cols):
-    """quant.h's summation order in float32: per block, products in index order, then d*s (+ m*sx)."""
+    """quant.h's order in float32: F32/F16 one sequential sum; block types 16 lanes, lane l of block k
+    adds d * (q[l]*x[l] + q[l+16]*x[l+16]) (+ m * (x[l] + x[l+16]) for Q4_1), then the fixed tree."""
     if name in ("F32", "F16"):
         w = np.asarray(data).view(F32 if name == "F32" else np.float16).reshape(rows, cols).astype(F32)
         return matmul32(w, x)
@@ -464,12 +465,16 @@ def typed_matmul_replay(data, name, x, rows, cols):
         if name == "Q4_0":
             q = q - F32(8)
     xb = x.reshape(cols // 32, 32)
-    s = np.cumsum(q * xb[None], axis=-1, dtype=F32)[..., -1]
-    term = d * s
-    if name == "Q4_1":
-        m = raw[..., 2:4].copy().view(np.float16)[..., 0].astype(F32)
-        term = term + m * np.cumsum(xb, axis=-1, dtype=F32)[None, :, -1]
-    return np.cumsum(term, axis=-1, dtype=F32)[:, -1]
+    t = (q[..., :16] * xb[None, :, :16]).astype(F32) + (q[..., 16:] * xb[None, :, 16:]).astype(F32)
+    acc = np.zeros((rows, 16), F32)
+    for k in range(cols // 32):
+        acc = (acc + (d[:, k:k + 1] * t[:, k]).astype(F32)).astype(F32)
+        if name == "Q4_1":
+            m = raw[:, k, 2:4].copy().view(np.float16)[:, 0:1].astype(F32)
+            acc = (acc + (m * (xb[k, :16] + xb[k, 16:])).astype(F32)).astype(F32)
+    s8 = acc[:, :8] + acc[:, 8:]
+    s4 = s8[:, :4] + s8[:, 4:]
+    return (s4[:, 0] + s4[:, 2]) + (s4[:, 1] + s4[:, 3])
 
 
 @pytest.mark.parametrize("name", list(TYPE_CODES))

@@ -3,13 +3,18 @@
  * Promise: the block structs below are byte-for-byte ggml's (ggml-common.h: block_q4_0,
  * block_q4_1, block_q8_0; 32 weights per block, little-endian fp16 scales), so a tensor copied
  * straight out of a GGUF file is read in place: nothing is expanded to float32.  Type codes are
- * ggml's (enum ggml_type).  matmul_typed accumulates in a fixed order that depends only on the
- * inputs: for each output row, blocks in index order; inside a block the 32 products
- * q_j * x_j (q_j the integer quant, or the weight itself for F32/F16) are summed in float in
- * index order, then the block's sum is scaled by d (and, for Q4_1, m times the block's sum of
- * x is added) and added to the row total.  F32 and F16 rows are summed element by element in
- * index order (exactly bf_matmul for F32).  Every helper is static inline (no symbols), like
- * layer_math.h, and FP contraction is off so every tier rounds identically.
+ * ggml's (enum ggml_type, bareflow/weight_types.h).  matmul_typed's order depends only on the
+ * inputs, never on the tier or ISA (docs/weights-format.md, "Summation order"):
+ *  - block types: 16 float lanes per row, all starting at +0.0f.  For block k (x_k = its 32
+ *    activations), lane l (0..15) gets t_l = q_l * x_k[l] + q_{l+16} * x_k[l+16] (each product
+ *    rounded, then one add; q is the integer quant, nibble - 8 for Q4_0, the raw nibble for Q4_1),
+ *    then acc_l += d_k * t_l, and for Q4_1 also acc_l += m_k * (x_k[l] + x_k[l+16]).  Blocks go in
+ *    index order; the row's value is the 16 lanes combined by bf_q_lanes_sum's fixed tree.
+ *  - F32 and F16 rows: one float sum over j in index order (exactly bf_matmul for F32).
+ * Lane l pairs weights l and l+16 because that is how Q4_0/Q4_1 pack nibbles (low nibble of byte l
+ * = weight l, high nibble = weight l+16): one 16-lane vector per half block, no shuffles, one
+ * AVX-512 register or two AVX2/four SSE registers.  No fused multiply-add (FP contraction off).
+ * Every helper is static inline (no symbols), like layer_math.h.
  */
 #ifndef BAREFLOW_QUANT_H
 #define BAREFLOW_QUANT_H
@@ -68,63 +73,81 @@ static inline float fp16_to_f32(bf_fp16 h)
     return v.f;
 }
 
+/* 16 float lanes as one vector (clang's vector extension): the order is in the source, so every
+ * tier and ISA level runs the same additions.  aligned(1)/aligned(4) let a block's bytes and x
+ * be loaded from any offset. */
+typedef float bf_q_f32x16 __attribute__((vector_size(64), aligned(4)));
+typedef float bf_q_f32x8 __attribute__((vector_size(32), aligned(4)));
+typedef float bf_q_f32x4 __attribute__((vector_size(16), aligned(4)));
+typedef uint8_t bf_q_u8x16 __attribute__((vector_size(16), aligned(1)));
+typedef int8_t bf_q_i8x16 __attribute__((vector_size(16), aligned(1)));
+
+/* The 16 lane sums combined by one fixed tree: s8[i] = l[i] + l[i+8], s4[i] = s8[i] + s8[i+4],
+ * then (s4[0] + s4[2]) + (s4[1] + s4[3]). */
+static inline float bf_q_lanes_sum(bf_q_f32x16 l)
+{
+    bf_q_f32x8 s8 = __builtin_shufflevector(l, l, 0, 1, 2, 3, 4, 5, 6, 7) +
+                    __builtin_shufflevector(l, l, 8, 9, 10, 11, 12, 13, 14, 15);
+    bf_q_f32x4 s4 = __builtin_shufflevector(s8, s8, 0, 1, 2, 3) + __builtin_shufflevector(s8, s8, 4, 5, 6, 7);
+    return (s4[0] + s4[2]) + (s4[1] + s4[3]);
+}
+
 /* Dot product of one row (already offset to its first byte) with x[0..cols). */
 static inline float bf_dot_row(const void *row, int type, const float *x, int cols)
 {
     float val = 0.0f;
+    bf_q_f32x16 acc = {0};
     switch (type) {
     case BF_GGML_F32: {
         const float *r = row;
         for (int j = 0; j < cols; j++)
             val += r[j] * x[j];
-        break;
+        return val;
     }
     case BF_GGML_F16: {
         const bf_fp16 *r = row;
         for (int j = 0; j < cols; j++)
             val += fp16_to_f32(r[j]) * x[j];
-        break;
+        return val;
     }
     case BF_GGML_Q4_0: {
         const struct bf_block_q4_0 *b = row;
         for (int k = 0; k < cols / BF_QK; k++, x += BF_QK) {
-            float s = 0.0f;
-            for (int j = 0; j < BF_QK / 2; j++)
-                s += (float)((b[k].qs[j] & 0x0F) - 8) * x[j];
-            for (int j = 0; j < BF_QK / 2; j++)
-                s += (float)((b[k].qs[j] >> 4) - 8) * x[j + BF_QK / 2];
-            val += fp16_to_f32(b[k].d) * s;
+            bf_q_u8x16 qs = *(const bf_q_u8x16 *)b[k].qs;
+            bf_q_f32x16 lo = __builtin_convertvector(qs & 0x0F, bf_q_f32x16) - 8.0f;
+            bf_q_f32x16 hi = __builtin_convertvector(qs >> 4, bf_q_f32x16) - 8.0f;
+            bf_q_f32x16 t = lo * *(const bf_q_f32x16 *)x + hi * *(const bf_q_f32x16 *)(x + 16);
+            acc += fp16_to_f32(b[k].d) * t;
         }
         break;
     }
     case BF_GGML_Q4_1: {
         const struct bf_block_q4_1 *b = row;
         for (int k = 0; k < cols / BF_QK; k++, x += BF_QK) {
-            float s = 0.0f, sx = 0.0f;
-            for (int j = 0; j < BF_QK / 2; j++)
-                s += (float)(b[k].qs[j] & 0x0F) * x[j];
-            for (int j = 0; j < BF_QK / 2; j++)
-                s += (float)(b[k].qs[j] >> 4) * x[j + BF_QK / 2];
-            for (int j = 0; j < BF_QK; j++)
-                sx += x[j];
-            val += fp16_to_f32(b[k].d) * s + fp16_to_f32(b[k].m) * sx;
+            bf_q_u8x16 qs = *(const bf_q_u8x16 *)b[k].qs;
+            bf_q_f32x16 lo = __builtin_convertvector(qs & 0x0F, bf_q_f32x16);
+            bf_q_f32x16 hi = __builtin_convertvector(qs >> 4, bf_q_f32x16);
+            bf_q_f32x16 x0 = *(const bf_q_f32x16 *)x, x1 = *(const bf_q_f32x16 *)(x + 16);
+            bf_q_f32x16 t = lo * x0 + hi * x1;
+            acc += fp16_to_f32(b[k].d) * t;
+            acc += fp16_to_f32(b[k].m) * (x0 + x1);
         }
         break;
     }
     case BF_GGML_Q8_0: {
         const struct bf_block_q8_0 *b = row;
         for (int k = 0; k < cols / BF_QK; k++, x += BF_QK) {
-            float s = 0.0f;
-            for (int j = 0; j < BF_QK; j++)
-                s += (float)b[k].qs[j] * x[j];
-            val += fp16_to_f32(b[k].d) * s;
+            bf_q_f32x16 lo = __builtin_convertvector(*(const bf_q_i8x16 *)b[k].qs, bf_q_f32x16);
+            bf_q_f32x16 hi = __builtin_convertvector(*(const bf_q_i8x16 *)(b[k].qs + 16), bf_q_f32x16);
+            bf_q_f32x16 t = lo * *(const bf_q_f32x16 *)x + hi * *(const bf_q_f32x16 *)(x + 16);
+            acc += fp16_to_f32(b[k].d) * t;
         }
         break;
     }
     default:
-        break;                     /* the loader admits no other type */
+        return 0.0f;               /* the loader admits no other type */
     }
-    return val;
+    return bf_q_lanes_sum(acc);
 }
 
 /* out[i] = sum_j W[i][j] * x[j] for i < rows; W is `rows` rows of `cols` weights of ggml_type,

@@ -250,7 +250,7 @@ def _weights(env, v):
     sizes = {"/MODEL.BIN": plan.size, "/TOKENIZR.BIN": os.path.getsize(v["TOKENIZER"])}
     _check_fat16_sizes(sizes, {"/MODEL.BIN": v["MODEL"], "/TOKENIZR.BIN": v["TOKENIZER"]})
 
-    def build(target, source, _env):
+    def build(target, source, env):
         print(weights_build.write(plan, str(target[0])))
 
     node = env.Command("$BF_BUILD/model/WEIGHTS.BIN", [env.File(plan.source), env.Value(repr(plan))],
