@@ -53,6 +53,7 @@ FLAG_ADD_BOS, FLAG_ADD_SPACE_PREFIX, FLAG_STOP_ON_BOS = 1, 2, 4
 MAX_TOKENS = 1 << 20
 MAX_MERGES = 1 << 21
 MAX_PIECE = 1024
+MAX_PROMPT_TOKENS = 4096      # the kernel's BF_MAX_PROMPT_TOKENS (src/runtime/rt.h)
 NO_ID = -1
 SPM_SPACE = "\u2581".encode()     # SentencePiece writes " " as U+2581 in its pieces
 
@@ -773,4 +774,15 @@ def load_any(path, vocab_size: int | None = None) -> Vocab:
     if vocab_size is not None and v.n_tokens != vocab_size:
         raise BareflowError(f"tokenizer {path}: {v.n_tokens} tokens but the model's vocab_size is {vocab_size} "
                             "(tokenizer and model do not belong together)")
+    return v
+
+
+def convert_file(src, dst, vocab_size: int | None = None) -> Vocab:
+    """Write TOKENIZR.BIN v2 at `dst` from `src` (GGUF, llama2.c tokenizer.bin or v2), after
+    every check; nothing is written when a check fails."""
+    v = load_any(src, vocab_size)
+    data = encode(v)
+    tmp = Path(f"{dst}.tmp")
+    tmp.write_bytes(data)
+    tmp.replace(dst)
     return v

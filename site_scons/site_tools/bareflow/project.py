@@ -236,14 +236,15 @@ def _check_fat16_capacity(files):
 
 def _model(env, v):
     from bareflow_plugins import model as model_mod
-    from bareflow_plugins import tokenizer as tok_mod
+    from bareflow_plugins import tokenizer_v2
     if v["MODEL"]:
         if not v["TOKENIZER"]:
             raise BareflowError("MODEL is set but TOKENIZER is not: give both (MODEL=path TOKENIZER=path)")
         config = model_mod.read_config(v["MODEL"])
-        tok_mod.read_tokenizer(v["TOKENIZER"], config.vocab_size)
+        vocab = tokenizer_v2.load_any(v["TOKENIZER"], config.vocab_size)
         _check_fat16_capacity({"/MODEL.BIN": v["MODEL"], "/TOKENIZR.BIN": v["TOKENIZER"]})
-        return env.File(os.path.abspath(v["MODEL"])), env.File(os.path.abspath(v["TOKENIZER"])), config
+        _check_prompt(v, vocab)
+        return env.File(os.path.abspath(v["MODEL"])), _tokenizer_file(env, v["TOKENIZER"], config), config
     if v["TOKENIZER"]:      # else the synthetic tokenizer would silently replace the one given
         raise BareflowError("TOKENIZER is set but MODEL is not: give both (MODEL=path TOKENIZER=path)")
     from bareflow_plugins import synthetic
@@ -252,4 +253,24 @@ def _model(env, v):
                       ["#tools/gen_synthetic_model.py", "#bareflow_plugins/synthetic.py"],
                       S.Action(f'"{sys.executable}" ${{SOURCES[0]}} --out-model ${{TARGETS[0]}} '
                                '--out-tokenizer ${TARGETS[1]}', "  GEN      $TARGETS"))
-    return gen[0], gen[1], config
+    return gen[0], _tokenizer_file(env, gen[1], config), config
+
+
+def _tokenizer_file(env, source, config):
+    """/TOKENIZR.BIN v2, converted from the model's tokenizer (docs/tokenizer-format.md)."""
+    node = env.BfTokenizerFile("$BF_BUILD/image/TOKENIZR.BIN", source, BF_VOCAB_SIZE=config.vocab_size)
+    env.Depends(node, "#bareflow_plugins/tokenizer_v2.py")
+    return node[0]
+
+
+def _check_prompt(v, vocab):
+    """The prompt must tokenize (valid UTF-8, within the kernel's limits) with this vocabulary."""
+    from bareflow_plugins import tokenizer_v2
+    text = bootconfig.prompt_bytes(v["PROMPT"])
+    ids = vocab.tokenize(text)
+    if not ids:
+        raise BareflowError("PROMPT is empty and the tokenizer adds no BOS: the kernel would have no token to "
+                            "start from")
+    if len(ids) > tokenizer_v2.MAX_PROMPT_TOKENS:
+        raise BareflowError(f"PROMPT is {len(ids)} tokens, more than the kernel's "
+                            f"{tokenizer_v2.MAX_PROMPT_TOKENS}")
