@@ -24,12 +24,49 @@ def check_steps(text, seq_len):
     return _number("steps", str(text), int, 1, seq_len)
 
 
+MAX_TEXT = 1023          # bytes of prompt, chat_before, chat_after (src/runtime/config.c)
+
+
+def prompt_bytes(prompt) -> bytes:
+    """PROMPT as the UTF-8 bytes the kernel reads; BareflowError when it is not UTF-8 (a command
+    line holding other bytes arrives as str with surrogate escapes), too long or has a
+    control character."""
+    if isinstance(prompt, bytes):
+        data = prompt
+    else:
+        try:
+            data = prompt.encode("utf-8")
+        except UnicodeEncodeError as e:
+            bad = prompt[e.start].encode("utf-8", "surrogateescape")
+            raise BareflowError(f"PROMPT is not valid UTF-8: byte 0x{bad[0]:02x} at character {e.start}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise BareflowError(f"PROMPT is not valid UTF-8: byte 0x{data[e.start]:02x} at offset {e.start}") from None
+    if len(data) > MAX_TEXT:
+        raise BareflowError(f"PROMPT is {len(data)} bytes of UTF-8, at most {MAX_TEXT}")
+    bad = [c for c in text if ord(c) < 32 or ord(c) == 127]
+    if bad:
+        raise BareflowError(f"PROMPT holds control character U+{ord(bad[0]):04X}; the prompt is one line of text")
+    return data
+
+
+def escape(text: str) -> str:
+    """chat_before/chat_after values: \\ \n \r \t escaped, and \s for a space at either end
+    (the reader trims unescaped edge spaces)."""
+    out = text.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")
+    lead = len(out) - len(out.lstrip(" "))
+    trail = len(out) - len(out.rstrip(" "))
+    if lead == len(out):
+        return "\\s" * len(out)
+    return "\\s" * lead + out[lead:len(out) - trail] + "\\s" * trail
+
+
 def render(values, seq_len):
-    """Return the config file bytes for `values` (missing keys take DEFAULTS)."""
+    """Return the config file bytes for `values` (missing keys take DEFAULTS; chat_before and
+    chat_after, the chat wrapping, are written only when given)."""
     merged = {k: str(values.get(k, "") or v) if k != "prompt" else values.get(k, v) for k, v in DEFAULTS.items()}
-    prompt = merged["prompt"]
-    if len(prompt.encode("utf-8")) > 255 or any(not (32 <= ord(c) < 127) for c in prompt):
-        raise BareflowError("PROMPT must be at most 255 printable ASCII characters")
+    prompt = prompt_bytes(merged["prompt"]).decode("utf-8")
     steps = _number("steps", merged["steps"], int, 1, seq_len)
     temperature = _number("temperature", merged["temperature"], float, 0.0, 2.0)
     topp = _number("topp", merged["topp"], float, 0.0, 1.0, low_open=True)
@@ -42,4 +79,11 @@ def render(values, seq_len):
         f"topp = {topp:g}",
         f"seed = {seed}",
     ]
-    return ("\n".join(lines) + "\n").encode("ascii")
+    for key in ("chat_before", "chat_after"):
+        if values.get(key):
+            text = values[key]
+            if len(text.encode("utf-8")) > MAX_TEXT or any(ord(c) < 32 and c not in "\n\r\t" for c in text):
+                raise BareflowError(f"chat template text for {key} is over {MAX_TEXT} bytes or holds control "
+                                    "characters other than line ends and tabs")
+            lines.append(f"{key} = {escape(text)}")
+    return ("\n".join(lines) + "\n").encode("utf-8")

@@ -241,14 +241,17 @@ def _check_fat16_sizes(sizes, files):
 
 def _weights(env, v):
     """MODEL as a BareFlow weights file (GGUF, or llama2.c with WEIGHTS/SEQ_LEN set)."""
-    from bareflow_plugins import tokenizer as tok_mod
-    from bareflow_plugins import weights_build
+    from bareflow_plugins import gguf_model, tokenizer_v2, weights_build
     plan = weights_build.plan(v["MODEL"], v["WEIGHTS"], v["SEQ_LEN"])
-    if not v["TOKENIZER"]:
-        raise BareflowError(f"MODEL={v['MODEL']} needs TOKENIZER (a llama2.c tokenizer.bin) for now")
-    tok_mod.read_tokenizer(v["TOKENIZER"], plan.config.vocab_size)
-    sizes = {"/MODEL.BIN": plan.size, "/TOKENIZR.BIN": os.path.getsize(v["TOKENIZER"])}
-    _check_fat16_sizes(sizes, {"/MODEL.BIN": v["MODEL"], "/TOKENIZR.BIN": v["TOKENIZER"]})
+    # A GGUF carries its vocabulary; TOKENIZER, when given, overrides it.
+    tok_source = v["TOKENIZER"] or v["MODEL"]
+    if not v["TOKENIZER"] and not gguf_model.is_gguf(v["MODEL"]):
+        raise BareflowError("MODEL is set but TOKENIZER is not: give both (MODEL=path TOKENIZER=path)")
+    vocab = tokenizer_v2.load_any(tok_source, plan.config.vocab_size)
+    sizes = {"/MODEL.BIN": plan.size, "/TOKENIZR.BIN": os.path.getsize(tok_source)}
+    _check_fat16_sizes(sizes, {"/MODEL.BIN": v["MODEL"], "/TOKENIZR.BIN": tok_source})
+    _check_prompt(v, vocab)
+    config = weights_build.model_config(plan.config)
 
     def build(target, source, env):
         print(weights_build.write(plan, str(target[0])))
@@ -257,13 +260,13 @@ def _weights(env, v):
                        S.Action(build, "  WEIGHTS  $TARGET"))
     env.Depends(node, ["#bareflow_plugins/gguf_model.py", "#bareflow_plugins/weightsfile.py",
                        "#bareflow_plugins/weights_build.py"])
-    return node[0], env.File(os.path.abspath(v["TOKENIZER"])), weights_build.model_config(plan.config)
+    return node[0], _tokenizer_file(env, os.path.abspath(tok_source), config), config
 
 
 def _model(env, v):
     from bareflow_plugins import gguf_model
     from bareflow_plugins import model as model_mod
-    from bareflow_plugins import tokenizer as tok_mod
+    from bareflow_plugins import tokenizer_v2
     if v["MODEL"] and (gguf_model.is_gguf(v["MODEL"]) or v["WEIGHTS"] or v["SEQ_LEN"]):
         return _weights(env, v)
     if v["WEIGHTS"] or v["SEQ_LEN"]:
@@ -272,9 +275,10 @@ def _model(env, v):
         if not v["TOKENIZER"]:
             raise BareflowError("MODEL is set but TOKENIZER is not: give both (MODEL=path TOKENIZER=path)")
         config = model_mod.read_config(v["MODEL"])
-        tok_mod.read_tokenizer(v["TOKENIZER"], config.vocab_size)
+        vocab = tokenizer_v2.load_any(v["TOKENIZER"], config.vocab_size)
         _check_fat16_capacity({"/MODEL.BIN": v["MODEL"], "/TOKENIZR.BIN": v["TOKENIZER"]})
-        return env.File(os.path.abspath(v["MODEL"])), env.File(os.path.abspath(v["TOKENIZER"])), config
+        _check_prompt(v, vocab)
+        return env.File(os.path.abspath(v["MODEL"])), _tokenizer_file(env, v["TOKENIZER"], config), config
     if v["TOKENIZER"]:      # else the synthetic tokenizer would silently replace the one given
         raise BareflowError("TOKENIZER is set but MODEL is not: give both (MODEL=path TOKENIZER=path)")
     from bareflow_plugins import synthetic
@@ -283,4 +287,24 @@ def _model(env, v):
                       ["#tools/gen_synthetic_model.py", "#bareflow_plugins/synthetic.py"],
                       S.Action(f'"{sys.executable}" ${{SOURCES[0]}} --out-model ${{TARGETS[0]}} '
                                '--out-tokenizer ${TARGETS[1]}', "  GEN      $TARGETS"))
-    return gen[0], gen[1], config
+    return gen[0], _tokenizer_file(env, gen[1], config), config
+
+
+def _tokenizer_file(env, source, config):
+    """/TOKENIZR.BIN v2, converted from the model's tokenizer (docs/tokenizer-format.md)."""
+    node = env.BfTokenizerFile("$BF_BUILD/image/TOKENIZR.BIN", source, BF_VOCAB_SIZE=config.vocab_size)
+    env.Depends(node, "#bareflow_plugins/tokenizer_v2.py")
+    return node[0]
+
+
+def _check_prompt(v, vocab):
+    """The prompt must tokenize (valid UTF-8, within the kernel's limits) with this vocabulary."""
+    from bareflow_plugins import tokenizer_v2
+    text = bootconfig.prompt_bytes(v["PROMPT"])
+    ids = vocab.tokenize(text)
+    if not ids:
+        raise BareflowError("PROMPT is empty and the tokenizer adds no BOS: the kernel would have no token to "
+                            "start from")
+    if len(ids) > tokenizer_v2.MAX_PROMPT_TOKENS:
+        raise BareflowError(f"PROMPT is {len(ids)} tokens, more than the kernel's "
+                            f"{tokenizer_v2.MAX_PROMPT_TOKENS}")
