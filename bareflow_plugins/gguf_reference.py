@@ -6,7 +6,7 @@ blocks encode: a tensor of a kernel type is dequantised from its own bytes; one 
 converts (WEIGHTS=) is converted exactly as the build does before dequantising, so reference and
 kernel see the same numbers.
 
-    python -m bareflow_plugins.gguf_reference --model F.gguf --prompt-tokens 1,2,3 --steps 16
+    python -m bareflow_plugins.gguf_reference --model F.gguf --prompt "Once upon a time" --steps 48
 """
 from __future__ import annotations
 
@@ -75,6 +75,20 @@ def load(path, weights: str = "auto", seq_len: int | None = None):
     return cfg, w
 
 
+def generate_text(path, prompt: str, steps: int, weights: str = "auto", model=None) -> dict:
+    """Greedy generation from `prompt`, tokenized with the GGUF's own vocabulary the way the kernel
+    does (tokenizer_v2), stopping on its EOS/EOT; adds "text" decoded with that vocabulary.
+    model: a Transformer from load() to reuse (its KV cache must hold `steps` positions)."""
+    from . import tokenizer_v2
+    vocab = tokenizer_v2.from_gguf(path)
+    model = model or Transformer(load(path, weights, steps))
+    ids = vocab.tokenize(prompt)
+    out = generate(model, None, prompt, steps, prompt_tokens=ids, stop_ids=vocab.stop_ids())
+    prev = ids[-1] if ids else -1
+    out["text"] = vocab.detokenize(prev, out["tokens"]).decode("utf-8", errors="replace")
+    return out
+
+
 def generate_tokens(path, prompt_tokens, steps: int, weights: str = "auto") -> dict:
     """Greedy generation from prompt_tokens (BOS included if the model wants one)."""
     model = Transformer(load(path, weights, steps))
@@ -84,10 +98,14 @@ def generate_tokens(path, prompt_tokens, steps: int, weights: str = "auto") -> d
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bareflow_plugins.gguf_reference")
     ap.add_argument("--model", required=True)
-    ap.add_argument("--prompt-tokens", required=True, help="comma-separated token ids")
+    ap.add_argument("--prompt-tokens", help="comma-separated token ids")
+    ap.add_argument("--prompt", help="text, tokenized with the GGUF's vocabulary")
     ap.add_argument("--steps", type=int, default=32)
     ap.add_argument("--weights", default="auto")
     args = ap.parse_args(argv)
+    if args.prompt is not None:
+        print(json.dumps(generate_text(args.model, args.prompt, args.steps, args.weights)))
+        return 0
     ids = [int(t) for t in args.prompt_tokens.split(",")]
     print(json.dumps(generate_tokens(args.model, ids, args.steps, args.weights)))
     return 0

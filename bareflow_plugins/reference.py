@@ -178,11 +178,12 @@ def _top2(logits):
 
 
 def generate(checkpoint, tokenizer, prompt: str, steps: int, temperature: float = 0.0,
-             topp: float = 0.9, seed: int = 42, prompt_tokens=None) -> dict:
+             topp: float = 0.9, seed: int = 42, prompt_tokens=None, stop_ids=None) -> dict:
     """llama2.c's generate loop.  `steps` counts every position processed, prompt included;
     a sampled BOS stops early.  One coin is drawn at every sampled position, greedy or not.
     prompt_tokens: ids to use instead of encoding `prompt` (tokenizer may then be None, and the
-    text is left empty)."""
+    text is left empty).  stop_ids: sampled ids that end the run (default: BOS, llama2.c's rule)."""
+    stop_ids = {BOS_ID} if stop_ids is None else set(stop_ids)
     model = checkpoint if isinstance(checkpoint, Transformer) else Transformer(checkpoint)
     c = model.config
     tok = tokenizer if isinstance(tokenizer, Tokenizer) or tokenizer is None else \
@@ -214,7 +215,7 @@ def generate(checkpoint, tokenizer, prompt: str, steps: int, temperature: float 
             margins.append(a - b)
             rel_margins.append((a - b) / max(float(np.abs(logits).max()), 1e-30))
         pos += 1
-        if nxt == BOS_ID:
+        if nxt in stop_ids:
             break
         if pos >= len(prompt_tokens):
             generated.append(nxt)

@@ -47,10 +47,10 @@ def scons(build_dir, *args, cwd=ROOT, check=True, env=None, timeout=900):
     return proc
 
 
-def qemu(image, *, kernel=None, usb=False, firmware="bios", timeout=300, cpu=None):
+def qemu(image, *, kernel=None, usb=False, firmware="bios", timeout=300, cpu=None, memory="256M"):
     """Boot `image` under QEMU (TCG); return (exit status, serial output)."""
     need("qemu-system-x86_64")
-    cmd = ["qemu-system-x86_64", "-display", "none", "-serial", "stdio", "-no-reboot", "-m", "256M",
+    cmd = ["qemu-system-x86_64", "-display", "none", "-serial", "stdio", "-no-reboot", "-m", memory,
            "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]
     if cpu:
         cmd += ["-cpu", cpu]
