@@ -52,7 +52,7 @@ def prompt_bytes(prompt) -> bytes:
 
 
 def escape(text: str) -> str:
-    """chat_before/chat_after values: \\ \n \r \t escaped, and \s for a space at either end
+    r"""chat_before/chat_after values: \\ \n \r \t escaped, and \s for a space at either end
     (the reader trims unescaped edge spaces)."""
     out = text.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")
     lead = len(out) - len(out.lstrip(" "))

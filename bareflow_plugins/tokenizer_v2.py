@@ -770,7 +770,7 @@ def load_any(path, vocab_size: int | None = None) -> Vocab:
     elif head == MAGIC:
         v = read(p)
     else:
-        v = from_llama2c(p, vocab_size)
+        v = from_llama2c(p)
     if vocab_size is not None and v.n_tokens != vocab_size:
         raise BareflowError(f"tokenizer {path}: {v.n_tokens} tokens but the model's vocab_size is {vocab_size} "
                             "(tokenizer and model do not belong together)")

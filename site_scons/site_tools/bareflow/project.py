@@ -30,6 +30,7 @@ def variables():
         ("ISA", "ISA level the tiers are compiled for: x86-64 or x86-64-v3", "x86-64"),
         ("PROFILE", "runtime profile (PROFILE.BIN or a serial log) handed to the policy", ""),
         ("PROMPT", "prompt written to /BAREFLOW.CFG", bootconfig.DEFAULTS["prompt"]),
+        ("CHAT", "1: PROMPT is one user turn of MODEL's chat template (GGUF tokenizer.chat_template)", "0"),
         ("STEPS", "positions to run, prompt included", bootconfig.DEFAULTS["steps"]),
         ("TEMPERATURE", "sampling temperature, 0 = greedy", bootconfig.DEFAULTS["temperature"]),
         ("TOPP", "top-p nucleus mass", bootconfig.DEFAULTS["topp"]),
@@ -104,8 +105,9 @@ def _setup(env):
             BF_LAYER=layer, BF_TIER=tier, BF_ISA=v["ISA"])[0]
     table = policytable.encode(decisions, layers.LAYER_NAMES)
     files["/POLICY.TBL"] = env.BfWriteBytes("$BF_BUILD/image/POLICY.TBL", env.Value(table))[0]
-    cfg = bootconfig.render({k.lower(): v[k] for k in ("PROMPT", "STEPS", "TEMPERATURE", "TOPP", "SEED")},
-                            config.seq_len)
+    cfg_values = {k.lower(): v[k] for k in ("PROMPT", "STEPS", "TEMPERATURE", "TOPP", "SEED")}
+    cfg_values.update(_chat(v))
+    cfg = bootconfig.render(cfg_values, config.seq_len)
     files["/BAREFLOW.CFG"] = env.BfWriteBytes("$BF_BUILD/image/BAREFLOW.CFG", env.Value(cfg))[0]
     files["/PROFILE.BIN"] = env.BfWriteBytes("$BF_BUILD/image/PROFILE.BIN",
                                              env.Value(profile.empty_profile()))[0]
@@ -261,6 +263,21 @@ def _tokenizer_file(env, source, config):
     node = env.BfTokenizerFile("$BF_BUILD/image/TOKENIZR.BIN", source, BF_VOCAB_SIZE=config.vocab_size)
     env.Depends(node, "#bareflow_plugins/tokenizer_v2.py")
     return node[0]
+
+
+def _chat(v):
+    """chat_before/chat_after for /BAREFLOW.CFG when CHAT=1 (bareflow_plugins/chat.py)."""
+    if v.get("CHAT", "0") in ("", "0", "no"):
+        return {}
+    if v["CHAT"] not in ("1", "yes"):
+        raise BareflowError(f"CHAT={v['CHAT']!r}: expected 0 or 1")
+    model = v["MODEL"]
+    if not model or not os.path.isfile(model) or open(model, "rb").read(4) != b"GGUF":
+        raise BareflowError("CHAT=1 needs MODEL=<a GGUF file with tokenizer.chat_template>"
+                            + (f" ({model} is not GGUF)" if model else ""))
+    from bareflow_plugins import chat
+    before, after = chat.from_gguf(model)
+    return {"chat_before": before, "chat_after": after}
 
 
 def _check_prompt(v, vocab):
