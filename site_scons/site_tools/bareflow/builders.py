@@ -79,7 +79,8 @@ def _module_file(target, source, env):
 
 def _tokenizer_file(target, source, env):
     from bareflow_plugins import tokenizer_v2
-    tokenizer_v2.convert_file(str(source[0]), str(target[0]), env.get("BF_VOCAB_SIZE"))
+    vocab_size = env.get("BF_VOCAB_SIZE")
+    tokenizer_v2.convert_file(str(source[0]), str(target[0]), int(vocab_size) if vocab_size else None)
 
 
 def _write_bytes(target, source, env):

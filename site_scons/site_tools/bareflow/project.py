@@ -246,7 +246,7 @@ def _model(env, v):
         vocab = tokenizer_v2.load_any(v["TOKENIZER"], config.vocab_size)
         _check_fat16_capacity({"/MODEL.BIN": v["MODEL"], "/TOKENIZR.BIN": v["TOKENIZER"]})
         _check_prompt(v, vocab)
-        return env.File(os.path.abspath(v["MODEL"])), _tokenizer_file(env, v["TOKENIZER"], config), config
+        return env.File(os.path.abspath(v["MODEL"])), _tokenizer_file(env, v["TOKENIZER"], config.vocab_size), config
     if v["TOKENIZER"]:      # else the synthetic tokenizer would silently replace the one given
         raise BareflowError("TOKENIZER is set but MODEL is not: give both (MODEL=path TOKENIZER=path)")
     from bareflow_plugins import synthetic
@@ -255,12 +255,13 @@ def _model(env, v):
                       ["#tools/gen_synthetic_model.py", "#bareflow_plugins/synthetic.py"],
                       S.Action(f'"{sys.executable}" ${{SOURCES[0]}} --out-model ${{TARGETS[0]}} '
                                '--out-tokenizer ${TARGETS[1]}', "  GEN      $TARGETS"))
-    return gen[0], _tokenizer_file(env, gen[1], config), config
+    return gen[0], _tokenizer_file(env, gen[1], None), config   # its vocabulary sizes the model
 
 
-def _tokenizer_file(env, source, config):
-    """/TOKENIZR.BIN v2, converted from the model's tokenizer (docs/tokenizer-format.md)."""
-    node = env.BfTokenizerFile("$BF_BUILD/image/TOKENIZR.BIN", source, BF_VOCAB_SIZE=config.vocab_size)
+def _tokenizer_file(env, source, vocab_size):
+    """/TOKENIZR.BIN v2, converted from the model's tokenizer (docs/tokenizer-format.md);
+    vocab_size: the model's, checked again when the file is written (None: not known here)."""
+    node = env.BfTokenizerFile("$BF_BUILD/image/TOKENIZR.BIN", source, BF_VOCAB_SIZE=vocab_size or "")
     env.Depends(node, "#bareflow_plugins/tokenizer_v2.py")
     return node[0]
 
