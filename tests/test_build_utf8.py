@@ -4,7 +4,7 @@ import shutil
 
 import pytest
 
-from bareflow_plugins import reference
+from bareflow.model import reference
 from buildutil import QEMU_SUCCESS, hosted, qemu, result, scons
 
 from test_runtime_hosted import DATA, needs_data

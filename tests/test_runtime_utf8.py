@@ -7,7 +7,7 @@ equal the project's numpy reference, and the result line must carry the characte
 """
 import json
 
-from bareflow_plugins import reference, tokenizer_v2
+from bareflow.model import reference, tokenizer_v2
 
 from test_runtime_hosted import (DATA, base_files, config, needs_data, needs_mtools, run_files,
                                  simple_policy)

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from bareflow_plugins import bootconfig, chat, tokenizer_v2, unicode_tables
-from bareflow_plugins.errors import BareflowError
+from bareflow.image import bootconfig
+from bareflow.model import chat, tokenizer_v2, unicode_tables
+from bareflow.errors import BareflowError
 
 import test_runtime_badinput as bad
 from test_runtime_hosted import base_files, config, needs_mtools, run_files, synthetic_model, tokenizer_file
@@ -25,7 +26,7 @@ def test_unicode_table_is_generated_from_this_python():
     text = (REPO / "src/runtime/unicode_tables.c").read_text()
     if f'"{unicodedata.unidata_version}"' not in text:
         pytest.skip(f"unicode_tables.c was generated for another Unicode version than {unicodedata.unidata_version}")
-    assert text == unicode_tables.c_source(), "regenerate: python -m bareflow_plugins.unicode_tables"
+    assert text == unicode_tables.c_source(), "regenerate: python -m bareflow.model.unicode_tables"
 
 
 def test_character_classes():

@@ -3,7 +3,7 @@
 llama.cpp ships vocabulary-only GGUFs with input texts (.inp, separated by `__ggml_vocab_test__`
 lines) and the ids its tokenizer produces (.out, one line per text; tokenized without BOS and
 without parsing special tokens).  tools/setup.sh caches them from the llama-cpp-python 0.3.36
-sdist.  The build converts each GGUF to TOKENIZR.BIN (bareflow_plugins.tokenizer_v2), the real
+sdist.  The build converts each GGUF to TOKENIZR.BIN (bareflow.model.tokenizer_v2), the real
 runtime tokenizes every text in `bareflow-hosted IMAGE --tokenize`, and every id must match.
 The pure-Python reference tokenizer is checked against the same vectors.
 """
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from bareflow_plugins import tokenizer_v2 as tv2
+from bareflow.model import tokenizer_v2 as tv2
 
 from test_runtime_hosted import hosted_program, make_image, needs_mtools
 
