@@ -1,7 +1,7 @@
 """GGUF models: build-time validation, conversion to the weights file, and generation with
 typed weights compared with the numpy reference.
 
-Small llama GGUFs are written at test time with gguf.GGUFWriter (bareflow_plugins/gguf_writer.py),
+Small llama GGUFs are written at test time with gguf.GGUFWriter (bareflow/model/gguf_writer.py),
 one per weight type; the hosted runtime runs each converted weights file from a FAT16 image and
 must produce the numpy reference's greedy tokens (reference on the weights dequantised by the
 gguf package, float activations).
@@ -15,11 +15,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bareflow_plugins import gguf_model, gguf_reference, synthetic, weights_build
-from bareflow_plugins import weightsfile as wf
-from bareflow_plugins.errors import BareflowError
-from bareflow_plugins.gguf_writer import LlamaShape, write_llama_gguf
-from bareflow_plugins.reference import Transformer, generate
+from bareflow.model import gguf_model, gguf_reference, synthetic, weights_build
+from bareflow.model import weightsfile as wf
+from bareflow.errors import BareflowError
+from bareflow.model.gguf_writer import LlamaShape, write_llama_gguf
+from bareflow.model.reference import Transformer, generate
 
 import test_runtime_hosted as rt
 

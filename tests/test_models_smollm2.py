@@ -34,8 +34,8 @@ def _result(out):
 
 @pytest.fixture(scope="module")
 def reference_model():
-    from bareflow_plugins import gguf_reference
-    from bareflow_plugins.reference import Transformer
+    from bareflow.model import gguf_reference
+    from bareflow.model.reference import Transformer
     return Transformer(gguf_reference.load(_model(), "auto", STEPS))
 
 
@@ -48,7 +48,7 @@ def smol_build(tmp_path_factory):
 
 
 def _reference(model, prompt):
-    from bareflow_plugins import gguf_reference
+    from bareflow.model import gguf_reference
     model.key_cache[:] = 0
     model.value_cache[:] = 0
     return gguf_reference.generate_text(_model(), prompt, STEPS, model=model)

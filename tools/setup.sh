@@ -43,29 +43,7 @@ python3 -c 'import ensurepip, venv' 2>/dev/null || {
 # A venv left without pip (created before python3-venv was installed) is rebuilt, not reused.
 .venv/bin/python -m pip --version >/dev/null 2>&1 || { rm -rf .venv; python3 -m venv .venv; }
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
-
-
-# ---- llama.cpp tokenizer test vectors (tests/test_tokenizer_vectors.py) -------------------------
-# The llama-cpp-python sdist carries llama.cpp's vocabulary-only GGUFs with expected ids.  Kept in a
-# cache outside the repository; offline, the tests that need them skip.
-fetch_llama_cpp_vocabs() {
-    local cache="${BAREFLOW_CACHE:-$HOME/.cache/bareflow}/llama-cpp-python-0.3.36"
-    local sdist="$cache/llama_cpp_python-0.3.36.tar.gz" models="$cache/models"
-    [ -e "$models/ggml-vocab-gpt-2.gguf.out" ] && return 0
-    mkdir -p "$cache"
-    if [ ! -e "$sdist" ]; then
-        # --no-binary for this one package only: its build dependencies may come as wheels.
-        .venv/bin/python -m pip download -q --disable-pip-version-check --no-deps \
-            --no-binary llama-cpp-python llama-cpp-python==0.3.36 -d "$cache" >/dev/null 2>&1 || {
-            echo "setup: warning: could not download the llama-cpp-python 0.3.36 sdist (offline?);" \
-                 "the llama.cpp tokenizer-vector tests will skip" >&2; return 0; }
-    fi
-    local tmp; tmp=$(mktemp -d "$cache/extract.XXXXXX")
-    tar -xzf "$sdist" -C "$tmp" --wildcards 'llama_cpp_python-0.3.36/vendor/llama.cpp/models/ggml-vocab-*' &&
-        rm -rf "$models" && mv "$tmp/llama_cpp_python-0.3.36/vendor/llama.cpp/models" "$models"
-    rm -rf "$tmp"
-}
-fetch_llama_cpp_vocabs
+bash tools/fetch_vocabs.sh      # llama.cpp's tokenizer test vectors, cached outside the repository
 echo "setup: done (.venv ready)"
 # Real models for the tests and benchmarks, cached outside the repository (warns when offline).
 .venv/bin/python tools/fetch_models.py

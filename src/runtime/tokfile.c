@@ -1,7 +1,7 @@
 /* tokfile.c - reads /TOKENIZR.BIN (docs/tokenizer-format.md) and builds the lookup tables.
  *
  * Promise: the file is accepted only when every rule of the format holds (the build's
- * validator, bareflow_plugins/tokenizer_v2.py, applies the same ones): magic, version, sizes,
+ * validator, bareflow/model/tokenizer_v2.py, applies the same ones): magic, version, sizes,
  * section offsets, CRC-32, ranges of every field, each piece inside the string section, no
  * duplicate piece or merge pair, and exactly the model's vocab_size tokens.  Anything else
  * stops the run naming the file and the field.  After loading, a piece or merge lookup is an
