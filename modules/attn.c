@@ -1,11 +1,11 @@
 /* attn.c - layer "attn": causal multi-head attention with grouped-query key/value heads.
  *
- * Promise: for each query head h, scores q_h . k_t / sqrt(head_size) for t <= pos go to
+ * Promise: for each query head h, scores q_h . k_t / sqrt(head_dim) for t <= pos go to
  * s->att[h*seq_len + t], are softmaxed, and the weighted sum of v_t lands in
  * s->xb[h*head_size ..]; head h reads kv head h / (n_heads / n_kv_heads).  Scores are
  * bf_dot (the lane order of layer_math.h); each output element sums its weighted values
  * over t = 0..pos in that order.  Split (layer
- * ABI 2): phase 0 has n_heads units; a chunk computes only its heads.
+ * ABI 3): phase 0 has n_heads units; a chunk computes only its heads.
  */
 #include "bareflow/layer_abi.h"
 #include "layer_math.h"
@@ -16,8 +16,8 @@ void bf_layer_entry(struct bf_layer_call *c)
     const struct bf_config *p = c->cfg;
     struct bf_state *s = c->s;
     int pos = c->pos;
-    int head_size = p->dim / p->n_heads;
-    int kv_dim = p->dim * p->n_kv_heads / p->n_heads;
+    int head_size = p->head_dim;
+    int kv_dim = p->n_kv_heads * head_size;
     int kv_mul = p->n_heads / p->n_kv_heads;
     const float *keys = s->key_cache + bf_cache_offset(p, c->block, 0);
     const float *values = s->value_cache + bf_cache_offset(p, c->block, 0);

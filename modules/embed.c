@@ -1,15 +1,13 @@
 /* embed.c - layer "embed": copy the token's embedding row into the residual stream.
  *
- * Promise: s->x[i] = weight[token*dim + i] for i < dim; reads nothing else.
+ * Promise: s->x = row `token` of the [vocab_size, dim] table `weight` of type weight_type,
+ * dequantised (quant.h's dequant_row); reads nothing else.
  */
 #include "bareflow/layer_abi.h"
 #include "layer_math.h"
+#include "quant.h"
 
 void bf_layer_entry(struct bf_layer_call *c)
 {
-    int dim = c->cfg->dim;
-    const float *row = c->weight + (size_t)c->token * (size_t)dim;
-    float *x = c->s->x;
-    for (int i = 0; i < dim; i++)
-        x[i] = row[i];
+    dequant_row(c->s->x, c->weight, c->weight_type, c->token, c->cfg->dim);
 }

@@ -2,13 +2,14 @@
  *
  * Promise: with s->xb already normalised by the kernel, hb = silu(w1.xb) * (w3.xb)
  * where silu(v) = v / (1 + e^-v); then s->xb = w2.hb and s->x += s->xb (as llama2.c;
- * hb, hb2 and xb are scratch afterwards).  Split (layer ABI 2): phase 0 has hidden_dim rows
+ * hb, hb2 and xb are scratch afterwards).  Split (layer ABI 3): phase 0 has hidden_dim rows
  * (hb[i] for each), phase 1 has dim rows (xb[i] and x[i] for each); phase 1 reads all of hb,
  * so the kernel starts it only when every chunk of phase 0 is done.
  */
 #include "bareflow/layer_abi.h"
 #include "layer_math.h"
 #include "layer_split.h"
+#include "quant.h"
 
 void bf_layer_entry(struct bf_layer_call *c)
 {
@@ -19,8 +20,8 @@ void bf_layer_entry(struct bf_layer_call *c)
     int hidden = p->hidden_dim;
     int b, e;
     if (bf_split_range(c, 0, hidden, &b, &e)) {
-        bf_matmul(s->hb + b, s->xb, w->w1 + (size_t)b * (size_t)dim, dim, e - b);
-        bf_matmul(s->hb2 + b, s->xb, w->w3 + (size_t)b * (size_t)dim, dim, e - b);
+        matmul_typed_rows(s->hb, s->xb, w->w1.data, w->w1.type, dim, b, e);
+        matmul_typed_rows(s->hb2, s->xb, w->w3.data, w->w3.type, dim, b, e);
         for (int i = b; i < e; i++) {
             float val = s->hb[i];
             val *= 1.0f / (1.0f + expf(-val));
@@ -29,7 +30,7 @@ void bf_layer_entry(struct bf_layer_call *c)
         }
     }
     if (bf_split_range(c, 1, dim, &b, &e)) {
-        bf_matmul(s->xb + b, s->hb, w->w2 + (size_t)b * (size_t)hidden, hidden, e - b);
+        matmul_typed_rows(s->xb, s->hb, w->w2.data, w->w2.type, hidden, b, e);
         for (int i = b; i < e; i++)
             s->x[i] += s->xb[i];
     }

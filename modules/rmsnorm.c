@@ -1,4 +1,4 @@
-/* rmsnorm.c - layer "rmsnorm": out = in / sqrt(mean(in^2) + 1e-5) * weight over dim.
+/* rmsnorm.c - layer "rmsnorm": out = in / sqrt(mean(in^2) + rms_eps) * weight over dim.
  *
  * Promise: reads c->in and c->weight, writes c->out (which may be c->in).
  */
@@ -7,5 +7,5 @@
 
 void bf_layer_entry(struct bf_layer_call *c)
 {
-    bf_rmsnorm(c->out, c->in, c->weight, c->cfg->dim);
+    bf_rmsnorm(c->out, c->in, (const float *)c->weight, c->cfg->dim, c->cfg->rms_eps);
 }

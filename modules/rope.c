@@ -1,9 +1,10 @@
 /* rope.c - layer "rope": rotary position embedding of the query and the cached key.
  *
- * Promise: for each even i < dim, with head_dim = i % head_size, freq =
- * 1 / powf(10000, head_dim / head_size) and angle = pos * freq, the pair (v[i], v[i+1])
- * is rotated by angle in s->q, and also in key_cache[block][pos] while i < kv_dim
- * (exactly llama2.c's loop, float arithmetic in the same order).
+ * Promise: for each even i < n_heads*head_dim, with head_dim = i % head_size (only while
+ * head_dim < rope_dim), freq = 1 / powf(rope_theta, head_dim / rope_dim) and angle = pos * freq,
+ * the pair (v[i], v[i+1]) is rotated by angle in s->q, and also in key_cache[block][pos] while
+ * i < kv_dim (llama2.c's loop, float arithmetic in the same order; with rope_theta 10000 and
+ * rope_dim = head_size it is exactly llama2.c's).
  */
 #include "bareflow/layer_abi.h"
 #include "layer_math.h"
@@ -11,14 +12,16 @@
 void bf_layer_entry(struct bf_layer_call *c)
 {
     const struct bf_config *p = c->cfg;
-    int dim = p->dim;
-    int head_size = dim / p->n_heads;
-    int kv_dim = dim * p->n_kv_heads / p->n_heads;
+    int head_size = p->head_dim;
+    int q_dim = p->n_heads * head_size;
+    int kv_dim = p->n_kv_heads * head_size;
     float *q = c->s->q;
     float *k = c->s->key_cache + bf_cache_offset(p, c->block, c->pos);
-    for (int i = 0; i < dim; i += 2) {
+    for (int i = 0; i < q_dim; i += 2) {
         int head_dim = i % head_size;
-        float freq = 1.0f / powf(10000.0f, head_dim / (float)head_size);
+        if (head_dim >= p->rope_dim)
+            continue;
+        float freq = 1.0f / powf(p->rope_theta, head_dim / (float)p->rope_dim);
         float val = c->pos * freq;
         float fcr = cosf(val);
         float fci = sinf(val);

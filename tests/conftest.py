@@ -49,3 +49,13 @@ def stories_build(tmp_path_factory):
     from buildutil import stories
     model, tok = stories()
     return _build(tmp_path_factory, "stories", f"MODEL={model}", f"TOKENIZER={tok}")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked slow (real models booted under TCG, many minutes each) are opt-in."""
+    if os.environ.get("BAREFLOW_SLOW_TESTS") == "1":
+        return
+    skip = pytest.mark.skip(reason="slow (many minutes under TCG): set BAREFLOW_SLOW_TESTS=1 to run it")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)

@@ -34,7 +34,7 @@ def test_every_file_reads_back_with_mtools(default_build):
     expected = {
         "/KERNEL.BIN": b / "kernel" / "KERNEL.BIN",
         "/MODEL.BIN": b / "model" / "SYNTH.BIN",
-        "/TOKENIZR.BIN": b / "model" / "SYNTHTOK.BIN",
+        "/TOKENIZR.BIN": b / "image" / "TOKENIZR.BIN",
         "/POLICY.TBL": b / "image" / "POLICY.TBL",
         "/BAREFLOW.CFG": b / "image" / "BAREFLOW.CFG",
         "/PROFILE.BIN": b / "image" / "PROFILE.BIN",

@@ -36,11 +36,17 @@ P = ctypes.POINTER(ctypes.c_float)
 
 class Config(ctypes.Structure):
     _fields_ = [(n, ctypes.c_int) for n in
-                ("dim", "hidden_dim", "n_layers", "n_heads", "n_kv_heads", "vocab_size", "seq_len")]
+                ("dim", "hidden_dim", "n_layers", "n_heads", "n_kv_heads", "vocab_size", "seq_len",
+                 "head_dim", "rope_dim")] + [("rope_theta", ctypes.c_float), ("rms_eps", ctypes.c_float)]
+
+
+class Weight(ctypes.Structure):
+    _fields_ = [("data", ctypes.c_void_p), ("type", ctypes.c_int), ("reserved", ctypes.c_int)]
 
 
 class Weights(ctypes.Structure):
-    _fields_ = [(n, P) for n in ("rms_att", "wq", "wk", "wv", "wo", "rms_ffn", "w1", "w2", "w3")]
+    _fields_ = [(n, P if n.startswith("rms") else Weight)
+                for n in ("rms_att", "wq", "wk", "wv", "wo", "rms_ffn", "w1", "w2", "w3")]
 
 
 class State(ctypes.Structure):
@@ -54,7 +60,7 @@ class Call(ctypes.Structure):
                 ("w", ctypes.POINTER(Weights)), ("block", ctypes.c_int), ("pos", ctypes.c_int),
                 ("token", ctypes.c_int), ("out", P), ("in_", P), ("weight", P),
                 ("temperature", ctypes.c_float), ("topp", ctypes.c_float),
-                ("coin", ctypes.c_float), ("result", ctypes.c_int),
+                ("coin", ctypes.c_float), ("result", ctypes.c_int), ("weight_type", ctypes.c_int),
                 ("split", ctypes.c_int), ("phase", ctypes.c_int), ("begin", ctypes.c_int),
                 ("end", ctypes.c_int)]
 
@@ -72,6 +78,7 @@ const long bf_offsets[] = {
   O(bf_layer_call, result),
   O(bf_block_weights, w3), O(bf_config, seq_len),
   O(bf_layer_call, split), O(bf_layer_call, end),
+  O(bf_config, rms_eps), O(bf_layer_call, weight_type), O(bf_block_weights, rms_ffn),
 };
 """
 
@@ -112,12 +119,13 @@ def build(tmp_path_factory):
 
 
 def test_ctypes_mirror_matches_layer_abi(build):
-    got = (ctypes.c_long * 18).in_dll(build["_offsets"], "bf_offsets")
+    got = (ctypes.c_long * 21).in_dll(build["_offsets"], "bf_offsets")
     want = [ctypes.sizeof(Config), ctypes.sizeof(Weights), ctypes.sizeof(State), ctypes.sizeof(Call),
             State.probs.offset, State.indices.offset, Call.block.offset, Call.token.offset,
             Call.out.offset, Call.in_.offset, Call.weight.offset, Call.temperature.offset,
             Call.coin.offset, Call.result.offset, Weights.w3.offset, Config.seq_len.offset,
-            Call.split.offset, Call.end.offset]
+            Call.split.offset, Call.end.offset,
+            Config.rms_eps.offset, Call.weight_type.offset, Weights.rms_ffn.offset]
     assert list(got) == want
 
 
@@ -127,7 +135,8 @@ class Model:
     def __init__(self, dim=32, hidden=48, n_layers=2, n_heads=4, n_kv_heads=2, vocab=64, seq=16,
                  seed=0):
         r = np.random.default_rng(seed)
-        self.cfg = Config(dim, hidden, n_layers, n_heads, n_kv_heads, vocab, seq)
+        self.cfg = Config(dim, hidden, n_layers, n_heads, n_kv_heads, vocab, seq, dim // n_heads,
+                          dim // n_heads, 10000.0, 1e-5)
         self.kv_dim = dim * n_kv_heads // n_heads
         self.head_size = dim // n_heads
 
@@ -145,14 +154,19 @@ class Model:
                   "probs": np.zeros(vocab, F32)}
         self.indices = np.zeros(vocab, np.int32)
         self.embedding = t(vocab, dim, scale=1.0)
-        self.ws = Weights(**{k: ptr(v) for k, v in self.w.items()})
+        self.ws = Weights(**{k: ptr(v) if k.startswith("rms") else Weight(v.ctypes.data, 0, 0)
+                             for k, v in self.w.items()})
         self.st = State(**{k: ptr(v) for k, v in self.s.items()},
                         indices=self.indices.ctypes.data_as(ctypes.POINTER(ctypes.c_int)))
 
     def call(self, lib, **fields):
         c = Call(cfg=ctypes.pointer(self.cfg), s=ctypes.pointer(self.st), w=ctypes.pointer(self.ws))
         for k, v in fields.items():
-            setattr(c, k, ptr(v) if isinstance(v, np.ndarray) else v)
+            if isinstance(v, np.ndarray):
+                v = ptr(v)
+            elif k == "weight" and isinstance(v, int):      # raw address of typed (GGUF) bytes
+                v = ctypes.cast(ctypes.c_void_p(v), P)
+            setattr(c, k, v)
         lib.bf_layer_entry(ctypes.byref(c))
         return c
 
@@ -459,7 +473,7 @@ def test_matmul_and_rmsnorm_tails_exact(build, dim, vocab):
     assert np.array_equal(m.s["xb"], rmsnorm32(src, m.w["rms_att"]))
 
 
-# Layer ABI 2: a layer called in chunks (split=1, one phase, a unit range) must give bit-identical
+# Layer ABI 3: a layer called in chunks (split=1, one phase, a unit range) must give bit-identical
 # state to the whole call, for any chunking - the kernel's multi-core split relies on it.
 SPLIT_PHASES = {"qkv": lambda m: [m.cfg.dim + 2 * m.kv_dim], "attn": lambda m: [m.cfg.n_heads],
                 "attnout": lambda m: [m.cfg.dim], "ffn": lambda m: [m.cfg.hidden_dim, m.cfg.dim],
@@ -501,3 +515,143 @@ def test_split_call_for_another_phase_or_empty_range_writes_nothing(build):
     m.call(build["attnout"], split=1, phase=1, begin=0, end=m.cfg.dim)
     for name in before:
         assert np.array_equal(before[name], m.s[name]), name
+
+
+# --- typed weights (modules/include/quant.h) -------------------------------------------------
+
+TYPE_CODES = {"F32": 0, "F16": 1, "Q4_0": 2, "Q4_1": 3, "Q8_0": 8}
+
+
+def quantised(values, name):
+    """GGUF bytes of float32 `values` [rows, cols] in type `name`, written by the gguf package."""
+    import gguf
+    if name == "F32":
+        return np.ascontiguousarray(values, F32)
+    if name == "F16":
+        return np.ascontiguousarray(values, np.float16)
+    return gguf.quants.quantize(values.astype(F32), gguf.GGMLQuantizationType[name])
+
+
+def dequantised(data, name):
+    import gguf
+    return np.asarray(gguf.quants.dequantize(data, gguf.GGMLQuantizationType[name]), F32)
+
+
+def typed_matmul_replay(data, name, x, rows, cols):
+    """quant.h's order in float32: F32/F16 one sequential sum; block types 16 lanes, lane l of block k
+    adds d * (q[l]*x[l] + q[l+16]*x[l+16]) (+ m * (x[l] + x[l+16]) for Q4_1), then the fixed tree."""
+    if name in ("F32", "F16"):
+        w = np.asarray(data).view(F32 if name == "F32" else np.float16).reshape(rows, cols).astype(F32)
+        return matmul32(w, x)
+    raw = np.asarray(data, np.uint8).reshape(rows, cols // 32, -1)
+    d = raw[..., 0:2].copy().view(np.float16)[..., 0].astype(F32)
+    if name == "Q8_0":
+        q = raw[..., 2:].view(np.int8).astype(F32)
+    else:
+        qs = raw[..., 4:] if name == "Q4_1" else raw[..., 2:]
+        q = np.concatenate([qs & 0x0F, qs >> 4], axis=-1).astype(F32)
+        if name == "Q4_0":
+            q = q - F32(8)
+    xb = x.reshape(cols // 32, 32)
+    t = (q[..., :16] * xb[None, :, :16]).astype(F32) + (q[..., 16:] * xb[None, :, 16:]).astype(F32)
+    acc = np.zeros((rows, 16), F32)
+    for k in range(cols // 32):
+        acc = (acc + (d[:, k:k + 1] * t[:, k]).astype(F32)).astype(F32)
+        if name == "Q4_1":
+            m = raw[:, k, 2:4].copy().view(np.float16)[:, 0:1].astype(F32)
+            acc = (acc + (m * (xb[k, :16] + xb[k, 16:])).astype(F32)).astype(F32)
+    s8 = acc[:, :8] + acc[:, 8:]
+    s4 = s8[:, :4] + s8[:, 4:]
+    return (s4[:, 0] + s4[:, 2]) + (s4[:, 1] + s4[:, 3])
+
+
+@pytest.mark.parametrize("name", list(TYPE_CODES))
+def test_classify_typed_weights_exact(build, name):
+    """matmul_typed on GGUF blocks written by the gguf package: bit-exact to the documented order,
+    and close to float64 maths on the dequantised weights."""
+    m = Model(dim=64, vocab=96)
+    values = np.random.default_rng(11).standard_normal((96, 64)).astype(F32)
+    data = quantised(values, name)
+    m.call(build["classify"], weight=data.ctypes.data, weight_type=TYPE_CODES[name])
+    assert np.array_equal(m.s["logits"], typed_matmul_replay(data, name, m.s["x"], 96, 64))
+    w = dequantised(data, name).reshape(96, 64).astype(np.float64)
+    assert np.allclose(m.s["logits"], w @ m.s["x"], rtol=1e-4, atol=1e-3)
+    if name != "F32":   # quantisation really happened: not the float weights
+        assert not np.array_equal(w.astype(F32), values)
+
+
+@pytest.mark.parametrize("name", list(TYPE_CODES))
+def test_embed_dequantises_row(build, name):
+    m = Model(dim=64, vocab=40)
+    table = quantised(np.random.default_rng(5).standard_normal((40, 64)).astype(F32), name)
+    want = dequantised(table, name).reshape(40, 64)
+    for tok in (0, 17, 39):
+        m.call(build["embed"], token=tok, weight=table.ctypes.data, weight_type=TYPE_CODES[name])
+        assert np.array_equal(m.s["x"], want[tok])
+
+
+def test_fp16_conversion_every_value(build, tmp_path):
+    """fp16_to_f32 on all 65536 bit patterns (subnormals, infinities, NaNs) against numpy, via embed."""
+    m = Model(dim=2048, vocab=32, n_heads=1, n_kv_heads=1, hidden=32, seq=1)
+    halves = np.arange(65536, dtype=np.uint16)
+    for tok in range(32):
+        m.call(build["embed"], token=tok, weight=halves.ctypes.data, weight_type=1)
+        want = halves[tok * 2048:(tok + 1) * 2048].view(np.float16).astype(F32)
+        nan = np.isnan(want)
+        assert np.array_equal(m.s["x"].view(np.uint32)[~nan], want.view(np.uint32)[~nan])
+        assert np.all(np.isnan(m.s["x"][nan]))
+
+
+def test_qkv_attnout_ffn_typed(build):
+    """The block layers take their matrices' types from bf_weight: Q8_0 / Q4_1 / Q4_0 mixed."""
+    m = Model(dim=64, hidden=96, n_heads=4, n_kv_heads=2)
+    r = np.random.default_rng(9)
+    kinds = {"wq": ("Q8_0", 64, 64), "wk": ("Q4_1", 32, 64), "wv": ("Q4_0", 32, 64), "wo": ("F16", 64, 64),
+             "w1": ("Q4_0", 96, 64), "w2": ("Q8_0", 64, 96), "w3": ("Q4_1", 96, 64)}
+    keep = {}
+    for k, (name, rows, cols) in kinds.items():
+        keep[k] = quantised(r.standard_normal((rows, cols)).astype(F32) * F32(0.3), name)
+        setattr(m.ws, k, Weight(keep[k].ctypes.data, TYPE_CODES[name], 0))
+    xb = m.s["xb"].copy()
+    m.call(build["qkv"], block=1, pos=3)
+    assert np.array_equal(m.s["q"], typed_matmul_replay(keep["wq"], "Q8_0", xb, 64, 64))
+    assert np.array_equal(m.s["key_cache"][1, 3], typed_matmul_replay(keep["wk"], "Q4_1", xb, 32, 64))
+    assert np.array_equal(m.s["value_cache"][1, 3], typed_matmul_replay(keep["wv"], "Q4_0", xb, 32, 64))
+    x0 = m.s["x"].copy()
+    m.call(build["attnout"])
+    y = typed_matmul_replay(keep["wo"], "F16", xb, 64, 64)
+    assert np.array_equal(m.s["x"], x0 + y)
+    x0, xb = m.s["x"].copy(), m.s["xb"].copy()
+    m.call(build["ffn"])
+    a = typed_matmul_replay(keep["w1"], "Q4_0", xb, 96, 64).astype(np.float64)
+    b = typed_matmul_replay(keep["w3"], "Q4_1", xb, 96, 64).astype(np.float64)
+    hb = a / (1 + np.exp(-a)) * b
+    y = dequantised(keep["w2"], "Q8_0").reshape(64, 96).astype(np.float64) @ hb
+    assert np.allclose(m.s["x"], x0 + y, rtol=1e-4, atol=1e-4)
+
+
+def test_rope_theta_and_partial_rotation(build):
+    """rope_theta and rope_dim come from the config: dims past rope_dim stay as they are."""
+    m = Model(dim=64, n_heads=2, n_kv_heads=1, seq=8)
+    m.cfg.rope_theta = 100000.0
+    m.cfg.rope_dim = 16
+    q = m.s["q"].copy()
+    m.call(build["rope"], block=0, pos=5)
+    for h in range(2):
+        head = slice(h * 32, h * 32 + 32)
+        assert np.array_equal(m.s["q"][head][16:], q[head][16:])
+        v = q[head][:16].astype(np.float64).reshape(-1, 2)
+        ang = 5 / 100000.0 ** (np.arange(0, 16, 2) / 16)
+        want = np.stack([v[:, 0] * np.cos(ang) - v[:, 1] * np.sin(ang),
+                         v[:, 0] * np.sin(ang) + v[:, 1] * np.cos(ang)], axis=1).ravel()
+        assert np.allclose(m.s["q"][head][:16], want, rtol=1e-5, atol=1e-5)
+
+
+def test_rmsnorm_epsilon_from_config(build):
+    m = Model(dim=32)
+    m.cfg.rms_eps = 0.5
+    x = np.full(32, 0.1, F32)
+    m.s["x"][:] = x
+    m.call(build["rmsnorm"], out=m.s["xb"], in_=m.s["x"], weight=m.w["rms_att"])
+    want = m.w["rms_att"] * x / np.sqrt(0.01 + 0.5)
+    assert np.allclose(m.s["xb"], want, rtol=1e-6)

@@ -206,8 +206,17 @@ def case_config_topp_zero(f):
     return with_config(f, config(topp="0")), "BAREFLOW.CFG line 5: topp = 0 out of range (0, 1]"
 
 
-def case_config_non_ascii(f):
-    return with_config(f, b"steps = 4\nprompt = caf\xc3\xa9\n"), "BAREFLOW.CFG line 2: byte 0xc3 is not printable ASCII"
+def case_config_invalid_utf8(f):
+    return with_config(f, b"steps = 4\nprompt = caf\xc3(\n"), "BAREFLOW.CFG line 2: byte 0xc3 is not valid UTF-8"
+
+
+def case_config_control_byte(f):
+    return with_config(f, b"steps = 4\nprompt = a\x01b\n"), "BAREFLOW.CFG line 2: control byte 0x01"
+
+
+def case_config_bad_chat_escape(f):
+    return with_config(f, b"steps = 4\nchat_before = a\\qb\n"), \
+        "BAREFLOW.CFG line 2: chat_before has an unknown escape '\\q'"
 
 
 # ---- model and tokenizer
@@ -233,13 +242,15 @@ def case_model_short_header(f):
 
 
 def case_tokenizer_truncated(f):
+    size = len(f["/TOKENIZR.BIN"])
     f["/TOKENIZR.BIN"] = f["/TOKENIZR.BIN"][:-3]
-    return f, "tokenizer /TOKENIZR.BIN: token"
+    return f, f"tokenizer /TOKENIZR.BIN: file_size field {size} but the file has {size - 3} bytes"
 
 
 def case_tokenizer_trailing(f):
+    size = len(f["/TOKENIZR.BIN"])
     f["/TOKENIZR.BIN"] = f["/TOKENIZR.BIN"] + b"\0" * 6
-    return f, "tokenizer /TOKENIZR.BIN: 6 bytes follow the"
+    return f, f"tokenizer /TOKENIZR.BIN: file_size field {size} but the file has {size + 6} bytes"
 
 
 # ---- more module header and relocation rules (each one a loader check of its own)
@@ -405,7 +416,7 @@ def case_policy_short(f):
 # ---- more configuration rules
 
 def case_config_prompt_too_long(f):
-    return with_config(f, config(prompt="a" * 256)), "BAREFLOW.CFG line 2: prompt is 256 bytes, at most 255"
+    return with_config(f, config(prompt="a" * 1024)), "BAREFLOW.CFG line 2: prompt is 1024 bytes, at most 1023"
 
 
 def case_config_steps_zero(f):
@@ -421,11 +432,11 @@ def case_config_temperature_range(f):
 
 
 def case_config_too_big(f):
-    return with_config(f, config() + b"#" * 5000 + b"\n"), "BAREFLOW.CFG: "
+    return with_config(f, config() + b"#" * 9000 + b"\n"), "BAREFLOW.CFG: "
 
 
 def case_config_lone_cr(f):
-    return with_config(f, b"steps = 4\rseed = 1\n"), "BAREFLOW.CFG line 1: byte 0x0d is not printable ASCII"
+    return with_config(f, b"steps = 4\rseed = 1\n"), "BAREFLOW.CFG line 1: control byte 0x0d"
 
 
 # ---- more model and tokenizer rules
@@ -471,42 +482,85 @@ def case_model_odd_head_size(f):
     return model_header(model_header(f, 3, dim), 4, 1), "model /MODEL.BIN: head size 1 (dim / n_heads) is odd"
 
 
-def tokenizer_records(data):
-    """[(offset of the record, score bits, length, piece)] of a llama2.c tokenizer."""
-    out, off = [], 4
-    while off < len(data):
-        bits, n = struct.unpack_from("<Ii", data, off)
-        out.append((off, bits, n, data[off + 8:off + 8 + n]))
-        off += 8 + n
-    return out
+def tokenizer_patched(data, offset, fmt, *values):
+    """A TOKENIZR.BIN v2 with one field changed and its CRC-32 made right again, so the check of
+    that field (not the checksum) is what fails."""
+    data = bytearray(patched(data, offset, fmt, *values))
+    data[72:76] = b"\0\0\0\0"
+    data[72:76] = struct.pack("<I", zlib.crc32(bytes(data)))
+    return bytes(data)
 
 
-def case_tokenizer_max_length(f):
-    f["/TOKENIZR.BIN"] = patched(f["/TOKENIZR.BIN"], 0, "<i", 0)
-    return f, "tokenizer /TOKENIZR.BIN: max_token_length 0 out of range 1..1024"
+TOKENS_AT, TOKEN_SIZE = 96, 12
 
 
-def case_tokenizer_negative_length(f):
-    f["/TOKENIZR.BIN"] = patched(f["/TOKENIZR.BIN"], 4 + 4, "<i", -1)
-    return f, "tokenizer /TOKENIZR.BIN: token 0 has length -1"
+def case_tokenizer_v1_file(f):
+    f["/TOKENIZR.BIN"] = struct.pack("<ifi", 1, 0.0, 1) + b"a" * 100
+    return f, "tokenizer /TOKENIZR.BIN: magic is not BFTK (a llama2.c tokenizer.bin must be converted"
+
+
+def case_tokenizer_checksum(f):
+    data = bytearray(f["/TOKENIZR.BIN"])
+    data[-1] ^= 0x20
+    f["/TOKENIZR.BIN"] = bytes(data)
+    return f, "tokenizer /TOKENIZR.BIN: checksum 0x"
+
+
+def case_tokenizer_kind(f):
+    f["/TOKENIZR.BIN"] = tokenizer_patched(f["/TOKENIZR.BIN"], 8, "<I", 7)
+    return f, "tokenizer /TOKENIZR.BIN: kind 7 is not 1 (llama2c), 2 (llama) or 3 (gpt2)"
+
+
+def case_tokenizer_offsets(f):
+    data = f["/TOKENIZR.BIN"]
+    f["/TOKENIZR.BIN"] = tokenizer_patched(data, 56, "<I", struct.unpack_from("<I", data, 56)[0] + 8)
+    return f, "tokenizer /TOKENIZR.BIN: section offsets do not follow header, token table, merges, strings"
+
+
+def case_tokenizer_vocab_mismatch(f):
+    data = f["/TOKENIZR.BIN"]
+    n = struct.unpack_from("<I", data, 16)[0]
+    from bareflow.model import tokenizer_v2
+    v = tokenizer_v2.decode(data)
+    v.pieces.append(b"extra piece")
+    v.scores.append(0.0)
+    v.types.append(1)
+    f["/TOKENIZR.BIN"] = tokenizer_v2.encode(v)
+    return f, f"tokenizer /TOKENIZR.BIN: {n + 1} tokens but the model's vocab_size is {n}"
+
+
+def case_tokenizer_bad_id(f):
+    f["/TOKENIZR.BIN"] = tokenizer_patched(f["/TOKENIZR.BIN"], 36, "<i", 1 << 20)
+    return f, "tokenizer /TOKENIZR.BIN: eos id 1048576 is outside -1.."
 
 
 def case_tokenizer_score_nan(f):
-    f["/TOKENIZR.BIN"] = patched(f["/TOKENIZR.BIN"], 4, "<I", 0x7FC00000)
+    f["/TOKENIZR.BIN"] = tokenizer_patched(f["/TOKENIZR.BIN"], TOKENS_AT, "<I", 0x7FC00000)
     return f, "tokenizer /TOKENIZR.BIN: token 0 has a score that is not finite"
 
 
-def case_tokenizer_nul_in_piece(f):
+def case_tokenizer_piece_outside(f):
+    f["/TOKENIZR.BIN"] = tokenizer_patched(f["/TOKENIZR.BIN"], TOKENS_AT + 4, "<I", 1 << 30)
+    return f, "tokenizer /TOKENIZR.BIN: token 0: piece at 1073741824+"
+
+
+def case_tokenizer_bad_type(f):
+    f["/TOKENIZR.BIN"] = tokenizer_patched(f["/TOKENIZR.BIN"], TOKENS_AT + 10, "B", 9)
+    return f, "tokenizer /TOKENIZR.BIN: token 0 has type 9, not 1..6"
+
+
+def case_tokenizer_duplicate_piece(f):
     data = f["/TOKENIZR.BIN"]
-    i, (off, _bits, _n, _piece) = next((i, r) for i, r in enumerate(tokenizer_records(data)) if r[2] > 0)
-    f["/TOKENIZR.BIN"] = patched(data, off + 8, "B", 0)
-    return f, f"tokenizer /TOKENIZR.BIN: token {i} contains a NUL byte"
+    off, length = struct.unpack_from("<IH", data, TOKENS_AT + 5 * TOKEN_SIZE + 4)
+    f["/TOKENIZR.BIN"] = tokenizer_patched(data, TOKENS_AT + 6 * TOKEN_SIZE + 4, "<IH", off, length)
+    return f, "tokenizer /TOKENIZR.BIN: token 6 has the same piece as token 5"
 
 
 def case_tokenizer_no_space_piece(f):
-    data = f["/TOKENIZR.BIN"]
-    off = next(r[0] for r in tokenizer_records(data) if r[3] == b" ")
-    f["/TOKENIZR.BIN"] = patched(data, off + 8, "B", 0x7F)
+    from bareflow.model import tokenizer_v2
+    v = tokenizer_v2.decode(f["/TOKENIZR.BIN"])
+    v.pieces[v.pieces.index(b" ")] = b"\x7f"
+    f["/TOKENIZR.BIN"] = tokenizer_v2.encode(v)
     return f, 'tokenizer /TOKENIZR.BIN: no " " piece for the dummy prefix of a non-empty prompt'
 
 

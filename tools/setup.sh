@@ -45,4 +45,7 @@ python3 -c 'import ensurepip, venv' 2>/dev/null || {
 # A venv left without pip (created before python3-venv was installed) is rebuilt, not reused.
 .venv/bin/python -m pip --version >/dev/null 2>&1 || { rm -rf .venv; python3 -m venv .venv; }
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
+bash tools/fetch_vocabs.sh      # llama.cpp's tokenizer test vectors, cached outside the repository
+# Real models for the tests and benchmarks, cached outside the repository (warns when offline).
+.venv/bin/python tools/fetch_models.py
 echo "setup: done (.venv ready)"

@@ -1,15 +1,17 @@
 """Built-in plugin: /BAREFLOW.CFG, the plain-text boot configuration (docs/boot-config.md).
 
-It declares the PROMPT, STEPS, TEMPERATURE, TOPP and SEED variables and writes the file from
-them after checking each value against the same rules the kernel applies, so a bad value fails
-the build instead of the boot.  The prompt is written exactly as typed; a prompt the file cannot
+It declares the PROMPT, STEPS, TEMPERATURE, TOPP, SEED and CHAT variables and writes the file
+from them after checking each value against the same rules the kernel applies, so a bad value
+fails the build instead of the boot.  CHAT=1 adds chat_before/chat_after, the text a GGUF
+model's chat template puts around one user message (bareflow/model/chat.py).  The prompt is written exactly as typed; a prompt the file cannot
 hold (the kernel trims blanks around a value and reads one line) is refused, not changed.
 """
 import decimal
+import os
 import struct
 
 from bareflow import hookimpl
-from bareflow.core.variables import Variable
+from bareflow.core.variables import Variable, flag
 from bareflow.errors import BareflowError
 
 DEFAULTS = {"prompt": "Once upon a time", "steps": "32", "temperature": "0", "topp": "0.9", "seed": "42",
@@ -25,6 +27,7 @@ def check_cores(text, name="cores"):
     return str(_number(name, text, int, 1, MAX_CORES))
 
 
+
 def _number(name, text, kind, low, high, low_open=False):
     try:
         value = kind(text)
@@ -34,6 +37,9 @@ def _number(name, text, kind, low, high, low_open=False):
         bound = f"({low}, {high}]" if low_open else f"[{low}, {high}]"
         raise BareflowError(f"{name.upper()}={text!r}: out of range {bound}")
     return value
+
+
+MAX_TEXT = 1023          # bytes of prompt, chat_before, chat_after (src/runtime/config.c)
 
 
 FLOAT32_MIN_NORMAL = 1.17549435e-38     # FLT_MIN: float32 values below it are denormal or zero
@@ -66,9 +72,43 @@ def _float32_text(value):
     return f"{value:.9g}"
 
 
+def prompt_bytes(prompt) -> bytes:
+    """PROMPT as the UTF-8 bytes the kernel reads; BareflowError when it is not UTF-8 (a command
+    line holding other bytes arrives as str with surrogate escapes), too long or has a
+    control character."""
+    if isinstance(prompt, bytes):
+        data = prompt
+    else:
+        try:
+            data = prompt.encode("utf-8")
+        except UnicodeEncodeError as e:
+            bad = prompt[e.start].encode("utf-8", "surrogateescape")
+            raise BareflowError(f"PROMPT is not valid UTF-8: byte 0x{bad[0]:02x} at character {e.start}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise BareflowError(f"PROMPT is not valid UTF-8: byte 0x{data[e.start]:02x} at offset {e.start}") from None
+    if len(data) > MAX_TEXT:
+        raise BareflowError(f"PROMPT is {len(data)} bytes of UTF-8, at most {MAX_TEXT}")
+    bad = [c for c in text if ord(c) < 32 or ord(c) == 127]
+    if bad:
+        raise BareflowError(f"PROMPT holds control character U+{ord(bad[0]):04X}; the prompt is one line of text")
+    return data
+
+
+def escape(text: str) -> str:
+    r"""chat_before/chat_after values: \\ \n \r \t escaped, and \s for a space at either end
+    (the reader trims unescaped edge spaces)."""
+    out = text.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")
+    lead = len(out) - len(out.lstrip(" "))
+    trail = len(out) - len(out.rstrip(" "))
+    if lead == len(out):
+        return "\\s" * len(out)
+    return "\\s" * lead + out[lead:len(out) - trail] + "\\s" * trail
+
+
 def _check_prompt(name, prompt):
-    if len(prompt.encode("utf-8")) > 255 or any(not (32 <= ord(c) < 127) for c in prompt):
-        raise BareflowError(f"{name} must be at most 255 printable ASCII characters")
+    prompt_bytes(prompt)
     if prompt != prompt.strip(" \t"):
         raise BareflowError(f"{name}={prompt!r}: a value cannot start or end with a blank in "
                             "/BAREFLOW.CFG (the kernel trims them); remove them")
@@ -90,13 +130,34 @@ def bareflow_register_variables():
         Variable("SEED", "sampling seed", DEFAULTS["seed"], validator=_checker(int, 0, 2**64 - 1)),
         Variable("CORES", "cores the run splits layers over (/BAREFLOW.CFG cores=): all or 1..64",
                  DEFAULTS["cores"], validator=lambda name, text: check_cores(text, name)),
+        Variable("CHAT", "PROMPT is one user turn of MODEL's chat template (GGUF tokenizer.chat_template)",
+                 "no", kind="bool"),
     ]
+
+
+def chat_values(variables) -> dict:
+    """{"chat_before": ..., "chat_after": ...} for CHAT=1, else {}; BareflowError naming MODEL
+    when it is not a GGUF file with a chat template."""
+    if not flag(variables, "CHAT"):
+        return {}
+    model = variables.get("MODEL", "")
+    is_gguf = False
+    if model and os.path.isfile(model):
+        with open(model, "rb") as fh:
+            is_gguf = fh.read(4) == b"GGUF"
+    if not is_gguf:
+        raise BareflowError("CHAT=1 needs MODEL=<a GGUF file with tokenizer.chat_template>"
+                            + (f" ({model} is not GGUF)" if model else ""))
+    from bareflow.model import chat
+    before, after = chat.from_gguf(model)
+    return {"chat_before": before, "chat_after": after}
 
 
 @hookimpl
 def bareflow_image_files(variables, files, products):
     values = {key.lower(): variables[key] for key in ("PROMPT", "STEPS", "TEMPERATURE", "TOPP", "SEED", "CORES")
               if key in variables}
+    values.update(chat_values(variables))
     files["/BAREFLOW.CFG"] = render(values, products["model_config"].seq_len)
 
 
@@ -105,7 +166,8 @@ def check_steps(text, seq_len):
 
 
 def render(values, seq_len):
-    """Return the config file bytes for `values` (missing keys take DEFAULTS)."""
+    """Return the config file bytes for `values` (missing keys take DEFAULTS; chat_before and
+    chat_after, the chat wrapping, are written only when given)."""
     merged = {k: str(values.get(k, "") or v) if k != "prompt" else values.get(k, v) for k, v in DEFAULTS.items()}
     prompt = merged["prompt"]
     _check_prompt("PROMPT", prompt)
@@ -125,15 +187,41 @@ def render(values, seq_len):
         f"seed = {seed}",
         f"cores = {cores}",
     ]
-    data = ("\n".join(lines) + "\n").encode("ascii")
+    for key in ("chat_before", "chat_after"):
+        if values.get(key):
+            text = values[key]
+            if len(text.encode("utf-8")) > MAX_TEXT or any(ord(c) < 32 and c not in "\n\r\t" for c in text):
+                raise BareflowError(f"chat template text for {key} is over {MAX_TEXT} bytes or holds control "
+                                    "characters other than line ends and tabs")
+            lines.append(f"{key} = {escape(text)}")
+    data = ("\n".join(lines) + "\n").encode("utf-8")
     parse(data, seq_len)        # what the build writes, the kernel's rules accept
     return data
 
 
 # ---- reading a /BAREFLOW.CFG as the kernel does (src/runtime/config.c), rule for rule
 
-CFG_MAX = 4096
-_KEYS = ("prompt", "steps", "temperature", "topp", "seed", "cores", "smp_test")
+CFG_MAX = 8192
+_KEYS = ("prompt", "steps", "temperature", "topp", "seed", "cores", "smp_test", "chat_before", "chat_after")
+_ESCAPES = {"n": "\n", "r": "\r", "t": "\t", "s": " ", "\\": "\\"}
+
+
+def _unescape(value, number, key, fail):
+    """config.c unescape: \\n \\r \\t \\s \\\\ escapes, at most MAX_TEXT bytes after unescaping."""
+    out, i = [], 0
+    while i < len(value):
+        c = value[i]
+        if c == "\\":
+            nxt = value[i + 1] if i + 1 < len(value) else "0"
+            if nxt not in _ESCAPES:
+                fail(number, f"{key} has an unknown escape '\\{nxt}' (known: \\n \\r \\t \\s \\\\)")
+            c, i = _ESCAPES[nxt], i + 1
+        out.append(c)
+        i += 1
+    text = "".join(out)
+    if len(text.encode("utf-8")) > MAX_TEXT:
+        fail(number, f"{key} is longer than {MAX_TEXT} bytes")
+    return text
 SMP_TESTS = ("none", "phantom-cpu", "corrupt-madt")      # config.c K_SMP_TEST
 
 
@@ -194,14 +282,20 @@ def parse(data, seq_len=None):
     if len(data) > CFG_MAX:
         fail(0, f"{len(data)} bytes, at most {CFG_MAX}")
     values = dict(prompt="Once upon a time", steps=32, temperature=0.0, topp=float32(0.9), seed=42, cores=0,
-                  smp_test="none")
+                  smp_test="none", chat_before="", chat_after="")
+    data = bytes(data)
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        fail(data.count(b"\n", 0, exc.start) + 1,
+             f"byte 0x{data[exc.start]:02x} is not valid UTF-8 (the file must be UTF-8 text)")
     seen = {}
-    for number, raw in enumerate(bytes(data).split(b"\n"), start=1):
+    for number, raw in enumerate(data.split(b"\n"), start=1):
         for k, byte in enumerate(raw):
             crlf = byte == 0x0D and k + 1 == len(raw) and number <= data.count(b"\n")
-            if (byte < 0x20 or byte > 0x7E) and byte != 0x09 and not crlf:
-                fail(number, f"byte 0x{byte:02x} is not printable ASCII")
-        line = raw.decode("ascii")
+            if (byte < 0x20 or byte == 0x7F) and byte != 0x09 and not crlf:
+                fail(number, f"control byte 0x{byte:02x} (only text, tabs and line ends)")
+        line = raw.decode("utf-8")
         if line.endswith("\r"):
             line = line[:-1]
         line = line.strip(" \t")
@@ -217,9 +311,13 @@ def parse(data, seq_len=None):
             fail(number, f"key {key!r} repeated (first set on line {seen[key]})")
         seen[key] = number
         if key == "prompt":
-            if len(value) > 255 or any(not 0x20 <= ord(c) <= 0x7E for c in value):
-                fail(number, "prompt must be at most 255 printable ASCII bytes")
+            if len(value.encode("utf-8")) > MAX_TEXT:
+                fail(number, f"prompt is {len(value.encode('utf-8'))} bytes, at most {MAX_TEXT}")
+            if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+                fail(number, "prompt holds a control byte")
             values[key] = value
+        elif key in ("chat_before", "chat_after"):
+            values[key] = _unescape(value, number, key, fail)
         elif key == "cores":
             n = None if value == "all" else _kernel_u64(value)
             if value != "all" and (n is None or not 1 <= n <= MAX_CORES):

@@ -159,10 +159,15 @@ def check_payload_fits(files) -> None:
 
     `files` maps an image path to the file on disk; BareflowError lists each file and its size.
     """
+    check_payload_sizes({path: (os.path.getsize(src), src) for path, src in files.items()})
+
+
+def check_payload_sizes(files) -> None:
+    """check_payload_fits for files not written yet: {image path: (size in bytes, source named)}."""
     capacity = MAX_CLUSTERS * MAX_SECTORS_PER_CLUSTER * SECTOR
-    sizes = {path: os.path.getsize(src) for path, src in files.items()}
+    sizes = {path: size for path, (size, _) in files.items()}
     if sum(sizes.values()) > capacity:
-        listed = ", ".join(f"{p} ({n} bytes, from {files[p]})" for p, n in sizes.items())
+        listed = ", ".join(f"{p} ({n} bytes, from {files[p][1]})" for p, n in sizes.items())
         raise BareflowError(f"payload too big for FAT16: {listed} add up to {sum(sizes.values())} bytes, "
                             f"over the {capacity} bytes a FAT16 partition holds "
                             f"({MAX_CLUSTERS} clusters of {MAX_SECTORS_PER_CLUSTER * SECTOR // 1024} KiB)")

@@ -48,8 +48,8 @@ class XorShiftRng:
         return float(F32(self.next_u32() >> 8) / F32(16777216.0))
 
 
-def rmsnorm(x, weight):
-    ss = F32(np.dot(x, x)) / F32(x.shape[0]) + RMS_EPS
+def rmsnorm(x, weight, eps=RMS_EPS):
+    ss = F32(np.dot(x, x)) / F32(x.shape[0]) + F32(eps)
     return (weight * (x * (F32(1.0) / np.sqrt(ss)))).astype(F32)
 
 
@@ -58,10 +58,13 @@ def softmax(x):
     return (e / np.add.accumulate(e)[-1]).astype(F32)
 
 
-def rope_tables(head_size: int):
-    """freq for each even index i inside a head: 1 / 10000^(i / head_size), in float32."""
+def rope_tables(head_size: int, theta=ROPE_THETA, rope_dim: int | None = None):
+    """freq for each even index i inside a head: 1 / theta^(i / rope_dim), in float32; 0 (no
+    rotation) for i >= rope_dim (default rope_dim: the whole head)."""
+    rope_dim = rope_dim or head_size
     i = np.arange(0, head_size, 2, dtype=F32)
-    return F32(1.0) / np.power(ROPE_THETA, i / F32(head_size))
+    freqs = F32(1.0) / np.power(F32(theta), i / F32(rope_dim))
+    return np.where(i < rope_dim, freqs, F32(0.0)).astype(F32)
 
 
 def rope(vec, pos: int, head_size: int, freqs):
@@ -86,7 +89,9 @@ class Transformer:
         c = self.config
         self.key_cache = np.zeros((c.n_layers, c.seq_len, c.kv_dim), F32)
         self.value_cache = np.zeros((c.n_layers, c.seq_len, c.kv_dim), F32)
-        self.freqs = rope_tables(c.head_size)
+        # GGUF configs (gguf_reference.GGUFConfig) carry their own RoPE base, width and epsilon.
+        self.freqs = rope_tables(c.head_size, getattr(c, "rope_theta", ROPE_THETA), getattr(c, "rope_dim", None))
+        self.eps = F32(getattr(c, "rms_eps", RMS_EPS))
         # ablate: layer names whose contribution is skipped (tests use it to show each matters)
         self.ablate = set()
 
@@ -99,7 +104,7 @@ class Transformer:
         hs, group = c.head_size, c.n_heads // c.n_kv_heads
         x = np.array(w.token_embedding_table[token], dtype=F32)           # embed
         for b in range(c.n_layers):
-            xb = rmsnorm(x, w.rms_att_weight[b])                           # rmsnorm
+            xb = rmsnorm(x, w.rms_att_weight[b], self.eps)                 # rmsnorm
             q = (w.wq[b] @ xb).astype(F32)                                 # qkv
             k = (w.wk[b] @ xb).astype(F32)
             v = (w.wv[b] @ xb).astype(F32)
@@ -110,7 +115,7 @@ class Transformer:
             self.value_cache[b, pos] = v
             keys = self.key_cache[b, :pos + 1].reshape(pos + 1, c.n_kv_heads, hs)
             vals = self.value_cache[b, :pos + 1].reshape(pos + 1, c.n_kv_heads, hs)
-            out = np.empty(c.dim, F32)                                     # attn
+            out = np.empty(c.n_heads * hs, F32)                            # attn
             for h in range(c.n_heads):
                 kvh = h // group
                 scores = (keys[:, kvh, :] @ q[h * hs:(h + 1) * hs]) / np.sqrt(F32(hs))
@@ -118,13 +123,13 @@ class Transformer:
                 out[h * hs:(h + 1) * hs] = att @ vals[:, kvh, :]
             if "attn" not in self.ablate:                                  # attnout
                 x = (x + (w.wo[b] @ out).astype(F32)).astype(F32)
-            xb = rmsnorm(x, w.rms_ffn_weight[b])                           # rmsnorm
+            xb = rmsnorm(x, w.rms_ffn_weight[b], self.eps)                 # rmsnorm
             h1 = (w.w1[b] @ xb).astype(F32)                                # ffn
             h3 = (w.w3[b] @ xb).astype(F32)
             hb = (h1 * (F32(1.0) / (F32(1.0) + np.exp(-h1))) * h3).astype(F32)
             if "ffn" not in self.ablate:
                 x = (x + (w.w2[b] @ hb).astype(F32)).astype(F32)
-        x = rmsnorm(x, w.rms_final_weight)                                 # rmsnorm
+        x = rmsnorm(x, w.rms_final_weight, self.eps)                       # rmsnorm
         return (w.wcls @ x).astype(F32)                                    # classify
 
 
@@ -177,14 +182,17 @@ def _top2(logits):
 
 
 def generate(checkpoint, tokenizer, prompt: str, steps: int, temperature: float = 0.0,
-             topp: float = 0.9, seed: int = 42) -> dict:
+             topp: float = 0.9, seed: int = 42, prompt_tokens=None, stop_ids=None) -> dict:
     """llama2.c's generate loop.  `steps` counts every position processed, prompt included;
-    a sampled BOS stops early.  One coin is drawn at every sampled position, greedy or not."""
+    a sampled BOS stops early.  One coin is drawn at every sampled position, greedy or not.
+    prompt_tokens: ids to use instead of encoding `prompt` (tokenizer may then be None, and the
+    text is left empty).  stop_ids: sampled ids that end the run (default: BOS, llama2.c's rule)."""
+    stop_ids = {BOS_ID} if stop_ids is None else set(stop_ids)
     model = checkpoint if isinstance(checkpoint, Transformer) else Transformer(checkpoint)
     c = model.config
-    tok = tokenizer if isinstance(tokenizer, Tokenizer) else read_tokenizer(tokenizer,
-                                                                           c.vocab_size)
-    if tok.vocab_size != c.vocab_size:
+    tok = tokenizer if isinstance(tokenizer, Tokenizer) or tokenizer is None else \
+        read_tokenizer(tokenizer, c.vocab_size)
+    if tok is not None and tok.vocab_size != c.vocab_size:
         raise BareflowError(f"tokenizer {tok.path}: {tok.vocab_size} tokens but the model "
                             f"has vocab_size={c.vocab_size}")
     if not 1 <= steps <= c.seq_len:
@@ -198,7 +206,7 @@ def generate(checkpoint, tokenizer, prompt: str, steps: int, temperature: float 
             raise BareflowError(f"{name}={value} is below {np.finfo(np.float32).tiny:g}, the smallest normal "
                                 "float32 (the kernel refuses it too)")
     rng = XorShiftRng(seed)
-    prompt_tokens = tok.encode(prompt, bos=True)
+    prompt_tokens = list(prompt_tokens) if prompt_tokens is not None else tok.encode(prompt, bos=True)
     generated, margins, rel_margins, text = [], [], [], []
     token, pos = prompt_tokens[0], 0
     while pos < steps:
@@ -215,11 +223,11 @@ def generate(checkpoint, tokenizer, prompt: str, steps: int, temperature: float 
             margins.append(a - b)
             rel_margins.append((a - b) / max(float(np.abs(logits).max()), 1e-30))
         pos += 1
-        if nxt == BOS_ID:
+        if nxt in stop_ids:
             break
         if pos >= len(prompt_tokens):
             generated.append(nxt)
-            text.append(tok.decode(token, nxt))
+            text.append(tok.decode(token, nxt) if tok is not None else b"")
         token = nxt
     return {
         "prompt": prompt,

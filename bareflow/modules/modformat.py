@@ -25,7 +25,7 @@ RELATIVE64, IMPORT64 = 1, 2
 MAX_IMAGE = 16 << 20
 MAX_IMPORTS = 256
 ENTRY_SYMBOL = "bf_layer_entry"
-LAYER_ABI_VERSION = 2           # BF_LAYER_ABI_VERSION in src/include/bareflow/layer_abi.h
+LAYER_ABI_VERSION = 3           # BF_LAYER_ABI_VERSION in src/include/bareflow/layer_abi.h
 _STUB = b"\xff\x25"             # jmp *disp32(%rip)
 
 

@@ -38,7 +38,7 @@ def _layer_profile(profile, name):
     return profile.layer(name) or LayerProfile(name, (0, 0, 0, 0), (0, 0, 0, 0))
 
 
-# Layers whose calls the kernel splits across cores (layer ABI 2, src/runtime/parallel.c).
+# Layers whose calls the kernel splits across cores (layer ABI 3, src/runtime/parallel.c).
 SPLIT_LAYERS = frozenset({"qkv", "attn", "attnout", "ffn", "classify"})
 
 

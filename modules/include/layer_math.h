@@ -130,12 +130,12 @@ static inline void bf_axpy(float *y, float a, const float *x, int n)
         y[i] += a * x[i];
 }
 
-/* o = weight * x / sqrt(mean(x^2) + 1e-5); o may equal x (the scale is known first). */
-static inline void bf_rmsnorm(float *o, const float *x, const float *weight, int size)
+/* o = weight * x / sqrt(mean(x^2) + eps); o may equal x (the scale is known first). */
+static inline void bf_rmsnorm(float *o, const float *x, const float *weight, int size, float eps)
 {
     float ss = bf_dot(x, x, size);
     ss /= size;
-    ss += 1e-5f;
+    ss += eps;
     ss = 1.0f / sqrtf(ss);
     for (int j = 0; j < size; j++)
         o[j] = weight[j] * (ss * x[j]);
@@ -159,7 +159,7 @@ static inline void bf_softmax(float *x, int size)
 /* Offset of position pos of block `block` in the key/value caches ([n_layers, seq_len, kv_dim]). */
 static inline size_t bf_cache_offset(const struct bf_config *p, int block, int pos)
 {
-    int kv_dim = p->dim * p->n_kv_heads / p->n_heads;
+    int kv_dim = p->n_kv_heads * p->head_dim;
     return ((size_t)block * (size_t)p->seq_len + (size_t)pos) * (size_t)kv_dim;
 }
 

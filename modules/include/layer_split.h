@@ -1,4 +1,4 @@
-/* layer_split.h - which units of which phase a layer call does (layer ABI 2, "Work split").
+/* layer_split.h - which units of which phase a layer call does (layer ABI 3, "Work split").
  *
  * Promise: bf_split_range(c, phase, units, &b, &e) is 1 when the call must do phase `phase`,
  * with [b, e) the units to do: all of them for a whole call (c->split == 0), else the call's

@@ -196,8 +196,10 @@ void hosted_main(long *sp)
 {
     long argc = sp[0];
     char **argv = (char **)(sp + 1);
-    if (argc != 2) {
-        say(2, "usage: bareflow-hosted IMAGE\n  runs BareFlow on a disk image file (MBR + FAT16 partition)\n");
+    int tokenize = argc == 3 && argv[2][0] == '-' && argv[2][1] == '-' && argv[2][2] == 't';
+    if (argc != 2 && !tokenize) {
+        say(2, "usage: bareflow-hosted IMAGE [--tokenize]\n  runs BareFlow on a disk image file (MBR + FAT16 "
+               "partition);\n  --tokenize: only tokenize the texts in /TOKTEST.BIN (tests)\n");
         platform_exit(2);
     }
     const char *image = argv[1];
@@ -227,5 +229,5 @@ void hosted_main(long *sp)
     }
     arena = (uint8_t *)a;
     cycles_per_second = calibrate();
-    platform_exit(bf_runtime_main());
+    platform_exit(tokenize ? bf_tokenize_main() : bf_runtime_main());
 }

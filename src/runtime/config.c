@@ -2,8 +2,8 @@
  *
  * Promise: the run configuration is either every key's default or a value the file set on one
  * line and that passed its range check; anything else (unknown or repeated key, bad number,
- * out of range, non-ASCII byte, line without '=') stops the run naming BAREFLOW.CFG, the line
- * and the key.  `steps` can only be checked against the model's seq_len once the model is
+ * out of range, control byte, text that is not UTF-8, bad escape, line without '=') stops the
+ * run naming BAREFLOW.CFG, the line and the key.  `steps` can only be checked against the model's seq_len once the model is
  * read, so its line is kept for that later message.
  */
 #include <string.h>
@@ -13,14 +13,43 @@
 #include "rt.h"
 
 #define CFG_PATH "/BAREFLOW.CFG"
-#define CFG_MAX 4096
+#define CFG_MAX 8192
 /* FLT_MIN: below it a float32 is denormal or zero, so a positive value would not survive. */
 #define FLOAT32_MIN_NORMAL 1.17549435e-38f
 #define FLOAT32_MIN_TEXT "1.17549435e-38"
 
-enum { K_PROMPT, K_STEPS, K_TEMPERATURE, K_TOPP, K_SEED, K_CORES, K_SMP_TEST, N_KEYS };
+enum { K_PROMPT, K_STEPS, K_TEMPERATURE, K_TOPP, K_SEED, K_CORES, K_SMP_TEST, K_CHAT_BEFORE, K_CHAT_AFTER,
+       N_KEYS };
 static const char *const key_names[N_KEYS] = {"prompt", "steps", "temperature", "topp", "seed", "cores",
-                                              "smp_test"};
+                                              "smp_test", "chat_before", "chat_after"};
+
+#define MAX_TEXT 1023
+
+/* chat_before / chat_after: \n \r \t \s (space) \\ escapes, so line breaks and edge spaces of a
+ * template fit on one line. */
+static void unescape(char *out, const char *value, int line, const char *key)
+{
+    size_t n = 0;
+    for (const char *p = value; *p; p++) {
+        char c = *p;
+        if (c == '\\') {
+            switch (*++p) {
+            case 'n': c = '\n'; break;
+            case 'r': c = '\r'; break;
+            case 't': c = '\t'; break;
+            case 's': c = ' '; break;
+            case '\\': c = '\\'; break;
+            default:
+                bf_panic("BAREFLOW.CFG line %d: %s has an unknown escape '\\%c' (known: \\n \\r \\t \\s \\\\)", line,
+                         key, *p ? *p : '0');
+            }
+        }
+        if (n == MAX_TEXT)
+            bf_panic("BAREFLOW.CFG line %d: %s is longer than %d bytes", line, key, MAX_TEXT);
+        out[n++] = c;
+    }
+    out[n] = 0;
+}
 
 static int is_blank(char c) { return c == ' ' || c == '\t'; }
 
@@ -89,13 +118,18 @@ static void set_value(struct bf_run_config *rc, int key, const char *value, int 
     double d;
     switch (key) {
     case K_PROMPT:
-        if (strlen(value) > 255)
-            bf_panic("BAREFLOW.CFG line %d: prompt is %zu bytes, at most 255", line, strlen(value));
+        if (strlen(value) > MAX_TEXT)
+            bf_panic("BAREFLOW.CFG line %d: prompt is %zu bytes, at most %d", line, strlen(value), MAX_TEXT);
         for (const char *p = value; *p; p++)
-            if (*p < 0x20 || *p > 0x7E)
-                bf_panic("BAREFLOW.CFG line %d: prompt holds byte 0x%02x, only printable ASCII is allowed", line,
-                         (unsigned char)*p);
+            if ((unsigned char)*p < 0x20 || *p == 0x7F)
+                bf_panic("BAREFLOW.CFG line %d: prompt holds control byte 0x%02x", line, (unsigned char)*p);
         memcpy(rc->prompt, value, strlen(value) + 1);
+        return;
+    case K_CHAT_BEFORE:
+        unescape(rc->chat_before, value, line, "chat_before");
+        return;
+    case K_CHAT_AFTER:
+        unescape(rc->chat_after, value, line, "chat_after");
         return;
     case K_STEPS:
         if (parse_u64(value, &u))
@@ -180,7 +214,8 @@ static void parse_line(struct bf_run_config *rc, char *s, int line, int seen[N_K
         set_value(rc, k, value, line);
         return;
     }
-    bf_panic("BAREFLOW.CFG line %d: unknown key '%.40s' (known: prompt, steps, temperature, topp, seed, cores, smp_test)", line, s);
+    bf_panic("BAREFLOW.CFG line %d: unknown key '%.40s' (known: prompt, steps, temperature, topp, seed, cores, "
+             "smp_test, chat_before, chat_after)", line, s);
 }
 
 void bf_config_load(struct bf_run_config *rc)
@@ -200,6 +235,14 @@ void bf_config_load(struct bf_run_config *rc)
         bf_panic("BAREFLOW.CFG: %zu bytes, at most %d", size, CFG_MAX);
     memcpy(text, data, size);
     text[size] = 0;
+    long bad = bf_utf8_invalid_at(text, size);
+    if (bad >= 0) {
+        int bad_line = 1;
+        for (long i = 0; i < bad; i++)
+            bad_line += text[i] == '\n';
+        bf_panic("BAREFLOW.CFG line %d: byte 0x%02x is not valid UTF-8 (the file must be UTF-8 text)", bad_line,
+                 (unsigned char)text[bad]);
+    }
 
     int line = 1;
     char *start = text;
@@ -207,8 +250,9 @@ void bf_config_load(struct bf_run_config *rc)
         char c = text[i];
         if (i < size && c != '\n') {
             int crlf = c == '\r' && i + 1 < size && text[i + 1] == '\n';
-            if (!crlf && (c < 0x20 || c > 0x7E) && c != '\t')
-                bf_panic("BAREFLOW.CFG line %d: byte 0x%02x is not printable ASCII", line, (unsigned char)c);
+            if (!crlf && ((unsigned char)c < 0x20 || c == 0x7F) && c != '\t')
+                bf_panic("BAREFLOW.CFG line %d: control byte 0x%02x (only text, tabs and line ends)", line,
+                         (unsigned char)c);
             if (crlf)
                 text[i] = 0;
             continue;

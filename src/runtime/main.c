@@ -39,9 +39,11 @@ int bf_runtime_main(void)
     bf_model_load(&model);
     const struct bf_config *c = &model.cfg;
     bf_config_check_steps(&rc, c->seq_len);
-    bf_printf("bareflow: model dim=%d hidden=%d layers=%d heads=%d kv_heads=%d vocab=%d seq_len=%d (%s classifier)\n",
+    bf_printf("bareflow: model dim=%d hidden=%d layers=%d heads=%d kv_heads=%d vocab=%d seq_len=%d (%s classifier, %s)\n",
               c->dim, c->hidden_dim, c->n_layers, c->n_heads, c->n_kv_heads, c->vocab_size, c->seq_len,
-              model.shared_classifier ? "shared" : "separate");
+              model.shared_classifier ? "shared" : "separate", model.format);
+    /* The KV cache and attention scores hold this run's positions, not the model's whole context. */
+    model.cfg.seq_len = rc.steps;
     bf_tokenizer_load(&tok, c->vocab_size);
     bf_tiering_init();
     bf_printf("bareflow: steps=%d seed=%llu, arena %zu of %zu bytes used; generating\n", rc.steps,

@@ -1,4 +1,5 @@
-/* model.c - reads /MODEL.BIN (a llama2.c checkpoint) and lays out the activations.
+/* model.c - reads /MODEL.BIN (a llama2.c checkpoint, or a BareFlow weights file handed to
+ * weights.c when it starts with BF_WEIGHTS_MAGIC) and lays out the activations.
  *
  * Promise: after bf_model_load every header field is positive and consistent (dim divisible by
  * n_heads, n_heads by n_kv_heads, even head size, a vocabulary that holds BOS (id 1), each
@@ -15,6 +16,11 @@
 #define MODEL_PATH "/MODEL.BIN"
 #define HEADER_BYTES 28
 
+static struct bf_weight f32(const float *p)
+{
+    return (struct bf_weight){ p, 0, 0 };   /* BF_GGML_F32 */
+}
+
 static void check_dim(const char *field, int value, int limit)
 {
     if (value <= 0)
@@ -30,6 +36,11 @@ void bf_model_load(struct bf_model *m)
     struct bf_config *c = &m->cfg;
 
     memset(m, 0, sizeof *m);
+    if (size >= 4 && memcmp(data, BF_WEIGHTS_MAGIC, 4) == 0) {
+        bf_weights_load(m, data, size, MODEL_PATH);
+        return;
+    }
+    m->format = "llama2.c";
     if (size < HEADER_BYTES)
         bf_panic("model %s: %zu bytes, shorter than the %d-byte header", MODEL_PATH, size, HEADER_BYTES);
     int32_t h[7];
@@ -47,8 +58,9 @@ void bf_model_load(struct bf_model *m)
     /* The generate loop starts every sequence with BOS (id 1), so id 1 must exist. */
     if (h[5] == 1 || h[5] == -1)
         bf_panic("model %s: vocab_size = %d leaves no room for BOS (token id 1)", MODEL_PATH, h[5]);
-    check_dim("seq_len", h[6], 65536);
-    *c = (struct bf_config){h[0], h[1], h[2], h[3], h[4], h[5] < 0 ? -h[5] : h[5], h[6]};
+    check_dim("seq_len", h[6], 1 << 20);
+    *c = (struct bf_config){h[0], h[1], h[2], h[3], h[4], h[5] < 0 ? -h[5] : h[5], h[6],
+                            h[0] / h[3], h[0] / h[3], 10000.0f, 1e-5f};
     m->shared_classifier = h[5] > 0;
     if (c->dim % c->n_heads)
         bf_panic("model %s: dim %d is not divisible by n_heads %d", MODEL_PATH, c->dim, c->n_heads);
@@ -80,24 +92,24 @@ void bf_model_load(struct bf_model *m)
         memcpy(copy, data + HEADER_BYTES, size - HEADER_BYTES);
         w = copy;
     }
-    m->token_embedding = w;
+    m->token_embedding = f32(w);
     const float *rms_att = w + n_emb, *wq = rms_att + n_rms, *wk = wq + n_wq, *wv = wk + n_wk;
     const float *wo = wv + n_wk, *rms_ffn = wo + n_wo, *w1 = rms_ffn + n_rms, *w2 = w1 + n_w1;
     const float *w3 = w2 + n_w1;
     m->rms_final = w3 + n_w1;
-    m->wcls = m->shared_classifier ? w : m->rms_final + dim + n_rope;
+    m->wcls = f32(m->shared_classifier ? w : m->rms_final + dim + n_rope);
     m->blocks = bf_alloc(L * sizeof *m->blocks, 64, "block weight table");
     for (uint64_t l = 0; l < L; l++) {
         struct bf_block_weights *b = &m->blocks[l];
         b->rms_att = rms_att + l * dim;
-        b->wq = wq + l * dim * dim;
-        b->wk = wk + l * kv * dim;
-        b->wv = wv + l * kv * dim;
-        b->wo = wo + l * dim * dim;
+        b->wq = f32(wq + l * dim * dim);
+        b->wk = f32(wk + l * kv * dim);
+        b->wv = f32(wv + l * kv * dim);
+        b->wo = f32(wo + l * dim * dim);
         b->rms_ffn = rms_ffn + l * dim;
-        b->w1 = w1 + l * hid * dim;
-        b->w2 = w2 + l * dim * hid;
-        b->w3 = w3 + l * hid * dim;
+        b->w1 = f32(w1 + l * hid * dim);
+        b->w2 = f32(w2 + l * dim * hid);
+        b->w3 = f32(w3 + l * hid * dim);
     }
 }
 
@@ -108,14 +120,16 @@ static float *floats(uint64_t n, const char *what)
 
 void bf_state_alloc(struct bf_state *s, const struct bf_config *c)
 {
-    uint64_t kv = (uint64_t)c->dim * (uint64_t)c->n_kv_heads / (uint64_t)c->n_heads;
+    uint64_t kv = (uint64_t)c->head_dim * (uint64_t)c->n_kv_heads;
+    uint64_t q_dim = (uint64_t)c->head_dim * (uint64_t)c->n_heads;
+    uint64_t wide = q_dim > (uint64_t)c->dim ? q_dim : (uint64_t)c->dim;
     uint64_t cache = (uint64_t)c->n_layers * (uint64_t)c->seq_len * kv;
     s->x = floats(c->dim, "activation x");
-    s->xb = floats(c->dim, "activation xb");
+    s->xb = floats(wide, "activation xb");
     s->xb2 = floats(c->dim, "activation xb2");
     s->hb = floats(c->hidden_dim, "activation hb");
     s->hb2 = floats(c->hidden_dim, "activation hb2");
-    s->q = floats(c->dim, "activation q");
+    s->q = floats(q_dim, "activation q");
     s->att = floats((uint64_t)c->n_heads * (uint64_t)c->seq_len, "attention scores");
     s->logits = floats(c->vocab_size, "logits");
     s->key_cache = floats(cache, "key cache");

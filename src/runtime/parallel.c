@@ -1,6 +1,6 @@
 /* parallel.c - the matrix work of one layer call, split across the cores.
  *
- * Promises: core 0 runs the generate loop and every layer; a layer of a split kind (layer ABI 2:
+ * Promises: core 0 runs the generate loop and every layer; a layer of a split kind (layer ABI 3:
  * qkv, attn, attnout, ffn, classify) called with more than one core has each phase cut into
  * fixed chunks - core c of n gets the c-th contiguous share, boundaries on whole blocks of 16
  * rows (1 head for attn) - and each worker core finds its chunk in its own mailbox, runs the

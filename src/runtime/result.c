@@ -1,8 +1,8 @@
 /* result.c - the run's last console line: `BAREFLOW-RESULT {json}` (docs/result-line.md).
  *
  * Promise: one line of valid JSON with exactly the documented keys, in the documented order.
- * Strings are escaped so any byte sequence survives: quote, backslash and control bytes as JSON
- * escapes, every byte >= 0x7f as \u00XX (so a reader recovers the bytes with latin-1).
+ * Strings are text: quote, backslash and control bytes as JSON escapes, every character
+ * beyond ASCII as \uXXXX escapes of its code point, malformed UTF-8 as U+FFFD; the line is ASCII.
  * Numbers are integers or fixed-point decimals; nothing depends on the libc's %f.
  */
 #include <stdarg.h>
@@ -11,6 +11,7 @@
 
 #include "bareflow/platform.h"
 #include "rt.h"
+#include "tokenizer.h"
 
 struct out {
     char buf[1024];
@@ -49,14 +50,23 @@ static void putf(struct out *o, const char *fmt, ...)
         put(o, tmp, (size_t)n < sizeof tmp ? (size_t)n : sizeof tmp - 1);
 }
 
-static void put_string(struct out *o, const char *s, size_t len)
+static void put_u16(struct out *o, unsigned v)
 {
     static const char hex[] = "0123456789abcdef";
+    char esc[6] = {'\\', 'u', hex[v >> 12 & 15], hex[v >> 8 & 15], hex[v >> 4 & 15], hex[v & 15]};
+    put(o, esc, 6);
+}
+
+/* Text as a JSON string of characters: ASCII as itself (or its short escape), every other
+ * character as \uXXXX (a surrogate pair above U+FFFF), malformed UTF-8 as \ufffd, so the line
+ * stays ASCII and a character split across tokens appears whole. */
+static void put_string(struct out *o, const char *s, size_t len)
+{
+    const uint8_t *p = (const uint8_t *)s;
     put(o, "\"", 1);
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)s[i];
-        char esc[7] = {'\\', 0};
-        size_t n = 2;
+    for (size_t i = 0; i < len;) {
+        uint8_t c = p[i];
+        char esc[2] = {'\\', 0};
         switch (c) {
         case '"': esc[1] = '"'; break;
         case '\\': esc[1] = '\\'; break;
@@ -65,19 +75,31 @@ static void put_string(struct out *o, const char *s, size_t len)
         case '\n': esc[1] = 'n'; break;
         case '\r': esc[1] = 'r'; break;
         case '\t': esc[1] = 't'; break;
-        default:
-            if (c >= 0x20 && c < 0x7F) {
-                put(o, (const char *)&c, 1);
-                continue;
-            }
-            esc[1] = 'u';
-            esc[2] = '0';
-            esc[3] = '0';
-            esc[4] = hex[c >> 4];
-            esc[5] = hex[c & 15];
-            n = 6;
         }
-        put(o, esc, n);
+        if (esc[1]) {
+            put(o, esc, 2);
+            i++;
+            continue;
+        }
+        if (c >= 0x20 && c < 0x7F) {
+            put(o, (const char *)&c, 1);
+            i++;
+            continue;
+        }
+        uint32_t cp;
+        size_t n = bf_utf8_char(p + i, len - i, &cp);
+        if (!n) {
+            put_u16(o, 0xFFFD);        /* as Python's errors="replace" */
+            i += bf_utf8_bad_len(p + i, len - i);
+            continue;
+        }
+        if (cp >= 0x10000) {
+            put_u16(o, 0xD800 + ((cp - 0x10000) >> 10));
+            put_u16(o, 0xDC00 + ((cp - 0x10000) & 0x3FF));
+        } else {
+            put_u16(o, cp);
+        }
+        i += n;
     }
     put(o, "\"", 1);
 }

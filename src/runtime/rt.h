@@ -48,7 +48,9 @@ int bf_overwrite_file(const char *path, const void *data, size_t size);
 
 /* config.c: /BAREFLOW.CFG (docs/boot-config.md). */
 struct bf_run_config {
-    char prompt[256];
+    char prompt[1024];        /* UTF-8 */
+    char chat_before[1024];   /* text the prompt is wrapped in (chat templates), unescaped */
+    char chat_after[1024];
     int steps;
     int steps_line;           /* line that set steps (0 = default); steps is checked later */
     float temperature;
@@ -60,33 +62,63 @@ struct bf_run_config {
 void bf_config_load(struct bf_run_config *rc);
 void bf_config_check_steps(const struct bf_run_config *rc, int seq_len);
 
-/* model.c: /MODEL.BIN, a llama2.c checkpoint. */
+/* model.c: /MODEL.BIN, a llama2.c checkpoint or a BareFlow weights file (weights.c). */
 struct bf_model {
     struct bf_config cfg;
-    const float *token_embedding;     /* [vocab, dim] */
+    struct bf_weight token_embedding; /* [vocab, dim] */
     const float *rms_final;           /* [dim] */
-    const float *wcls;                /* [vocab, dim] (the embedding when shared) */
+    struct bf_weight wcls;            /* [vocab, dim] (the embedding when shared) */
     struct bf_block_weights *blocks;  /* [n_layers] */
     int shared_classifier;
+    const char *format;               /* "llama2.c" or "BFWT" */
 };
 void bf_model_load(struct bf_model *m);
 void bf_state_alloc(struct bf_state *s, const struct bf_config *cfg);
 
-/* tokenizer.c: /TOKENIZR.BIN, llama2.c's tokenizer. */
+/* weights.c: the BareFlow weights file (docs/weights-format.md), told apart by its magic. */
+#define BF_WEIGHTS_MAGIC "BFWT"
+void bf_weights_load(struct bf_model *m, const uint8_t *data, size_t size, const char *path);
+
+/* tokfile.c, tokenizer.c, tokenizer_bpe.c: /TOKENIZR.BIN (docs/tokenizer-format.md) and the
+ * llama2.c, SentencePiece and GPT-2 BPE tokenizers. */
 struct bf_tokenizer {
-    int vocab_size;
-    int max_token_length;
-    const char **pieces;      /* NUL-terminated copies */
-    int *lengths;
+    int kind, pre;            /* BF_TOK_*, BF_PRE_* (tokenizer.h) */
+    int n_tokens, n_merges, max_piece_len;
+    int bos, eos, eot, unk, pad;   /* -1 = none */
+    int add_bos, add_space_prefix, stop_on_bos;
+    const uint8_t **pieces;   /* into the file's string section, not NUL-terminated */
+    uint16_t *lengths;
     float *scores;
-    int *sorted;              /* token ids ordered by piece bytes, then id */
-    int space_id;             /* id of " " (dummy prefix) or -1 */
+    uint8_t *types;
+    const uint8_t *merges;    /* the file's merge table: u32 left, u32 right per rank */
+    int32_t *piece_slots;     /* open-addressing hash of pieces -> id, -1 empty */
+    int32_t *merge_slots;     /* hash of (left, right) -> rank, -1 empty */
+    uint32_t piece_mask, merge_mask;
+    int *specials;            /* control/user-defined/unknown ids, longest piece first */
+    int n_specials;
+    int byte_ids[256];        /* SentencePiece byte fallback: <0xXX>, else the byte, else unk */
+    int space_id;             /* llama2.c's dummy prefix " ", -1 if absent */
+    void *work;               /* struct bf_tok_work, allocated once */
 };
-void bf_tokenizer_load(struct bf_tokenizer *t, int vocab_size);
-/* Returns the number of ids written to `out` (capacity strlen(text) + 3). */
-int bf_encode(const struct bf_tokenizer *t, const char *text, int *out);
-/* The bytes `token` decodes to after `prev`; *len receives their count. */
+void bf_tokenizer_load(struct bf_tokenizer *t, int vocab_size);   /* vocab_size < 0: any */
+/* Token ids for NUL-terminated, valid UTF-8 `text` (panics naming the byte otherwise); BOS
+ * when the file says add_bos; special-token texts become their ids when parse_special.
+ * Writes at most `cap` ids to `out` (panics when more are needed); returns the count. */
+int bf_encode(const struct bf_tokenizer *t, const char *text, int parse_special, int *out, int cap);
+/* The bytes `token` prints after `prev` (may be 0 bytes); *len receives their count. */
 const char *bf_decode(const struct bf_tokenizer *t, int prev, int token, size_t *len);
+/* Whether sampling `token` ends generation (eos, eot; bos for llama2.c). */
+int bf_is_stop(const struct bf_tokenizer *t, int token);
+/* utf8.c: the first byte offset where `s` (len bytes) is not UTF-8, or -1 when it all is. */
+long bf_utf8_invalid_at(const void *s, size_t len);
+/* utf8.c: whole characters only.  Bytes go in as pieces arrive; complete characters are
+ * written with bf_write; malformed bytes are written as U+FFFD; bf_utf8_flush ends a stream. */
+struct bf_utf8_stream {
+    uint8_t pending[4];
+    int n;
+};
+void bf_utf8_stream_write(struct bf_utf8_stream *st, const char *bytes, size_t len);
+void bf_utf8_flush(struct bf_utf8_stream *st);
 
 /* loader.c: BFMD module files (docs/module-format.md). */
 bf_layer_fn bf_load_module(int layer, int tier);   /* at ISA level bf_isa */
@@ -136,8 +168,9 @@ int bf_layer_units(int layer, int phase, const struct bf_config *cfg);
 void bf_chunk(int units, int align, int core, int cores, int *begin, int *end);
 
 /* inference.c: the forward pass and the generate loop. */
+#define BF_MAX_PROMPT_TOKENS 4096
 struct bf_run {
-    int prompt_tokens[258];
+    int *prompt_tokens;       /* capacity BF_MAX_PROMPT_TOKENS */
     int n_prompt;
     int *tokens;              /* generated ids, capacity steps */
     int n_tokens;

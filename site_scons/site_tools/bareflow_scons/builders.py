@@ -7,6 +7,7 @@ ModuleFile  tier object + manifest    -> build/modules/<isa>/<LAYER>.<tier>  (BF
 LinkKernel  kernel objects            -> build/kernel/KERNEL.BIN
 LinkHosted  runtime + hosted objects  -> build/bareflow-hosted
 WriteBytes  Value(bytes)              -> file
+TokenizerFile tokenizer.bin / GGUF    -> TOKENIZR.BIN v2 (docs/tokenizer-format.md)
 DiskImage   image files               -> build/bareflow.img + build/bareflow.bmap
 """
 import json
@@ -73,6 +74,12 @@ def _module_file(target, source, env):
     write_atomic(target[0], data)
 
 
+def _tokenizer_file(target, source, env):
+    from bareflow.model import tokenizer_v2
+    vocab_size = env.get("BF_VOCAB_SIZE")
+    tokenizer_v2.convert_file(str(source[0]), str(target[0]), int(vocab_size) if vocab_size else None)
+
+
 def _write_bytes(target, source, env):
     write_atomic(target[0], source[0].read())
 
@@ -135,6 +142,7 @@ def add_builders(env):
         "BfLibcSelect": SCons.Builder.Builder(action=_action(_libc_select, "LIBC")),
         "BfModuleFile": SCons.Builder.Builder(action=_action(_module_file, "MODULE", ["BF_TIER", "BF_ISA"])),
         "BfWriteBytes": SCons.Builder.Builder(action=_action(_write_bytes, "GEN")),
+        "BfTokenizerFile": SCons.Builder.Builder(action=_action(_tokenizer_file, "TOKENIZE", ["BF_VOCAB_SIZE"])),
         "BfLinkKernel": SCons.Builder.Builder(action=_action(_link_kernel, "LINK", runs_command=True)),
         "BfLinkHosted": SCons.Builder.Builder(action=_action(_link_hosted, "LINK", runs_command=True)),
         "BfDiskImage": SCons.Builder.Builder(action=_action(_disk_image, "IMAGE")),

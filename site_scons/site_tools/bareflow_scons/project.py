@@ -76,16 +76,21 @@ def _setup(env):
 
 def _model(env, v):
     """The checkpoint and tokenizer nodes and the model's config (the synthetic model by default)."""
-    from bareflow.model import tokenizer
+    from bareflow.model import gguf_model, tokenizer_v2
+    if v["MODEL"] and (gguf_model.is_gguf(v["MODEL"]) or v["WEIGHTS"] or v["SEQ_LEN"]):
+        return _weights(env, v)
+    if v["WEIGHTS"] or v["SEQ_LEN"]:
+        raise BareflowError("WEIGHTS and SEQ_LEN apply to a MODEL=; the synthetic model is always f32")
     if v["MODEL"]:
         if not v["TOKENIZER"]:
             raise BareflowError("MODEL is set but TOKENIZER is not: give both (MODEL=path TOKENIZER=path)")
         config = checkpoint.read_config(v["MODEL"])
-        tokenizer.read_tokenizer(v["TOKENIZER"], config.vocab_size)
+        vocab = tokenizer_v2.load_any(v["TOKENIZER"], config.vocab_size)
         from bareflow.image import fat16
         fat16.check_payload_fits({"/MODEL.BIN": v["MODEL"], "/TOKENIZR.BIN": v["TOKENIZER"]})
+        _check_prompt(v, vocab)
         return {"model": env.File(os.path.abspath(v["MODEL"])),
-                "tokenizer": env.File(os.path.abspath(v["TOKENIZER"])), "config": config}
+                "tokenizer": _tokenizer_file(env, v["TOKENIZER"], config.vocab_size), "config": config}
     if v["TOKENIZER"]:      # else the synthetic tokenizer would silently replace the one given
         raise BareflowError("TOKENIZER is set but MODEL is not: give both (MODEL=path TOKENIZER=path)")
     from bareflow.model import synthetic
@@ -93,7 +98,55 @@ def _model(env, v):
                       ["#tools/gen_synthetic_model.py", "#bareflow/model/synthetic.py"],
                       S.Action(f'"{sys.executable}" ${{SOURCES[0]}} --out-model ${{TARGETS[0]}} '
                                '--out-tokenizer ${TARGETS[1]}', "  GEN      $TARGETS"))
-    return {"model": gen[0], "tokenizer": gen[1], "config": synthetic.CONFIG}
+    # The synthetic tokenizer's vocabulary sizes the synthetic model: no size to check against here.
+    return {"model": gen[0], "tokenizer": _tokenizer_file(env, gen[1], None), "config": synthetic.CONFIG}
+
+
+def _weights(env, v):
+    """MODEL as a BareFlow weights file (GGUF, or llama2.c with WEIGHTS/SEQ_LEN): checked, sized and
+    refused if too big now; converted by a build step (docs/weights-format.md)."""
+    from bareflow.image import fat16
+    from bareflow.model import gguf_model, tokenizer_v2, weights_build
+    plan = weights_build.plan(v["MODEL"], v["WEIGHTS"], v["SEQ_LEN"])
+    # A GGUF carries its vocabulary; TOKENIZER, when given, overrides it.
+    tok_source = os.path.abspath(v["TOKENIZER"] or v["MODEL"])
+    if not v["TOKENIZER"] and not gguf_model.is_gguf(v["MODEL"]):
+        raise BareflowError("MODEL is set but TOKENIZER is not: give both (MODEL=path TOKENIZER=path)")
+    vocab = tokenizer_v2.load_any(tok_source, plan.config.vocab_size)
+    fat16.check_payload_sizes({"/MODEL.BIN": (plan.size, v["MODEL"]),
+                               "/TOKENIZR.BIN": (os.path.getsize(tok_source), tok_source)})
+    _check_prompt(v, vocab)
+    config = weights_build.model_config(plan.config)
+
+    def build(target, source, env):
+        print(weights_build.write(plan, str(target[0])))
+
+    node = env.Command("$BF_BUILD/model/WEIGHTS.BIN", [env.File(plan.source), env.Value(repr(plan))],
+                       S.Action(build, "  WEIGHTS  $TARGET"))
+    env.Depends(node, ["#bareflow/model/gguf_model.py", "#bareflow/model/weightsfile.py",
+                       "#bareflow/model/weights_build.py"])
+    return {"model": node[0], "tokenizer": _tokenizer_file(env, tok_source, plan.config.vocab_size),
+            "config": config}
+
+
+def _tokenizer_file(env, source, vocab_size):
+    """/TOKENIZR.BIN v2, converted from the model's tokenizer (docs/tokenizer-format.md);
+    vocab_size: the model's, checked again when the file is written (None: not known here)."""
+    node = env.BfTokenizerFile("$BF_BUILD/image/TOKENIZR.BIN", source, BF_VOCAB_SIZE=vocab_size or "")
+    env.Depends(node, ["#bareflow/model/tokenizer_v2.py", "#bareflow/model/tokenizer.py"])
+    return node[0]
+
+
+def _check_prompt(v, vocab):
+    """The prompt must tokenize (valid UTF-8, within the kernel's limits) with this vocabulary."""
+    from bareflow.model import tokenizer_v2
+    ids = vocab.tokenize(bootconfig.prompt_bytes(v["PROMPT"]))
+    if not ids:
+        raise BareflowError("PROMPT is empty and the tokenizer adds no BOS: the kernel would have no token to "
+                            "start from")
+    if len(ids) > tokenizer_v2.MAX_PROMPT_TOKENS:
+        raise BareflowError(f"PROMPT is {len(ids)} tokens, more than the kernel's "
+                            f"{tokenizer_v2.MAX_PROMPT_TOKENS}")
 
 
 def _policy(env, pm, v, config, isas):

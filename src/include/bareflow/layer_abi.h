@@ -10,37 +10,49 @@
 #ifndef BAREFLOW_LAYER_ABI_H
 #define BAREFLOW_LAYER_ABI_H
 
-#define BF_LAYER_ABI_VERSION 2
+#define BF_LAYER_ABI_VERSION 3
 
-struct bf_config {            /* llama2.c header, n_kv_heads explicit */
+struct bf_config {            /* llama2.c's header, extended by the GGUF hyperparameters */
     int dim;                  /* transformer width */
     int hidden_dim;           /* SwiGLU inner width */
     int n_layers;             /* transformer blocks */
     int n_heads;              /* query heads */
     int n_kv_heads;           /* key/value heads (grouped-query attention) */
     int vocab_size;           /* always positive here */
-    int seq_len;              /* max positions */
+    int seq_len;              /* positions the KV cache holds (the run's steps, not the model's context) */
+    int head_dim;             /* width of one head; q is n_heads*head_dim, k/v n_kv_heads*head_dim */
+    int rope_dim;             /* leading dims of each head that RoPE rotates (even, <= head_dim) */
+    float rope_theta;         /* RoPE frequency base (llama2.c: 10000) */
+    float rms_eps;            /* RMSNorm epsilon (llama2.c: 1e-5) */
 };
 
-struct bf_block_weights {     /* one transformer block, pointers into the checkpoint */
+/* A weight matrix [rows, cols] (row-major: out x in) stored as ggml_type `type` (quant.h):
+ * each row is bf_row_bytes(type, cols) bytes, GGUF's block layout for the quantised types. */
+struct bf_weight {
+    const void *data;
+    int type;                 /* BF_GGML_F32, F16, Q4_0, Q4_1 or Q8_0 */
+    int reserved;             /* 0 */
+};
+
+struct bf_block_weights {     /* one transformer block, pointers into the weights file */
     const float *rms_att;     /* [dim] */
-    const float *wq;          /* [n_heads*head_size, dim]   (row-major: out x in) */
-    const float *wk;          /* [n_kv_heads*head_size, dim] */
-    const float *wv;          /* [n_kv_heads*head_size, dim] */
-    const float *wo;          /* [dim, n_heads*head_size] */
+    struct bf_weight wq;      /* [n_heads*head_dim, dim] */
+    struct bf_weight wk;      /* [n_kv_heads*head_dim, dim] */
+    struct bf_weight wv;      /* [n_kv_heads*head_dim, dim] */
+    struct bf_weight wo;      /* [dim, n_heads*head_dim] */
     const float *rms_ffn;     /* [dim] */
-    const float *w1;          /* [hidden_dim, dim] */
-    const float *w2;          /* [dim, hidden_dim] */
-    const float *w3;          /* [hidden_dim, dim] */
+    struct bf_weight w1;      /* [hidden_dim, dim] (GGUF ffn_gate) */
+    struct bf_weight w2;      /* [dim, hidden_dim] (GGUF ffn_down) */
+    struct bf_weight w3;      /* [hidden_dim, dim] (GGUF ffn_up) */
 };
 
 struct bf_state {             /* activations, all allocated by the kernel */
     float *x;                 /* [dim] residual stream */
-    float *xb;                /* [dim] */
+    float *xb;                /* [max(dim, n_heads*head_dim)] */
     float *xb2;               /* [dim] */
     float *hb;                /* [hidden_dim] */
     float *hb2;               /* [hidden_dim] */
-    float *q;                 /* [dim] */
+    float *q;                 /* [n_heads*head_dim] */
     float *att;               /* [n_heads, seq_len] */
     float *logits;            /* [vocab_size] */
     float *key_cache;         /* [n_layers, seq_len, kv_dim] */
@@ -58,12 +70,13 @@ struct bf_layer_call {
     int token;                /* embed: token id */
     float *out;               /* rmsnorm: destination */
     const float *in;          /* rmsnorm: source */
-    const float *weight;      /* embed: token table; rmsnorm: gain; classify: classifier */
+    const void *weight;       /* embed: token table; rmsnorm: gain (F32); classify: classifier */
     float temperature;        /* sampler: 0 = greedy */
     float topp;               /* sampler: nucleus mass, (0,1] */
     float coin;               /* sampler: uniform random in [0,1) drawn by the kernel */
     int result;               /* sampler: chosen token id (written by the layer) */
-    /* ABI 2 - the work split (docs/runtime.md "Several cores"): */
+    int weight_type;          /* embed, classify: ggml_type of weight ([vocab_size, dim]) */
+    /* the work split (docs/runtime.md "Several cores"): */
     int split;                /* 0: do the whole layer; 1: only units [begin, end) of phase `phase` */
     int phase;
     int begin, end;
@@ -72,11 +85,12 @@ struct bf_layer_call {
 typedef void (*bf_layer_fn)(struct bf_layer_call *call);
 
 /* Layer kinds and what each reads/writes:
- *   embed    : s->x = weight[token*dim .. +dim]
- *   rmsnorm  : out = rmsnorm(in) * weight   (eps 1e-5; out may equal in)
+ *   embed    : s->x = row `token` of weight (dequantised)
+ *   rmsnorm  : out = rmsnorm(in) * weight   (eps cfg->rms_eps; out may equal in)
  *   qkv      : s->q = wq.xb; key_cache/value_cache[block][pos] = wk.xb / wv.xb
- *   rope     : rotate s->q and key_cache[block][pos] by pos (theta 10000, pairs (2i,2i+1) per head)
- *   attn     : per head h: softmax(q_h . k_t / sqrt(head_size), t<=pos) weighted sum of v_t into s->xb,
+ *   rope     : rotate s->q and key_cache[block][pos] by pos (theta cfg->rope_theta, pairs (2i,2i+1)
+ *              among the first cfg->rope_dim dims of each head)
+ *   attn     : per head h: softmax(q_h . k_t / sqrt(head_dim), t<=pos) weighted sum of v_t into s->xb,
  *              kv head = h / (n_heads / n_kv_heads)
  *   attnout  : s->xb2 = wo.xb; s->x += s->xb2
  *   ffn      : s->xb = rmsnorm already done by the kernel; hb = silu(w1.xb) * (w3.xb); s->x += w2.hb
@@ -84,7 +98,7 @@ typedef void (*bf_layer_fn)(struct bf_layer_call *call);
  *   sampler  : result = argmax(logits) if temperature == 0, else top-p over softmax(logits/temperature)
  *              using coin; ties resolve to the lowest index.
  *
- * Work split (ABI 2).  The kinds below split their work into phases of independent units; with
+ * Work split (ABI 3; typed weights came with it).  The kinds below split their work into phases of independent units; with
  * split = 1 a call does only units [begin, end) of one phase, writing only those units' outputs,
  * with arithmetic identical to the whole call (each output depends on its unit alone), so any
  * split gives bit-identical results.  The kernel runs a phase's chunks on several cores at once

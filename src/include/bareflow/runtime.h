@@ -11,6 +11,9 @@
 #define BF_EXIT_PANIC 1
 
 int bf_runtime_main(void);
+/* Hosted test mode (bareflow-hosted IMAGE --tokenize): tokenizes the texts in /TOKTEST.BIN with
+ * /TOKENIZR.BIN and prints one "ids: ..." line each (src/runtime/tokenize_main.c). */
+int bf_tokenize_main(void);
 void bf_panic(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
 
 #endif

