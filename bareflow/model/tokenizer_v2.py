@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bareflow.model import unicode_tables
-from errors import BareflowError
+from bareflow.errors import BareflowError
 
 MAGIC = b"BFTK"
 VERSION = 2

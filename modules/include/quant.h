@@ -147,13 +147,6 @@ static inline float bf_dot_row(const void *row, int type, const float *x, int co
     return bf_q_lanes_sum(acc);
 }
 
-/* out[i] = sum_j W[i][j] * x[j] for i < rows; W is `rows` rows of `cols` weights of ggml_type,
- * each row bf_row_bytes(ggml_type, cols) bytes, rows back to back. */
-static inline void matmul_typed(float *out, const float *x, const void *w, int ggml_type, int rows, int cols)
-{
-    matmul_typed_rows(out, x, w, ggml_type, cols, 0, rows);
-}
-
 /* out[i] = W_i . x for rows r0 <= i < r1 only (one core's chunk of a split call, layer ABI 3);
  * each row is computed exactly as matmul_typed computes it, so any split gives the same bits. */
 static inline void matmul_typed_rows(float *out, const float *x, const void *w, int ggml_type, int cols,
@@ -167,6 +160,13 @@ static inline void matmul_typed_rows(float *out, const float *x, const void *w, 
     const uint8_t *base = w;
     for (int i = r0; i < r1; i++)
         out[i] = bf_dot_row(base + (size_t)i * stride, ggml_type, x, cols);
+}
+
+/* out[i] = sum_j W[i][j] * x[j] for i < rows; W is `rows` rows of `cols` weights of ggml_type,
+ * each row bf_row_bytes(ggml_type, cols) bytes, rows back to back. */
+static inline void matmul_typed(float *out, const float *x, const void *w, int ggml_type, int rows, int cols)
+{
+    matmul_typed_rows(out, x, w, ggml_type, cols, 0, rows);
 }
 
 /* out[0..cols) = row `row` of W, dequantised (the embedding lookup). */
