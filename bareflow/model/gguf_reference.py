@@ -17,10 +17,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bareflow.model import gguf as gguf_model
-from bareflow.model import weightsfile as wf
-from bareflow.model.reference import Transformer, generate
-from bareflow.checkpoint import Weights
+from . import gguf_model
+from . import weightsfile as wf
+from .reference import Transformer, generate
+from .checkpoint import Weights
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,7 @@ def generate_text(path, prompt: str, steps: int, weights: str = "auto", model=No
     """Greedy generation from `prompt`, tokenized with the GGUF's own vocabulary the way the kernel
     does (tokenizer_v2), stopping on its EOS/EOT; adds "text" decoded with that vocabulary.
     model: a Transformer from load() to reuse (its KV cache must hold `steps` positions)."""
-    from bareflow.model import tokenizer_v2
+    from . import tokenizer_v2
     vocab = tokenizer_v2.from_gguf(path)
     model = model or Transformer(load(path, weights, steps))
     ids = vocab.tokenize(prompt)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from bareflow.model import weightsfile as wf
+from . import weightsfile as wf
 
 
 @dataclass

@@ -23,8 +23,8 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bareflow.model import unicode_tables
-from bareflow.errors import BareflowError
+from . import unicode_tables
+from ..errors import BareflowError
 
 MAGIC = b"BFTK"
 VERSION = 2
@@ -535,7 +535,7 @@ def _fail(path, msg):
 def from_llama2c(path, vocab_size: int | None = None) -> Vocab:
     """A Vocab from a llama2.c tokenizer.bin (read and checked by tokenizer.read_tokenizer).
     vocab_size: the model's; default: every record in the file."""
-    from bareflow.model import tokenizer as v1
+    from . import tokenizer as v1
     if vocab_size is None:
         data = Path(path).read_bytes() if Path(path).is_file() else b""
         vocab_size, off = 0, 4

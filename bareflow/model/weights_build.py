@@ -9,8 +9,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from bareflow.model import gguf as gguf_model
-from bareflow.model import weightsfile as wf
+from . import gguf_model
+from . import weightsfile as wf
 from bareflow.errors import BareflowError
 
 # The runtime allocates from one arena: the hosted program maps 1 GiB (src/hosted/platform_linux.c)
@@ -69,7 +69,7 @@ def plan(model, weights, seq_len) -> Plan:
         size = wf.layout(cfg, gguf_model.planned_types(m, mode))[1]
         kind = "gguf"
     else:
-        from bareflow import checkpoint as model_mod
+        from . import checkpoint as model_mod
         c = model_mod.read_config(model)
         cfg = wf.WeightsConfig(c.dim, c.hidden_dim, c.n_layers, c.n_heads, c.n_kv_heads, c.vocab_size,
                                min(c.seq_len, cap) if cap else c.seq_len, c.head_size, c.head_size,
@@ -97,7 +97,7 @@ def write(p: Plan, out_path) -> str:
 
 def model_config(cfg: wf.WeightsConfig):
     """The llama2.c-shaped ModelConfig the policy's cost model reads."""
-    from bareflow.checkpoint import ModelConfig
+    from .checkpoint import ModelConfig
     return ModelConfig(dim=cfg.dim, hidden_dim=cfg.hidden_dim, n_layers=cfg.n_layers, n_heads=cfg.n_heads,
                        n_kv_heads=cfg.n_kv_heads, vocab_size=cfg.vocab_size, seq_len=cfg.seq_len,
                        shared_classifier=cfg.shared_classifier)
