@@ -11,11 +11,13 @@ import struct
 import zlib
 from typing import Mapping, Sequence
 
+from bareflow_plugins import runtiers
 from bareflow_plugins.errors import BareflowError
 from bareflow_plugins.policy import MAX_CALLS, MAX_CYCLES, TIERS, Decision, validate_decision
 
 MAGIC = b"BFPT"
 VERSION = 1
+VERSION_RUN_TIME = 2          # ladders may name run-time tiers (bareflow_plugins.runtiers)
 HEADER_SIZE = 16
 ENTRY_SIZE = 64
 MAX_LAYERS = 64
@@ -53,13 +55,15 @@ def encode(decisions: Mapping[str, Decision], layer_order: Sequence[str]) -> byt
         except BareflowError as exc:
             raise BareflowError(f"policy table: {exc}") from exc
         steps = len(d.ladder) - 1
-        ladder = [TIERS.index(t) for t in d.ladder] + [NO_TIER] * (4 - len(d.ladder))
+        ladder = [runtiers.tier_code(t) for t in d.ladder] + [NO_TIER] * (4 - len(d.ladder))
         calls = d.calls + [0] * (3 - steps)
         cycles = d.cycles + [0] * (3 - steps)
         flags = (FLAG_PRELOAD if d.preload else 0) | (FLAG_STOP_PROFILING if d.stop_profiling else 0)
         body += _ENTRY.pack(name.encode("ascii"), len(d.ladder), flags, 0, *ladder, *calls,
                             bytes(4), *cycles)
-    header = _HEADER.pack(MAGIC, VERSION, HEADER_SIZE, len(order), ENTRY_SIZE, 0)
+    # Version 1 unless some ladder names a run-time tier: JIT=none images stay as they were.
+    run_time = any(runtiers.is_run_time(t) for d in decisions.values() for t in d.ladder)
+    header = _HEADER.pack(MAGIC, VERSION_RUN_TIME if run_time else VERSION, HEADER_SIZE, len(order), ENTRY_SIZE, 0)
     data = bytearray(header + body)
     struct.pack_into("<I", data, 12, _crc(bytes(data)))
     return bytes(data)
@@ -75,8 +79,8 @@ def decode(data: bytes, source: str = "POLICY.TBL") -> dict[str, Decision]:
     magic, version, header_size, n_layers, entry_size, crc = _HEADER.unpack_from(data, 0)
     if magic != MAGIC:
         fail(f"field 'magic' is {magic!r}, expected {MAGIC!r}")
-    if version != VERSION:
-        fail(f"field 'version' is {version}, this build reads version {VERSION}")
+    if version not in (VERSION, VERSION_RUN_TIME):
+        fail(f"field 'version' is {version}, this build reads versions {VERSION} and {VERSION_RUN_TIME}")
     if header_size != HEADER_SIZE:
         fail(f"field 'header_size' is {header_size}, expected {HEADER_SIZE}")
     if not 1 <= n_layers <= MAX_LAYERS:
@@ -108,8 +112,13 @@ def decode(data: bytes, source: str = "POLICY.TBL") -> dict[str, Decision]:
         if reserved1 or any(reserved2):
             fail(f"{where}: a 'reserved' field is not zero")
         for i in range(4):
-            if i < n_tiers and ladder[i] > 3:
+            if i < n_tiers and version == VERSION and ladder[i] > 3:
                 fail(f"{where}: field 'ladder[{i}]' is {ladder[i]}, expected a tier code 0..3")
+            if i < n_tiers and runtiers.tier_name(ladder[i]) is None:
+                fail(f"{where}: field 'ladder[{i}]' is {ladder[i]:#04x}, not a tier code (0..3, or "
+                     "kind 1..3 << 4 | level 0..3)")
+            if i == 0 and ladder[0] > 3:
+                fail(f"{where}: field 'ladder[0]' is a run-time tier; a layer starts at a module file")
             if i >= n_tiers and ladder[i] != NO_TIER:
                 fail(f"{where}: field 'ladder[{i}]' is {ladder[i]}, expected 0xFF after "
                      f"{n_tiers} tiers")
@@ -128,7 +137,7 @@ def decode(data: bytes, source: str = "POLICY.TBL") -> dict[str, Decision]:
                 fail(f"{where}: step {i} has neither a calls nor a cycles trigger")
         steps = n_tiers - 1
         decisions[text] = Decision(
-            ladder=[TIERS[c] for c in ladder[:n_tiers]], calls=list(calls[:steps]),
+            ladder=[runtiers.tier_name(c) for c in ladder[:n_tiers]], calls=list(calls[:steps]),
             cycles=list(cycles[:steps]), preload=bool(flags & FLAG_PRELOAD),
             stop_profiling=bool(flags & FLAG_STOP_PROFILING))
     return decisions

@@ -105,7 +105,7 @@ EMBED = entry_offset(0)
 DECODE_ERRORS = [
     (table()[:10], "shorter than the 16-byte header"),
     (patch("<4s", 0, b"BFPX"), "field 'magic' is b'BFPX'"),
-    (patch("<H", 4, 2), "field 'version' is 2"),
+    (patch("<H", 4, 3), "field 'version' is 3"),
     (patch("<H", 6, 20), "field 'header_size' is 20"),
     (patch("<H", 8, 0), "field 'n_layers' is 0"),
     (patch("<H", 8, 65), "field 'n_layers' is 65"),

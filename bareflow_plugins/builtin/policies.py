@@ -91,6 +91,14 @@ def _scaled_calls(jit_calls: int, layer: LayerInfo) -> int:
 
 
 def tiered_decision(layer: LayerInfo, variables: Mapping[str, str]) -> Decision:
+    decision = _tiered_aot(layer, variables)
+    if layer.jit != "none":
+        from bareflow_plugins.builtin.jit_policy import add_run_time_tier
+        add_run_time_tier(decision, layer, variables)
+    return decision
+
+
+def _tiered_aot(layer: LayerInfo, variables: Mapping[str, str]) -> Decision:
     stop = _flag(variables, "STOP_PROFILING")
     if layer.token_share >= HEAVY_SHARE:
         return Decision(
@@ -187,7 +195,10 @@ TIERED = Policy(
                 "layers O0->O2->O3 on HotSpot's 200/5000 thresholds scaled by work per call, "
                 "or on a cycle budget.",
     decide=tiered_decision,
-    options={"STOP_PROFILING": STOP_PROFILING_HELP})
+    options={"STOP_PROFILING": STOP_PROFILING_HELP,
+             "JIT_COMPILE_CYCLES": "JIT=llvm: cycles one run-time compile is assumed to cost; a layer moves to "
+                                   "its O3@host tier once it has spent that many cycles at its last "
+                                   "ahead-of-time tier (default 100000000; docs/policies.md)"})
 
 FIXED = Policy(
     name="fixed",

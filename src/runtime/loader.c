@@ -6,7 +6,10 @@
  * relocation and import); otherwise the run stops with "module <file>: <what is wrong>".  The
  * image is copied into fresh zeroed arena memory, so the tail (bss and import slots) is zero
  * before the two relocation kinds are applied.  No byte of the file is executed before that.
+ * bf_load_module_image applies the same rules to an image the JIT built in memory
+ * (jit_object.c) and returns NULL with the reason instead of stopping the run.
  */
+#include <stdio.h>
 #include <string.h>
 
 #include "bareflow/exports.h"
@@ -68,14 +71,16 @@ static int layer_field_ok(const uint8_t *f, char out[16])
     return 1;
 }
 
-bf_layer_fn bf_load_module(int layer, int tier)
+/* Check BFMD bytes `f` against every rule and place them; NULL with the reason in err (which
+ * starts "module <path>: ") when a rule fails.  `run_time` marks an image the JIT produced in
+ * memory for this very CPU: its isa code is 2 ("host") and it does not join the ISA level of
+ * the module files. */
+static bf_layer_fn place(const char *path, const uint8_t *f, size_t size, int layer, int tier, int run_time,
+                         char *err, size_t errlen)
 {
-    const char *path = bf_module_path(layer, tier);
-    size_t size;
-    const uint8_t *f = bf_read_file(path, &size);
     char name[16];
 
-#define BAD(...) bf_panic("module %s: " __VA_ARGS__)
+#define BAD(...) do { snprintf(err, errlen, "module %s: " __VA_ARGS__); return NULL; } while (0)
     if (size < HDR)
         BAD("file is %zu bytes, shorter than the %d-byte header", path, size, HDR);
     if (memcmp(f, "BFMD", 4) != 0)
@@ -101,11 +106,11 @@ bf_layer_fn bf_load_module(int layer, int tier)
         BAD("tier code %u is not 0..3", path, f[24]);
     if (f[24] != tier)
         BAD("holds tier O%u, the file name says O%d", path, f[24], tier);
-    if (f[25] > 1)
-        BAD("isa code %u is unknown (0 = x86-64, 1 = x86-64-v3)", path, f[25]);
+    if (run_time ? f[25] != BF_ISA_HOST : f[25] > 1)
+        BAD("isa code %u is unknown (0 = x86-64, 1 = x86-64-v3; 2 = host, for run-time code only)", path, f[25]);
     if (f[25] == 1 && !platform_cpu_has_x86_64_v3())
         BAD("built for x86-64-v3 but this CPU lacks AVX2/FMA/BMI1/BMI2/LZCNT/MOVBE/F16C", path);
-    if (bf_module_isa >= 0 && f[25] != bf_module_isa)
+    if (!run_time && bf_module_isa >= 0 && f[25] != bf_module_isa)
         BAD("built for %s, the modules loaded before are %s", path, bf_isa_names[f[25]],
             bf_isa_names[bf_module_isa]);
     if (bf_le16(f + 26) != BF_LAYER_ABI_VERSION)
@@ -160,10 +165,12 @@ bf_layer_fn bf_load_module(int layer, int tier)
         if (kind != RELATIVE64 && kind != IMPORT64)
             BAD("relocation %u has kind %u (1 = RELATIVE64, 2 = IMPORT64)", path, i, kind);
     }
-#undef BAD
 
     /* Every rule held: place the image and bind it. */
-    uint8_t *base = bf_alloc(image_size, align, path);
+    uint8_t *base = run_time ? platform_alloc(image_size, align) : bf_alloc(image_size, align, path);
+    if (!base)
+        BAD("no arena memory for the %u-byte image", path, image_size);
+#undef BAD
     memcpy(base, f + HDR, file_image);
     for (uint32_t i = 0; i < n_relocs; i++) {
         const uint8_t *r = relocs + (size_t)RELOC_BYTES * i;
@@ -172,6 +179,25 @@ bf_layer_fn bf_load_module(int layer, int tier)
                                                       : (uint64_t)(uintptr_t)addr[bf_le16(r + 6)] + addend;
         memcpy(base + bf_le32(r), &value, 8);
     }
-    bf_module_isa = f[25];
+    if (!run_time)
+        bf_module_isa = f[25];
     return (bf_layer_fn)(uintptr_t)(base + entry);
+}
+
+bf_layer_fn bf_load_module(int layer, int tier)
+{
+    static char err[256];
+    const char *path = bf_module_path(layer, tier);
+    size_t size;
+    const uint8_t *f = bf_read_file(path, &size);
+    bf_layer_fn fn = place(path, f, size, layer, tier, 0, err, sizeof err);
+    if (!fn)
+        bf_panic("%s", err);
+    return fn;
+}
+
+bf_layer_fn bf_load_module_image(const char *what, const void *image, size_t size, int layer, int level, char *err,
+                                 size_t errlen)
+{
+    return place(what, image, size, layer, level, 1, err, errlen);
 }

@@ -90,7 +90,10 @@ def _link_kernel(target, source, env):
 def _link_hosted(target, source, env):
     objs = [str(s) for s in source if os.path.getsize(str(s)) > 0]
     out = str(target[0])
-    toolchain.run(toolchain.LD_LLD + ["-static", "-e", "_start", "--build-id=none", "-o", out + ".tmp"] + objs,
+    extra = list(env.get("BF_LINK_EXTRA") or [])     # JIT=llvm: LLVM's archives (docs/jit.md)
+    if extra:
+        extra = ["--gc-sections"] + extra
+    toolchain.run(toolchain.LD_LLD + ["-static", "-e", "_start", "--build-id=none", "-o", out + ".tmp"] + objs + extra,
                   what="linking the hosted program", verbose=env.get("BF_VERBOSE"))
     os.chmod(out + ".tmp", 0o755)
     os.replace(out + ".tmp", out)
@@ -143,6 +146,7 @@ def add_builders(env):
         "BfModuleFile": SCons.Builder.Builder(action=_action(_module_file, "MODULE", ["BF_TIER", "BF_ISA"])),
         "BfWriteBytes": SCons.Builder.Builder(action=_action(_write_bytes, "GEN")),
         "BfLinkKernel": SCons.Builder.Builder(action=_action(_link_kernel, "LINK", runs_command=True)),
-        "BfLinkHosted": SCons.Builder.Builder(action=_action(_link_hosted, "LINK", runs_command=True)),
+        "BfLinkHosted": SCons.Builder.Builder(action=_action(_link_hosted, "LINK", ["BF_LINK_EXTRA"],
+                                                                      runs_command=True)),
         "BfDiskImage": SCons.Builder.Builder(action=_action(_disk_image, "IMAGE")),
     })

@@ -16,6 +16,7 @@ from bareflow_plugins.modformat import file_name as module_path
 from bareflow_plugins.tiers import check_isa
 
 from . import commands
+from . import jit as jit_wiring
 
 DEFAULT_EPOCH = 1704067200          # 2024-01-01: used when SOURCE_DATE_EPOCH is not set
 
@@ -39,6 +40,7 @@ def variables():
         ("BOOTLOADERS", "bootloader plugins that go on the image, comma-separated", "syslinux,uefi"),
         ("LIBC_INLINE", "link bitcode libc into modules before tiering (yes/no)", "no"),
         ("LIBC_PREFER", "libc provider asked first, by name (see `scons plugins`)", ""),
+        ("JIT", "run-time compiler: none (ahead-of-time tiers only) or llvm (docs/jit.md)", "none"),
         ("BUILD_DIR", "where every output goes", "build"),
         ("IMAGE", "image for `scons run`/`scons profile`/`scons flash` (default: BUILD_DIR/bareflow.img)", ""),
         ("FIRMWARE", "firmware for `scons run`: bios or uefi", "bios"),
@@ -88,13 +90,14 @@ def _setup(env):
     check_isa(v["ISA"])
     pm.hook.bareflow_configure(variables=dict(v))
 
+    jit = jit_wiring.mode(v)
     model_node, tok_node, config = _model(env, v)
-    decisions, infos = _decide(pm, v, config)
+    decisions, infos = _decide(pm, v, config, jit)
     providers = _libc_providers(pm, v)
     cppath = [env.Dir("#src/include").abspath, env.Dir("#src/libc/include").abspath,
               env.Dir("#modules/include").abspath]
     tier_objs = _module_tiers(env, pm, v, decisions, providers, cppath)
-    kernel_bin, hosted_bin, manifest_json, manifest_text = _kernel(env, providers, cppath, tier_objs)
+    kernel_bin, hosted_bin, manifest_json, manifest_text = _kernel(env, providers, cppath, tier_objs, jit)
 
     files = {"/KERNEL.BIN": kernel_bin[0], "/LIBC.MAN": manifest_text,
              "/MODEL.BIN": model_node, "/TOKENIZR.BIN": tok_node}
@@ -102,6 +105,8 @@ def _setup(env):
         files[module_path(layer, tier)] = env.BfModuleFile(
             f"$BF_BUILD/modules/{v['ISA']}/{layer.upper()}.{tier}", [obj, manifest_json],
             BF_LAYER=layer, BF_TIER=tier, BF_ISA=v["ISA"])[0]
+    if jit != "none":
+        files.update(jit_wiring.bitcode_files(env, layers.LAYER_NAMES))
     table = policytable.encode(decisions, layers.LAYER_NAMES)
     files["/POLICY.TBL"] = env.BfWriteBytes("$BF_BUILD/image/POLICY.TBL", env.Value(table))[0]
     cfg = bootconfig.render({k.lower(): v[k] for k in ("PROMPT", "STEPS", "TEMPERATURE", "TOPP", "SEED")},
@@ -137,13 +142,16 @@ def _build_dir(env, v):
     env.SetDefault(BF_EPOCH=int(os.environ.get("SOURCE_DATE_EPOCH", DEFAULT_EPOCH)))
 
 
-def _decide(pm, v, config):
+def _decide(pm, v, config, jit="none"):
     """The policy's validated decisions for every layer, and the LayerInfos it was shown."""
     from bareflow_plugins import model as model_mod
     prof = profile.load_profile(v["PROFILE"]) if v["PROFILE"] else None
     steps = bootconfig.check_steps(v["STEPS"], config.seq_len)
     # Attention's work grows with the position: cost it at the mean context of this run.
     infos = layers.layer_infos(config, model_mod.layer_costs(config, (steps + 1) // 2), steps, prof)
+    if jit != "none":
+        import dataclasses
+        infos = [dataclasses.replace(info, jit=jit) for info in infos]
     return policy.decide_all(pm, v["POLICY"], infos, v), infos
 
 
@@ -174,19 +182,24 @@ def _module_tiers(env, pm, v, decisions, providers, cppath):
     return objects
 
 
-def _kernel(env, providers, cppath, tier_objs):
+def _kernel(env, providers, cppath, tier_objs, jit="none"):
     """The libc selection over modules and kernel, the export table, and both kernel links."""
     kernel_env = commands.c_env(env, cppath)
     runtime_objs = commands.objects(kernel_env, "#src/runtime", "$BF_BUILD/obj/runtime")
     kernel_objs = commands.objects(kernel_env, "#src/kernel", "$BF_BUILD/obj/kernel")
     hosted_objs = commands.objects(kernel_env, "#src/hosted", "$BF_BUILD/obj/hosted")
+    # The kernel runs without a compiler until LLVM is linked into it; the hosted program gets JIT's.
+    none_objs = commands.objects(kernel_env, "#src/jit/none", "$BF_BUILD/obj/jit-none")
+    hosted_jit_objs, hosted_jit_link = jit_wiring.backend_objects(env, jit, kernel_env)
+    kernel_objs = kernel_objs + none_objs
     requirers = {node.abspath: f"{libc_mod.MODULE_REQUIRER}{layer}" for (layer, _), node in tier_objs.items()}
     requirers.update({node.abspath: "kernel" for node in runtime_objs + kernel_objs + hosted_objs})
     env["BF_REQUIRERS"] = requirers
     env["BF_LIBC_PROVIDERS"] = providers
     with open(env.File("#src/kernel/kernel.ld").abspath) as script:
         env["BF_LINK_PROVIDED"] = sorted(libc_mod.linker_script_symbols(script.read())
-                                         | libc_mod.EXPORT_TABLE_SYMBOLS)
+                                         | libc_mod.EXPORT_TABLE_SYMBOLS
+                                         | {"__ehdr_start"})   # lld's, for the hosted TLS template
     libc_out = env.BfLibcSelect(
         ["$BF_BUILD/libc/libc_subset.o", "$BF_BUILD/libc/manifest.json", "$BF_BUILD/libc/LIBC.MAN",
          "$BF_BUILD/gen/exports.c"],
@@ -201,7 +214,8 @@ def _kernel(env, providers, cppath, tier_objs):
     kernel_bin = env.BfLinkKernel("$BF_BUILD/kernel/KERNEL.BIN",
                                   kernel_objs + runtime_objs + exports_o + [subset])
     hosted_bin = env.BfLinkHosted("$BF_BUILD/bareflow-hosted",
-                                  hosted_objs + runtime_objs + exports_o + [subset])
+                                  hosted_objs + runtime_objs + exports_o + [subset] + hosted_jit_objs,
+                                  BF_LINK_EXTRA=hosted_jit_link)
     return kernel_bin, hosted_bin, manifest_json, manifest_text
 
 

@@ -1,0 +1,54 @@
+"""SCons wiring of the run-time compiler (JIT=none | llvm; docs/jit.md).
+
+JIT=none compiles src/jit/none (no compiler: run-time tiers are reported as failed).  JIT=llvm
+compiles src/jit/llvm against LLVM 22's C API and links LLVM's static archives, gcc's
+libstdc++ and the platform layer for LLVM into the hosted program; the kernel keeps
+src/jit/none until LLVM is linked into it.  With JIT=llvm every layer's tier-neutral
+bitcode goes on the image as /MODULES/<LAYER>.BC (docs/bitcode-file.md).
+"""
+import os
+
+import SCons.Script as S
+
+from bareflow_plugins import bitcodefile, llvmjit, toolchain
+from bareflow_plugins.errors import BareflowError
+
+from . import commands
+from .actions import read, report_errors, write_atomic
+
+MODES = ("none", "llvm")
+
+
+def mode(v):
+    jit = v.get("JIT", "none") or "none"
+    if jit not in MODES:
+        raise BareflowError(f"JIT={jit!r}: expected one of {', '.join(MODES)}")
+    return jit
+
+
+def backend_objects(env, jit, kernel_env):
+    """(objects every program links, extra ld.lld arguments for the hosted link)."""
+    if jit == "none":
+        return commands.objects(kernel_env, "#src/jit/none", "$BF_BUILD/obj/jit-none"), []
+    llvm = llvmjit.require_llvm()
+    llvmjit.check_versions(llvm)
+    jenv = kernel_env.Clone()
+    jenv.Replace(CCFLAGS=llvmjit.DRIVER_CFLAGS, CPPPATH=[env.Dir("#src/include").abspath, llvm.include_dir])
+    objs = commands.objects(jenv, "#src/jit/llvm", "$BF_BUILD/obj/jit-llvm")
+    return objs, llvmjit.link_args(llvm)
+
+
+def _bitcode_file(target, source, env):
+    write_atomic(target[0], bitcodefile.pack(read(source[0]), layer=env["BF_LAYER"]))
+
+
+def bitcode_files(env, layers):
+    """{image path: node} of the BFBC file of each layer."""
+    builder = S.Builder(action=S.Action(report_errors(_bitcode_file), "  BCFILE   $TARGET"))
+    env.Append(BUILDERS={"BfBitcodeFile": builder})
+    files = {}
+    for layer in layers:
+        bc = env.File(f"$BF_BUILD/bc/{layer}.bc")
+        files[bitcodefile.file_name(layer)] = env.BfBitcodeFile(f"$BF_BUILD/image/{layer.upper()}.BC", bc,
+                                                               BF_LAYER=layer)[0]
+    return files
