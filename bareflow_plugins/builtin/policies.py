@@ -64,8 +64,10 @@ def _flag(variables: Mapping[str, str], key: str) -> bool:
 
 def _tier(variables: Mapping[str, str]) -> str:
     tier = str(variables.get("TIER", DEFAULT_FIXED_TIER)).strip() or DEFAULT_FIXED_TIER
-    if tier not in TIERS:
-        raise BareflowError(f"TIER={tier!r}: expected one of {', '.join(TIERS)}")
+    from bareflow_plugins import runtiers
+    if tier not in TIERS and not runtiers.is_run_time(tier):
+        raise BareflowError(f"TIER={tier!r}: expected one of {', '.join(TIERS)}, or with JIT=llvm a "
+                            f"run-time tier ({', '.join(runtiers.RUN_TIME_TIERS[:4])}, ...)")
     return tier
 
 
@@ -116,7 +118,11 @@ def _tiered_aot(layer: LayerInfo, variables: Mapping[str, str]) -> Decision:
 # --- fixed -------------------------------------------------------------------------------
 
 def fixed_decision(layer: LayerInfo, variables: Mapping[str, str]) -> Decision:
-    return Decision(ladder=[_tier(variables)], calls=[], cycles=[], preload=False,
+    tier = _tier(variables)
+    if "@" in tier:     # a run-time tier: its one compile comes after the first call, made at O0
+        return Decision(ladder=["O0", tier], calls=[1], cycles=[], preload=False,
+                        stop_profiling=_flag(variables, "STOP_PROFILING"))
+    return Decision(ladder=[tier], calls=[], cycles=[], preload=False,
                     stop_profiling=_flag(variables, "STOP_PROFILING"))
 
 
@@ -204,7 +210,8 @@ FIXED = Policy(
     name="fixed",
     description="Every layer runs one tier for the whole run (TIER, default O2); no promotion.",
     decide=fixed_decision,
-    options={"TIER": "O0, O1, O2 or O3: the tier every layer runs at (default O2)",
+    options={"TIER": "O0, O1, O2 or O3: the tier every layer runs at (default O2); with JIT=llvm also "
+                     "a run-time tier such as O3@host (after one call at O0)",
              "STOP_PROFILING": STOP_PROFILING_HELP})
 
 PGO = Policy(

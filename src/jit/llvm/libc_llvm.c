@@ -25,11 +25,15 @@ static size_t diag_len;
 void bf_llvm_diag_reset(void) { diag_len = 0; diag[0] = 0; }
 const char *bf_llvm_diag_text(void) { return diag; }
 
+/* Only LLVM's first message is kept: later ones usually repeat it (one per subtarget). */
 static void diag_put(const void *p, size_t n)
 {
     const char *s = p;
-    for (size_t i = 0; i < n && diag_len + 1 < sizeof diag; i++)
+    for (size_t i = 0; i < n && diag_len + 1 < sizeof diag; i++) {
+        if (diag_len && diag[diag_len - 1] == '\n')
+            break;
         diag[diag_len++] = s[i];
+    }
     diag[diag_len] = 0;
 }
 
