@@ -83,6 +83,11 @@ def _write_bytes(target, source, env):
 def _link_kernel(target, source, env):
     from bareflow_plugins import kernel_recipe
     objs = [str(s) for s in source if os.path.getsize(str(s)) > 0]
+    if env.get("BF_LINK_EXTRA"):        # JIT=llvm: LLVM inside the kernel (docs/jit.md)
+        from bareflow_plugins import kernel_jit
+        kernel_jit.link_kernel(objs, str(target[0]) + ".elf", str(target[0]), env["BF_LINK_EXTRA"],
+                               verbose=env.get("BF_VERBOSE"))
+        return
     kernel_recipe.link_kernel(objs, str(target[0]) + ".elf", str(target[0]),
                               env.File("#src/kernel/kernel.ld").abspath, verbose=env.get("BF_VERBOSE"))
 
@@ -145,7 +150,8 @@ def add_builders(env):
         "BfLibcSelect": SCons.Builder.Builder(action=_action(_libc_select, "LIBC")),
         "BfModuleFile": SCons.Builder.Builder(action=_action(_module_file, "MODULE", ["BF_TIER", "BF_ISA"])),
         "BfWriteBytes": SCons.Builder.Builder(action=_action(_write_bytes, "GEN")),
-        "BfLinkKernel": SCons.Builder.Builder(action=_action(_link_kernel, "LINK", runs_command=True)),
+        "BfLinkKernel": SCons.Builder.Builder(action=_action(_link_kernel, "LINK", ["BF_LINK_EXTRA"],
+                                                                      runs_command=True)),
         "BfLinkHosted": SCons.Builder.Builder(action=_action(_link_hosted, "LINK", ["BF_LINK_EXTRA"],
                                                                       runs_command=True)),
         "BfDiskImage": SCons.Builder.Builder(action=_action(_disk_image, "IMAGE")),

@@ -188,22 +188,24 @@ def _kernel(env, providers, cppath, tier_objs, jit="none"):
     runtime_objs = commands.objects(kernel_env, "#src/runtime", "$BF_BUILD/obj/runtime")
     kernel_objs = commands.objects(kernel_env, "#src/kernel", "$BF_BUILD/obj/kernel")
     hosted_objs = commands.objects(kernel_env, "#src/hosted", "$BF_BUILD/obj/hosted")
-    # The kernel runs without a compiler until LLVM is linked into it; the hosted program gets JIT's.
-    none_objs = commands.objects(kernel_env, "#src/jit/none", "$BF_BUILD/obj/jit-none")
-    hosted_jit_objs, hosted_jit_link = jit_wiring.backend_objects(env, jit, kernel_env)
-    kernel_objs = kernel_objs + none_objs
+    # The run-time compiler's backend: both programs link the same one (docs/jit.md).
+    jit_objs, jit_link = jit_wiring.backend_objects(env, jit, kernel_env)
+    none_objs = jit_objs if jit == "none" else []      # requirers of the libc selection
     requirers = {node.abspath: f"{libc_mod.MODULE_REQUIRER}{layer}" for (layer, _), node in tier_objs.items()}
-    requirers.update({node.abspath: "kernel" for node in runtime_objs + kernel_objs + hosted_objs})
+    requirers.update({node.abspath: "kernel" for node in runtime_objs + kernel_objs + hosted_objs + none_objs})
     env["BF_REQUIRERS"] = requirers
     env["BF_LIBC_PROVIDERS"] = providers
     with open(env.File("#src/kernel/kernel.ld").abspath) as script:
         env["BF_LINK_PROVIDED"] = sorted(libc_mod.linker_script_symbols(script.read())
                                          | libc_mod.EXPORT_TABLE_SYMBOLS
-                                         | {"__ehdr_start"})   # lld's, for the hosted TLS template
+                                         | {"__ehdr_start"}    # lld's, for the hosted TLS template
+                                         | {"__tdata_start", "__tdata_end", "__tls_end"})  # kernel_llvm.ld
+    if jit != "none":
+        env["BF_LINK_PROVIDED"] = sorted(set(env["BF_LINK_PROVIDED"]) | jit_wiring.BACKEND_SYMBOLS)
     libc_out = env.BfLibcSelect(
         ["$BF_BUILD/libc/libc_subset.o", "$BF_BUILD/libc/manifest.json", "$BF_BUILD/libc/LIBC.MAN",
          "$BF_BUILD/gen/exports.c"],
-        [tier_objs[key] for key in sorted(tier_objs)] + runtime_objs + kernel_objs + hosted_objs)
+        [tier_objs[key] for key in sorted(tier_objs)] + runtime_objs + kernel_objs + hosted_objs + none_objs)
     env.Depends(libc_out, "#src/kernel/kernel.ld")
     for provider in providers:
         env.Depends(libc_out, [str(p) for p in provider.dependencies()])
@@ -212,10 +214,13 @@ def _kernel(env, providers, cppath, tier_objs, jit="none"):
     subset, manifest_json, manifest_text, exports_c = libc_out
     exports_o = kernel_env.Object("$BF_BUILD/obj/gen/exports.o", exports_c)
     kernel_bin = env.BfLinkKernel("$BF_BUILD/kernel/KERNEL.BIN",
-                                  kernel_objs + runtime_objs + exports_o + [subset])
+                                  kernel_objs + runtime_objs + exports_o + [subset] + jit_objs,
+                                  BF_LINK_EXTRA=jit_link)
+    if jit_link:
+        env.Depends(kernel_bin, "#src/jit/llvm/kernel_llvm.ld")
     hosted_bin = env.BfLinkHosted("$BF_BUILD/bareflow-hosted",
-                                  hosted_objs + runtime_objs + exports_o + [subset] + hosted_jit_objs,
-                                  BF_LINK_EXTRA=hosted_jit_link)
+                                  hosted_objs + runtime_objs + exports_o + [subset] + jit_objs,
+                                  BF_LINK_EXTRA=jit_link)
     return kernel_bin, hosted_bin, manifest_json, manifest_text
 
 

@@ -86,15 +86,18 @@ static int setup_tls(char *err, size_t errlen)
     size_t init_size = 0, mem_size = 0, align = 16;
     if (platform_tls_template(&init, &init_size, &mem_size, &align) < 0)
         init_size = mem_size = 0;            /* no thread-locals: the TCB alone */
-    if (align < 64)
-        align = 64;
-    size_t block = (mem_size + align - 1) & ~(align - 1);
-    uint8_t *area = bf_llvm_malloc(block + 256 + align);
+    if (!align || (align & (align - 1)) || align > 4096) {
+        copy(err, errlen, "the program's TLS template has an alignment that is not a power of two up to 4096");
+        return -1;
+    }
+    /* The linker placed each variable at tp - align_up(mem_size, p_align) + its offset. */
+    size_t block = (mem_size + align - 1) & ~(align - 1), tp_align = align < 64 ? 64 : align;
+    uint8_t *area = bf_llvm_malloc(block + 256 + tp_align);
     if (!area) {
         copy(err, errlen, "LLVM heap too small for the TLS block");
         return -1;
     }
-    uint8_t *tp = (uint8_t *)(((uintptr_t)area + block + align - 1) & ~(uintptr_t)(align - 1));
+    uint8_t *tp = (uint8_t *)(((uintptr_t)area + block + tp_align - 1) & ~(uintptr_t)(tp_align - 1));
     memset(tp - block, 0, block + 256);
     memcpy(tp - block, init, init_size);
     uint64_t self = (uint64_t)(uintptr_t)tp, canary = platform_cycles() * 0x9E3779B97F4A7C15ull;
