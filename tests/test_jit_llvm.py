@@ -168,3 +168,49 @@ def test_stubs_are_listed_linked_and_never_reached(jit_build, tmp_path):
         assert [c["tier"] for c in res["jit"]["compiles"]] == [f"{level}@host"] * len(LAYERS)
         assert all(c["ok"] for c in res["jit"]["compiles"]), res["jit"]
         assert res["jit"]["stubs_reached"] == 0
+
+
+# ---------------------------------------------------------------- the kernel, under QEMU (TCG)
+
+def _boot(jit_build, tmp_path, firmware, files=None):
+    from buildutil import QEMU_SUCCESS, qemu
+    build, expected = jit_build
+    image = tmp_path / "boot.img"
+    image.write_bytes((build / "bareflow.img").read_bytes())
+    for path, data in (files or {}).items():
+        local = tmp_path / Path(path).name
+        local.write_bytes(data)
+        _mtools("mcopy", image, "-o", str(local), f"::{path}")
+    status, out = qemu(image, firmware=firmware, cpu="max", timeout=600)
+    assert status == QEMU_SUCCESS, out[-3000:]
+    res = result(out)
+    assert res["tokens"] == expected["tokens"], "the JIT changed the generated tokens"
+    return res, out
+
+
+@pytest.mark.qemu
+def test_kernel_compiles_every_layer_for_the_cpu_it_boots_on(jit_build, tmp_path):
+    """SeaBIOS + syslinux load the 36 MB kernel; LLVM runs in ring 0 and compiles all nine layers
+    for QEMU's `max` CPU, using AVX2; the tokens are the reference's."""
+    res, out = _boot(jit_build, tmp_path, "bios")
+    jit = res["jit"]
+    assert jit["backend"].startswith("LLVM 22") and jit["stubs_reached"] == 0
+    assert sorted(c["layer"] for c in jit["compiles"]) == sorted(LAYERS)
+    for c in jit["compiles"]:
+        assert c["ok"] and c["core"] == 0 and c["inline"], c
+        assert "avx2" in c["features"].split(","), c
+        assert res["layers"][c["layer"]]["tier"] == "O3@host"
+
+
+@pytest.mark.qemu
+def test_uefi_loads_the_jit_kernel_and_a_refused_compile_is_not_fatal(jit_build, tmp_path):
+    """OVMF's loader takes the same kernel; LLVM starts (constructors, host CPU) and refuses a CPU
+    it does not know for every layer, quickly, while generation goes on at the AOT tiers."""
+    need("qemu-system-x86_64")
+    if not os.path.exists("/usr/share/ovmf/OVMF.fd"):
+        pytest.skip("OVMF (Debian package ovmf) is not installed")
+    res, out = _boot(jit_build, tmp_path, "uefi", {"/BAREFLOW.CFG": _config("jit_cpu = bogus-cpu")})
+    assert res["jit"]["compiles"] and res["jit"]["init_cycles"] > 0
+    for c in res["jit"]["compiles"]:
+        assert not c["ok"] and "'bogus-cpu' is not a recognized processor" in c["error"], c
+    assert "stays at" in out
