@@ -55,10 +55,19 @@ def loop_seconds(results):
     return statistics.median(len(r["tokens"]) / r["tokens_per_second"] for r, _ in results if r["tokens_per_second"])
 
 
+def qemu_boot(image):
+    """(seconds to the kernel's first line, to 'generating', whole run) under QEMU TCG, SeaBIOS."""
+    sys.path.insert(0, str(ROOT / "tools"))
+    from bench_runtime import qemu_first_token
+    ready, _, total, res = qemu_first_token(image)
+    return ready, total, res
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=256)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--no-qemu", action="store_true", help="skip the boot-time comparison under QEMU")
     args = parser.parse_args()
     model = []
     if (SHARED / "stories260K.bin").exists():
@@ -103,6 +112,26 @@ def main():
             note = " (best fixed AOT)" if name == best_name else ""
             print(f"  {name:<32} loop {loop * 1e3:8.1f} ms {base / loop:6.2f}x   program {wall * 1e3:8.1f} ms"
                   f"   {len(compiles)} compiles{note}")
+
+        if args.no_qemu or not shutil.which("qemu-system-x86_64"):
+            return
+        plain = tmp / "plain"
+        scons(plain, "image", "POLICY=tiered", *[a for a in common if a != "JIT=llvm"])
+        print("\nQEMU (TCG), SeaBIOS + syslinux, tiered policy: the cost of the 36 MB kernel")
+        for name, build in (("JIT=none", plain), ("JIT=llvm", tiered)):
+            image = build / "qemu.img"
+            shutil.copyfile(build / "bareflow.img", image)
+            ready, total, res = qemu_boot(image)
+            size = (build / "kernel" / "KERNEL.BIN").stat().st_size
+            jit = res.get("jit", {})
+            extra = ""
+            if jit:
+                cps = res["cycles_per_second"]
+                times = [c["cycles"] / cps for c in jit["compiles"]]
+                extra = (f", LLVM start {jit['init_cycles'] / cps:.2f} s, {len(times)} compiles "
+                         f"{min(times):.2f}-{max(times):.2f} s")
+            print(f"  {name:<9} KERNEL.BIN {size / 1e6:6.1f} MB  boot to 'generating' {ready:6.2f} s  "
+                  f"whole run {total:6.2f} s{extra}")
 
 
 if __name__ == "__main__":
