@@ -81,7 +81,8 @@ def bareflow_image_files(variables, files, products):
     order (built-ins first) and each sees what the earlier ones put, so a third-party plugin can
     replace any built-in file.  `products` names what the build makes (docs/hooks.md): "kernel",
     "libc_manifest", "policy_table", "profile", "model", "tokenizer" (paths of build outputs),
-    "modules" ({"/MODULES/QKV.O2": path, ...}) and "model_config" (the model's ModelConfig).
+    "modules" ({"/MODULES/QKV.O2": path, ...}), "model_config" (the model's ModelConfig) and,
+    with JIT=llvm only, "bitcode" ({"/MODULES/QKV.BC": path, ...}; docs/bitcode-file.md).
     Called at read time, once per build; bytes are part of the image's build signature.
     """
 

@@ -86,7 +86,7 @@ def hosted_program():
     imports = sorted({name for data in module_files().values() for name in modformat.parse(data).imports})
     (work / "exports.c").write_text(libc.exports_source(imports))
     sources = sorted((REPO / "src/runtime").glob("*.c")) + sorted((REPO / "src/hosted").glob("*.[cS]")) + \
-        sorted((REPO / "src/libc").glob("*/*.c")) + [work / "exports.c"]
+        sorted((REPO / "src/jit/none").glob("*.c")) + sorted((REPO / "src/libc").glob("*/*.c")) + [work / "exports.c"]
     jobs = [(src, work / f"{i:02d}_{src.stem}.o") for i, src in enumerate(sources)]
     with ThreadPoolExecutor(max_workers=2) as pool:
         objs = list(pool.map(_cc, jobs))

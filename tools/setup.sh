@@ -39,6 +39,32 @@ if [ ${#missing[@]} -gt 0 ]; then
     fi
 fi
 
+# LLVM 22's static archives and headers for JIT=llvm (docs/jit.md): Debian's llvm-22-dev, the same
+# LLVM release as zig's clang.  As root it is installed; otherwise the .deb is downloaded and unpacked
+# into a cache outside the repository (no root needed).  Both are skipped when already present.
+LLVM_JIT_CACHE="${BAREFLOW_LLVM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/bareflow/llvm-22}"
+if [ -e /usr/lib/llvm-22/lib/libLLVMCore.a ] || [ -e "$LLVM_JIT_CACHE/usr/lib/llvm-22/lib/libLLVMCore.a" ]; then
+    :
+elif [ "$(id -u)" = 0 ] || sudo -n true 2>/dev/null; then
+    SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+    echo "setup: installing llvm-22-dev (LLVM 22 static archives for JIT=llvm)"
+    { $SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q \
+        --no-install-recommends llvm-22-dev; } ||
+        echo "setup: warning: could not install llvm-22-dev; JIT=llvm builds and their tests will skip" >&2
+elif command -v apt-get >/dev/null && command -v dpkg >/dev/null; then
+    echo "setup: fetching llvm-22-dev into $LLVM_JIT_CACHE (not root: apt-get download + dpkg -x)"
+    tmp="$(mktemp -d)"
+    if (cd "$tmp" && apt-get download -q llvm-22-dev >/dev/null) && mkdir -p "$LLVM_JIT_CACHE.part" &&
+       dpkg -x "$tmp"/llvm-22-dev_*.deb "$LLVM_JIT_CACHE.part"; then
+        rm -rf "$LLVM_JIT_CACHE" && mv "$LLVM_JIT_CACHE.part" "$LLVM_JIT_CACHE"
+    else
+        rm -rf "$LLVM_JIT_CACHE.part"
+        echo "setup: warning: could not download llvm-22-dev (is bookworm-security in the apt sources and" \
+             "apt-get update done?); JIT=llvm builds and their tests will skip" >&2
+    fi
+    rm -rf "$tmp"
+fi
+
 python3 -c 'import ensurepip, venv' 2>/dev/null || {
     echo "setup: Python's venv module is missing (Debian package python3-venv); install it and run again" >&2
     exit 1; }

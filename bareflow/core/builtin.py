@@ -13,6 +13,7 @@ BUILTIN_PLUGINS = [
     "bareflow.bitcode.cflags",
     "bareflow.policy.builtin",
     "bareflow.image.payload",
+    "bareflow.kernel.jit",
     "bareflow.image.bootconfig",
     "bareflow.image.syslinux",
     "bareflow.image.uefi",

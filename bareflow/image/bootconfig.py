@@ -202,7 +202,10 @@ def render(values, seq_len):
 # ---- reading a /BAREFLOW.CFG as the kernel does (src/runtime/config.c), rule for rule
 
 CFG_MAX = 8192
-_KEYS = ("prompt", "steps", "temperature", "topp", "seed", "cores", "smp_test", "chat_before", "chat_after")
+_KEYS = ("prompt", "steps", "temperature", "topp", "seed", "cores", "smp_test", "chat_before", "chat_after",
+         "jit_cpu", "jit_heap_kib")
+JIT_CPU_MAX = 63                     # config.c: sizeof rc->jit_cpu - 1
+JIT_HEAP_KIB = (64, 4194304)         # config.c K_JIT_HEAP_KIB range; default 65536 (docs/boot-config.md)
 _ESCAPES = {"n": "\n", "r": "\r", "t": "\t", "s": " ", "\\": "\\"}
 
 
@@ -282,7 +285,7 @@ def parse(data, seq_len=None):
     if len(data) > CFG_MAX:
         fail(0, f"{len(data)} bytes, at most {CFG_MAX}")
     values = dict(prompt="Once upon a time", steps=32, temperature=0.0, topp=float32(0.9), seed=42, cores=0,
-                  smp_test="none", chat_before="", chat_after="")
+                  smp_test="none", chat_before="", chat_after="", jit_cpu="", jit_heap_kib=65536)
     data = bytes(data)
     try:
         data.decode("utf-8")
@@ -323,6 +326,17 @@ def parse(data, seq_len=None):
             if value != "all" and (n is None or not 1 <= n <= MAX_CORES):
                 fail(number, f"cores = {value!r} is neither 'all' nor an integer in 1..{MAX_CORES}")
             values[key] = 0 if value == "all" else n
+        elif key == "jit_cpu":
+            if not 1 <= len(value.encode("utf-8")) <= JIT_CPU_MAX:
+                fail(number, f"jit_cpu is {len(value.encode('utf-8'))} bytes, expected 1..{JIT_CPU_MAX}")
+            if any(c not in "abcdefghijklmnopqrstuvwxyz0123456789-_." for c in value):
+                fail(number, f"jit_cpu {value!r} is not a CPU name of [a-z0-9._-]")
+            values[key] = value
+        elif key == "jit_heap_kib":
+            n = _kernel_u64(value)
+            if n is None or not JIT_HEAP_KIB[0] <= n <= JIT_HEAP_KIB[1]:
+                fail(number, f"jit_heap_kib = {value!r} is not an integer in {JIT_HEAP_KIB[0]}..{JIT_HEAP_KIB[1]}")
+            values[key] = n
         elif key == "smp_test":
             if value not in SMP_TESTS:
                 fail(number, f"smp_test = {value!r} is not {', '.join(SMP_TESTS)}")

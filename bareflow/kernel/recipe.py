@@ -105,13 +105,18 @@ def link_kernel(objects: Iterable[str], out_elf: str, out_bin: str, linker_scrip
     check_multiboot(out_bin, require_uefi_entry=True)      # both boot paths must work
 
 
-def link_hosted(objects: Iterable[str], out: str, verbose: bool = False) -> None:
+def link_hosted(objects: Iterable[str], out: str, verbose: bool = False, extra: Iterable[str] = ()) -> None:
     """Link the hosted program (runtime + src/hosted, a static Linux executable) into `out`.
 
-    Written through a temporary file, made executable, then renamed; BareflowError with lld's message.
+    `extra`: more ld.lld arguments after the objects (JIT=llvm: LLVM's archives, which then get
+    --gc-sections; bareflow/kernel/llvmjit.link_args).  Written through a temporary file, made
+    executable, then renamed; BareflowError with lld's message.
     """
+    extra = list(extra)
+    if extra:
+        extra = ["--gc-sections"] + extra
     toolchain.run(zig_command("ld.lld") + ["-static", "-e", "_start", "--build-id=none", "-o", out + ".tmp"]
-                  + [str(o) for o in objects], what="linking the hosted program", verbose=verbose)
+                  + [str(o) for o in objects] + extra, what="linking the hosted program", verbose=verbose)
     os.chmod(out + ".tmp", 0o755)
     os.replace(out + ".tmp", out)
 

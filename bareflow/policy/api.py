@@ -44,6 +44,7 @@ class LayerInfo:
     isa_levels: tuple = ("x86-64",)  # every level the image carries, lowest first
     cores: int = 0                 # CORES: cores the run splits layers over; 0 = all that start (unknown here)
     split: bool = False            # the kernel splits this layer's calls across cores (docs/runtime.md)
+    jit: str = "none"              # the image's run-time compiler: "none" or "llvm" (docs/jit.md)
 
     @property
     def work_per_call(self) -> int:
@@ -126,10 +127,17 @@ def validate_decision(decision: Any, layer, plugin: str | None = None,
         fail("ladder", "is empty; give at least one tier")
     if len(ladder) > MAX_TIERS:
         fail("ladder", f"has {len(ladder)} tiers; at most {MAX_TIERS} are allowed")
+    from bareflow.tiers import runtime as runtiers
     for index, tier in enumerate(ladder):
-        if tier not in TIERS:
-            fail(f"ladder[{index}]", f"is {tier!r}, not a tier ({', '.join(TIERS)})")
-    codes = [TIERS.index(t) for t in ladder]
+        if runtiers.tier_code(tier) is None:
+            fail(f"ladder[{index}]", f"is {tier!r}, not a tier ({', '.join(TIERS)}, or a run-time tier "
+                                     f"such as {runtiers.RUN_TIME_TIERS[2]!r}; docs/jit.md)")
+    if runtiers.is_run_time(ladder[0]):
+        fail("ladder[0]", f"is the run-time tier {ladder[0]!r}; a layer starts at an ahead-of-time tier")
+    if getattr(layer, "jit", "llvm") == "none" and any(runtiers.is_run_time(t) for t in ladder):
+        fail("ladder", f"{list(ladder)} names run-time tiers, but the image is built with JIT=none "
+                       "(build with JIT=llvm)")
+    codes = [runtiers.tier_code(t) for t in ladder]
     for index in range(1, len(codes)):
         if codes[index] <= codes[index - 1]:
             fail("ladder", f"{list(ladder)} must climb strictly ({ladder[index - 1]} is followed "
@@ -261,4 +269,4 @@ def summary(decisions: Mapping[str, Decision], layers) -> str:
 
 def tiers_needed(decisions: Mapping[str, Decision]) -> dict[str, list[str]]:
     """Layer -> the tiers whose module files the image must contain, lowest first."""
-    return {name: sorted(set(d.ladder), key=TIERS.index) for name, d in decisions.items()}
+    return {name: sorted({t for t in d.ladder if t in TIERS}, key=TIERS.index) for name, d in decisions.items()}

@@ -36,6 +36,8 @@ from typing import Mapping
 from bareflow import BareflowError, hookimpl
 from bareflow.core.variables import Variable, flag
 from bareflow.policy.api import Decision, LayerInfo, Policy
+from bareflow.policy.jit import DEFAULT_COMPILE_CYCLES, compile_cycles
+from bareflow.tiers import runtime as runtiers
 from bareflow.tiers.levels import TIERS
 
 HOTSPOT_C1_CALLS = 200
@@ -57,8 +59,9 @@ def _flag(variables: Mapping[str, str], key: str) -> bool:
 
 def _tier(variables: Mapping[str, str]) -> str:
     tier = str(variables.get("TIER", DEFAULT_FIXED_TIER)).strip() or DEFAULT_FIXED_TIER
-    if tier not in TIERS:
-        raise BareflowError(f"TIER={tier!r}: expected one of {', '.join(TIERS)}")
+    if tier not in TIERS and not runtiers.is_run_time(tier):
+        raise BareflowError(f"TIER={tier!r}: expected one of {', '.join(TIERS)}, or with JIT=llvm a "
+                            f"run-time tier ({', '.join(runtiers.RUN_TIME_TIERS[:4])}, ...)")
     return tier
 
 
@@ -84,6 +87,14 @@ def _scaled_calls(jit_calls: int, layer: LayerInfo) -> int:
 
 
 def tiered_decision(layer: LayerInfo, variables: Mapping[str, str]) -> Decision:
+    decision = _tiered_aot(layer, variables)
+    if layer.jit != "none":
+        from bareflow.policy.jit import add_run_time_tier
+        add_run_time_tier(decision, layer, variables)
+    return decision
+
+
+def _tiered_aot(layer: LayerInfo, variables: Mapping[str, str]) -> Decision:
     stop = _flag(variables, "STOP_PROFILING")
     if layer.token_share >= HEAVY_SHARE:
         return Decision(
@@ -101,7 +112,11 @@ def tiered_decision(layer: LayerInfo, variables: Mapping[str, str]) -> Decision:
 # --- fixed -------------------------------------------------------------------------------
 
 def fixed_decision(layer: LayerInfo, variables: Mapping[str, str]) -> Decision:
-    return Decision(ladder=[_tier(variables)], calls=[], cycles=[], preload=False,
+    tier = _tier(variables)
+    if "@" in tier:     # a run-time tier: its one compile comes after the first call, made at O0
+        return Decision(ladder=["O0", tier], calls=[1], cycles=[], preload=False,
+                        stop_profiling=_flag(variables, "STOP_PROFILING"))
+    return Decision(ladder=[tier], calls=[], cycles=[], preload=False,
                     stop_profiling=_flag(variables, "STOP_PROFILING"))
 
 
@@ -180,13 +195,17 @@ TIERED = Policy(
                 "layers O0->O2->O3 on HotSpot's 200/5000 thresholds scaled by work per call, "
                 "or on a cycle budget.",
     decide=tiered_decision,
-    options={"STOP_PROFILING": STOP_PROFILING_HELP})
+    options={"STOP_PROFILING": STOP_PROFILING_HELP,
+             "JIT_COMPILE_CYCLES": "JIT=llvm: cycles one run-time compile is assumed to cost; a layer moves to "
+                                   "its O3@host tier once it has spent that many cycles at its last "
+                                   "ahead-of-time tier (default 100000000; docs/policies.md)"})
 
 FIXED = Policy(
     name="fixed",
     description="Every layer runs one tier for the whole run (TIER, default O2); no promotion.",
     decide=fixed_decision,
-    options={"TIER": "O0, O1, O2 or O3: the tier every layer runs at (default O2)",
+    options={"TIER": "O0, O1, O2 or O3: the tier every layer runs at (default O2); with JIT=llvm also "
+                     "a run-time tier such as O3@host (after one call at O0)",
              "STOP_PROFILING": STOP_PROFILING_HELP})
 
 PGO = Policy(
@@ -209,10 +228,12 @@ def bareflow_register_policies():
 @hookimpl
 def bareflow_register_variables():
     return [
-        Variable("TIER", FIXED.options["TIER"], DEFAULT_FIXED_TIER, kind="enum", allowed=TIERS),
+        Variable("TIER", FIXED.options["TIER"], DEFAULT_FIXED_TIER, kind="enum", allowed=runtiers.ALL_TIERS),
         Variable("STOP_PROFILING", STOP_PROFILING_HELP, "no", kind="bool"),
         Variable("PGO_HOT_CALLS", PGO.options["PGO_HOT_CALLS"], str(DOTNET_TIER1_CALLS),
                  validator=lambda name, text: _positive_int({name: text}, name, DOTNET_TIER1_CALLS)),
+        Variable("JIT_COMPILE_CYCLES", TIERED.options["JIT_COMPILE_CYCLES"], str(DEFAULT_COMPILE_CYCLES),
+                 validator=lambda name, text: compile_cycles({name: text})),
     ]
 
 

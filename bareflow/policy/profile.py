@@ -15,10 +15,12 @@ from dataclasses import dataclass, field
 from bareflow.core.checksum import crc32_with_field_zeroed
 from bareflow.errors import BareflowError
 from bareflow.model.layers import LAYER_NAME, decode_layer_name
+from bareflow.tiers import runtime as runtiers
 from bareflow.tiers.levels import TIERS
 
 MAGIC = b"BFPR"
 VERSION = 1
+VERSION_RUN_TIME = 2                         # compile records follow the layers (profile_jit.py)
 FILE_SIZE = 4096
 HEADER_SIZE = 32
 ENTRY_SIZE = 96
@@ -57,6 +59,7 @@ class Profile:
     cycles_per_second: int
     total_cycles: int                # cycles of the generation loop
     layers: dict[str, LayerProfile] = field(default_factory=dict)
+    compiles: tuple = ()             # profile_jit.CompileRecord per run-time compile (version 2)
 
     def layer(self, name: str) -> LayerProfile | None:
         return self.layers.get(name)
@@ -116,28 +119,34 @@ def decode_profile(data: bytes, source: str = "PROFILE.BIN") -> Profile:
     magic, version, n_layers, tokens, crc, cps, total = _HEADER.unpack_from(data, 0)
     if magic != MAGIC:
         fail(f"field 'magic' is {magic!r}, expected {MAGIC!r}")
-    if version != VERSION:
-        fail(f"field 'version' is {version}, this build reads version {VERSION}")
+    if version not in (VERSION, VERSION_RUN_TIME):
+        fail(f"field 'version' is {version}, this build reads versions {VERSION} and {VERSION_RUN_TIME}")
     if n_layers > MAX_LAYERS:
         fail(f"field 'n_layers' is {n_layers}, at most {MAX_LAYERS}")
     used = HEADER_SIZE + ENTRY_SIZE * n_layers
+    compiles = []
+    if version == VERSION_RUN_TIME:
+        from bareflow.policy import profile_jit
+        compiles, used = profile_jit.decode(data, used, source)
     if crc != _crc(data[:used]):
         fail(f"field 'crc32' is {crc:#010x}, but the data gives {_crc(data[:used]):#010x} "
              f"(corrupt or partly written profile)")
     if any(data[used:]):
-        fail(f"bytes after the {n_layers} entries (offset {used}..{FILE_SIZE}) must be zero")
+        fail(f"bytes after the {n_layers} entries and the compile records (offset {used}..{FILE_SIZE}) "
+             "must be zero")
     layers: dict[str, LayerProfile] = {}
     for index in range(n_layers):
         raw = _ENTRY.unpack_from(data, HEADER_SIZE + ENTRY_SIZE * index)
         raw_name, calls, cycles = raw[0], raw[1:5], raw[5:9]
         final, changes, reserved = raw[9], raw[10], raw[11]
         text, where = decode_layer_name(raw_name, index, layers, fail)
-        if final > 3:
-            fail(f"{where}: field 'final tier' is {final}, expected 0..3")
+        if final > 3 and (version == VERSION or runtiers.tier_name(final) is None):
+            fail(f"{where}: field 'final tier' is {final}, expected 0..3"
+                 + (" or a run-time tier code" if version == VERSION_RUN_TIME else ""))
         if any(reserved):
             fail(f"{where}: field 'reserved' must be zero")
-        layers[text] = LayerProfile(text, tuple(calls), tuple(cycles), TIERS[final], changes)
-    return Profile(tokens, cps, total, layers)
+        layers[text] = LayerProfile(text, tuple(calls), tuple(cycles), runtiers.tier_name(final), changes)
+    return Profile(tokens, cps, total, layers, tuple(compiles))
 
 
 def _json_int(value, what: str, limit: int = U64) -> int:
@@ -186,8 +195,8 @@ def profile_from_result_json(result: dict, source: str = "BAREFLOW-RESULT") -> P
                 raise BareflowError(f"{where}.{key} must be a list of 4 numbers (O0..O3), not {seq!r}")
             values[key] = tuple(_json_int(v, f"{where}.{key}[{i}]") for i, v in enumerate(seq))
         tier = stats.get("tier")
-        if tier not in TIERS:
-            raise BareflowError(f"{where}.tier is {tier!r}, not one of {', '.join(TIERS)}")
+        if tier not in runtiers.ALL_TIERS:
+            raise BareflowError(f"{where}.tier is {tier!r}, not one of {', '.join(TIERS)} or a run-time tier")
         changes = stats.get("changes", [])
         if not isinstance(changes, list) or len(changes) > 255:
             raise BareflowError(f"{where}.changes must be a list of at most 255 tier changes")

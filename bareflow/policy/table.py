@@ -13,12 +13,14 @@ from bareflow.core.checksum import crc32_with_field_zeroed
 from bareflow.errors import BareflowError
 from bareflow.model.layers import LAYER_NAME, decode_layer_name
 from bareflow.policy.api import MAX_CALLS, MAX_CORES, MAX_CYCLES, Decision, validate_decision
-from bareflow.tiers.levels import ISA_LEVELS, TIERS
+from bareflow.tiers import runtime as runtiers
+from bareflow.tiers.levels import ISA_LEVELS
 
 ISA_NAMES = {code: name for name, code in ISA_LEVELS.items()}
 
 MAGIC = b"BFPT"
 VERSION = 1
+VERSION_RUN_TIME = 2          # same layout; ladders may name run-time tiers (bareflow.tiers.runtime)
 HEADER_SIZE = 16
 ENTRY_SIZE = 64
 MAX_LAYERS = 64
@@ -59,7 +61,10 @@ def encode_levels(by_isa: Mapping[str, Mapping[str, Decision]], layer_order: Seq
     body = bytearray()
     for isa in levels:
         body += _entries(by_isa[isa], order, isa)
-    header = _HEADER.pack(MAGIC, VERSION, HEADER_SIZE, len(order) * len(levels), ENTRY_SIZE, 0)
+    # Version 1 unless some ladder names a run-time tier: JIT=none tables stay byte-identical.
+    run_time = any(runtiers.is_run_time(t) for isa in levels for d in by_isa[isa].values() for t in d.ladder)
+    header = _HEADER.pack(MAGIC, VERSION_RUN_TIME if run_time else VERSION, HEADER_SIZE,
+                          len(order) * len(levels), ENTRY_SIZE, 0)
     data = bytearray(header + body)
     struct.pack_into("<I", data, 12, _crc(bytes(data)))
     return bytes(data)
@@ -81,7 +86,7 @@ def _entries(decisions, order, isa):
         except BareflowError as exc:
             raise BareflowError(f"policy table: {exc}") from exc
         steps = len(d.ladder) - 1
-        ladder = [TIERS.index(t) for t in d.ladder] + [NO_TIER] * (4 - len(d.ladder))
+        ladder = [runtiers.tier_code(t) for t in d.ladder] + [NO_TIER] * (4 - len(d.ladder))
         calls = d.calls + [0] * (3 - steps)
         cycles = d.cycles + [0] * (3 - steps)
         flags = (FLAG_PRELOAD if d.preload else 0) | (FLAG_STOP_PROFILING if d.stop_profiling else 0)
@@ -110,8 +115,8 @@ def decode_levels(data: bytes, source: str = "POLICY.TBL") -> dict[str, dict[str
     magic, version, header_size, n_layers, entry_size, crc = _HEADER.unpack_from(data, 0)
     if magic != MAGIC:
         fail(f"field 'magic' is {magic!r}, expected {MAGIC!r}")
-    if version != VERSION:
-        fail(f"field 'version' is {version}, this build reads version {VERSION}")
+    if version not in (VERSION, VERSION_RUN_TIME):
+        fail(f"field 'version' is {version}, this build reads versions {VERSION} and {VERSION_RUN_TIME}")
     if header_size != HEADER_SIZE:
         fail(f"field 'header_size' is {header_size}, expected {HEADER_SIZE}")
     if not 1 <= n_layers <= MAX_LAYERS:
@@ -144,8 +149,13 @@ def decode_levels(data: bytes, source: str = "POLICY.TBL") -> dict[str, dict[str
         if max_cores > MAX_CORES:
             fail(f"{where}: field 'max_cores' is {max_cores}, expected 0..{MAX_CORES}")
         for i in range(4):
-            if i < n_tiers and ladder[i] > 3:
+            if i < n_tiers and version == VERSION and ladder[i] > 3:
                 fail(f"{where}: field 'ladder[{i}]' is {ladder[i]}, expected a tier code 0..3")
+            if i < n_tiers and runtiers.tier_name(ladder[i]) is None:
+                fail(f"{where}: field 'ladder[{i}]' is {ladder[i]:#04x}, not a tier code (0..3, or "
+                     "kind 1..3 << 4 | level 0..3)")
+            if i == 0 and ladder[0] > 3:
+                fail(f"{where}: field 'ladder[0]' is a run-time tier; a layer starts at a module file")
             if i >= n_tiers and ladder[i] != NO_TIER:
                 fail(f"{where}: field 'ladder[{i}]' is {ladder[i]}, expected 0xFF after "
                      f"{n_tiers} tiers")
@@ -164,7 +174,7 @@ def decode_levels(data: bytes, source: str = "POLICY.TBL") -> dict[str, dict[str
                 fail(f"{where}: step {i} has neither a calls nor a cycles trigger")
         steps = n_tiers - 1
         decisions[text] = Decision(
-            ladder=[TIERS[c] for c in ladder[:n_tiers]], calls=list(calls[:steps]),
+            ladder=[runtiers.tier_name(c) for c in ladder[:n_tiers]], calls=list(calls[:steps]),
             cycles=list(cycles[:steps]), preload=bool(flags & FLAG_PRELOAD),
             stop_profiling=bool(flags & FLAG_STOP_PROFILING), max_cores=max_cores)
     first = next(iter(levels))

@@ -21,6 +21,8 @@
 #define SYS_clock_gettime 228
 #define SYS_exit_group 231
 #define SYS_openat 257
+#define SYS_arch_prctl 158
+#define ARCH_SET_FS 0x1002
 #define AT_FDCWD (-100)
 #define O_RDONLY 0
 #define O_RDWR 2
@@ -182,6 +184,44 @@ static uint64_t calibrate(void)
 int platform_cpu_isa_level(const char **missing)
 {
     return bf_x86_isa_level(missing);
+}
+
+/* The program's own ELF header: lld defines __ehdr_start when the headers are loaded. */
+extern const uint8_t __ehdr_start[] __attribute__((weak));
+
+int platform_tls_template(const void **init, size_t *init_size, size_t *mem_size, size_t *align)
+{
+    const uint8_t *eh = __ehdr_start;
+    if (!eh)
+        return -1;
+    uint64_t phoff;
+    uint16_t phentsize, phnum;
+    __builtin_memcpy(&phoff, eh + 32, 8);
+    __builtin_memcpy(&phentsize, eh + 54, 2);
+    __builtin_memcpy(&phnum, eh + 56, 2);
+    for (unsigned i = 0; i < phnum; i++) {
+        const uint8_t *ph = eh + phoff + (uint64_t)i * phentsize;
+        uint32_t type;
+        uint64_t vaddr, filesz, memsz, al;
+        __builtin_memcpy(&type, ph, 4);
+        if (type != 7)                /* PT_TLS */
+            continue;
+        __builtin_memcpy(&vaddr, ph + 16, 8);
+        __builtin_memcpy(&filesz, ph + 32, 8);
+        __builtin_memcpy(&memsz, ph + 40, 8);
+        __builtin_memcpy(&al, ph + 48, 8);
+        *init = (const void *)(uintptr_t)vaddr;     /* a static executable is not relocated */
+        *init_size = filesz;
+        *mem_size = memsz;
+        *align = al ? al : 1;
+        return 0;
+    }
+    return -1;
+}
+
+void platform_set_thread_pointer(void *tp)
+{
+    syscall6(SYS_arch_prctl, ARCH_SET_FS, (long)tp, 0, 0, 0, 0);
 }
 
 const void *platform_handed_file(const char *path, size_t *size)

@@ -62,9 +62,11 @@ bfu64_header:
    mode, which is fine: everything here lies below 4 GiB). */
 
 /* Fills the zeroed .bss.boot page tables: [0, 4 GiB) identity-mapped, 2 MiB pages except the
-   first 2 MiB (4 KiB pages without page 0 and the stack guard page).  Only the low 4 bytes of
-   each entry are written; the high bytes are the zeroes the bss was cleared to.
-   Clobbers EAX, ECX, EDI. */
+   first 2 MiB (4 KiB pages without page 0 and the stack guard page) and, when the kernel is
+   linked higher (JIT=llvm), the 2 MiB region holding the guard page (4 KiB pages without it;
+   boot_guard_region, from the linker script, is that region's index, 0 for the plain kernel).
+   Only the low 4 bytes of each entry are written; the high bytes are the zeroes the bss was
+   cleared to.  Clobbers EAX, ECX, EDI. */
 .macro BUILD_PAGE_TABLES
     /* Page directories: entry j maps [j*2 MiB, (j+1)*2 MiB). */
     movl $page_dirs, %edi
@@ -94,6 +96,30 @@ bfu64_header:
     jb .Lpt\@
     movl $page_dirs, %edi
     movl $(pt_low + PTE_PRESENT + PTE_WRITE), (%edi)
+
+    /* The guard page's own region, when it is not the first. */
+    movl $boot_guard_region, %eax
+    testl %eax, %eax
+    jz .Lguard_done\@
+    movl $pt_guard, %edi
+    xorl %ecx, %ecx
+.Lptg\@:
+    movl $boot_guard_region, %eax
+    shll $9, %eax
+    addl %ecx, %eax
+    shll $12, %eax                  /* (region * 512 + ecx) * 4 KiB */
+    cmpl $boot_stack_guard, %eax
+    je .Lskipg\@
+    orl $(PTE_PRESENT | PTE_WRITE), %eax
+    movl %eax, (%edi, %ecx, 8)
+.Lskipg\@:
+    incl %ecx
+    cmpl $512, %ecx
+    jb .Lptg\@
+    movl $boot_guard_region, %ecx
+    movl $page_dirs, %edi
+    movl $(pt_guard + PTE_PRESENT + PTE_WRITE), (%edi, %ecx, 8)
+.Lguard_done\@:
 
     movl $pdpt, %edi
     movl $(page_dirs + PTE_PRESENT + PTE_WRITE), 0(%edi)
@@ -199,6 +225,7 @@ pml4:       .skip 4096
 pdpt:       .skip 4096
 page_dirs:  .skip 4 * 4096          /* one per GiB: 2048 entries of 2 MiB */
 pt_low:     .skip 4096              /* 4 KiB pages for [0, 2 MiB) */
+pt_guard:   .skip 4096              /* 4 KiB pages for the guard page's region, if not the first */
     .globl boot_stack_guard, boot_stack_top
 boot_stack_guard:
     .skip 4096                      /* left unmapped: an overflow faults instead of corrupting */

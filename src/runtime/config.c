@@ -19,9 +19,10 @@
 #define FLOAT32_MIN_TEXT "1.17549435e-38"
 
 enum { K_PROMPT, K_STEPS, K_TEMPERATURE, K_TOPP, K_SEED, K_CORES, K_SMP_TEST, K_CHAT_BEFORE, K_CHAT_AFTER,
-       N_KEYS };
+       K_JIT_CPU, K_JIT_HEAP_KIB, N_KEYS };
 static const char *const key_names[N_KEYS] = {"prompt", "steps", "temperature", "topp", "seed", "cores",
-                                              "smp_test", "chat_before", "chat_after"};
+                                              "smp_test", "chat_before", "chat_after", "jit_cpu",
+                                              "jit_heap_kib"};
 
 #define MAX_TEXT 1023
 
@@ -154,6 +155,20 @@ static void set_value(struct bf_run_config *rc, int key, const char *value, int 
                      "sampler divides by it); use 0 for greedy", line, value, FLOAT32_MIN_TEXT);
         rc->temperature = (float)d;
         return;
+    case K_JIT_CPU:
+        if (strlen(value) < 1 || strlen(value) >= sizeof rc->jit_cpu)
+            bf_panic("BAREFLOW.CFG line %d: jit_cpu is %zu bytes, expected 1..%zu", line, strlen(value),
+                     sizeof rc->jit_cpu - 1);
+        for (const char *p = value; *p; p++)
+            if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '-' || *p == '_' || *p == '.'))
+                bf_panic("BAREFLOW.CFG line %d: jit_cpu '%s' is not a CPU name of [a-z0-9._-]", line, value);
+        memcpy(rc->jit_cpu, value, strlen(value) + 1);
+        return;
+    case K_JIT_HEAP_KIB:
+        if (parse_u64(value, &u) || u < 64 || u > 4194304)
+            bf_panic("BAREFLOW.CFG line %d: jit_heap_kib = '%s' is not an integer in 64..4194304", line, value);
+        rc->jit_heap_kib = u;
+        return;
     case K_TOPP:
         if (parse_decimal(value, &d))
             bf_panic("BAREFLOW.CFG line %d: topp = '%s' is not a decimal number", line, value);
@@ -215,7 +230,7 @@ static void parse_line(struct bf_run_config *rc, char *s, int line, int seen[N_K
         return;
     }
     bf_panic("BAREFLOW.CFG line %d: unknown key '%.40s' (known: prompt, steps, temperature, topp, seed, cores, "
-             "smp_test, chat_before, chat_after)", line, s);
+             "smp_test, chat_before, chat_after, jit_cpu, jit_heap_kib)", line, s);
 }
 
 void bf_config_load(struct bf_run_config *rc)
@@ -231,6 +246,7 @@ void bf_config_load(struct bf_run_config *rc)
     rc->temperature = 0.0f;
     rc->topp = 0.9f;
     rc->seed = 42;
+    rc->jit_heap_kib = 65536;
     if (size > CFG_MAX)
         bf_panic("BAREFLOW.CFG: %zu bytes, at most %d", size, CFG_MAX);
     memcpy(text, data, size);

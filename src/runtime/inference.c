@@ -79,7 +79,7 @@ static int sample(const struct bf_model *m, const struct bf_run_config *rc, uint
     bf_call(BF_SAMPLER, &call);
     if (call.result < 0 || call.result >= m->cfg.vocab_size)
         bf_panic("layer sampler (tier %s) returned token %d, outside 0..%d",
-                 bf_tier_names[bf_layer_stats(BF_SAMPLER)->tier], call.result, m->cfg.vocab_size - 1);
+                 bf_tier_name(bf_layer_stats(BF_SAMPLER)->tier), call.result, m->cfg.vocab_size - 1);
     return call.result;
 }
 

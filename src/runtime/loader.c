@@ -6,7 +6,10 @@
  * relocation and import); otherwise the run stops with "module <file>: <what is wrong>".  The
  * image is copied into fresh zeroed arena memory, so the tail (bss and import slots) is zero
  * before the two relocation kinds are applied.  No byte of the file is executed before that.
+ * bf_load_module_image applies the same rules to an image the JIT built in memory
+ * (jit_object.c) and returns NULL with the reason instead of stopping the run.
  */
+#include <stdio.h>
 #include <string.h>
 
 #include "bareflow/exports.h"
@@ -70,14 +73,16 @@ static int layer_field_ok(const uint8_t *f, char out[16])
     return 1;
 }
 
-bf_layer_fn bf_load_module(int layer, int tier)
+/* Check BFMD bytes `f` against every rule and place them; NULL with the reason in err (which
+ * starts "module <path>: ") when a rule fails.  `run_time` marks an image the JIT produced in
+ * memory for this very CPU: its isa code is BF_ISA_HOST and the ISA level the run chose for its
+ * module files does not apply to it. */
+static bf_layer_fn place(const char *path, const uint8_t *f, size_t size, int layer, int tier, int run_time,
+                         char *err, size_t errlen)
 {
-    const char *path = bf_module_path(layer, tier, bf_isa);
-    size_t size;
-    const uint8_t *f = bf_read_file(path, &size);
     char name[16];
 
-#define BAD(...) bf_panic("module %s: " __VA_ARGS__)
+#define BAD(...) do { snprintf(err, errlen, "module %s: " __VA_ARGS__); return NULL; } while (0)
     if (size < HDR)
         BAD("file is %zu bytes, shorter than the %d-byte header", path, size, HDR);
     if (memcmp(f, "BFMD", 4) != 0)
@@ -103,15 +108,20 @@ bf_layer_fn bf_load_module(int layer, int tier)
         BAD("tier code %u is not 0..3", path, f[24]);
     if (f[24] != tier)
         BAD("holds tier O%u, the file name says O%d", path, f[24], tier);
-    const char *missing;
-    int cpu = platform_cpu_isa_level(&missing);
-    if (f[25] > 3)
-        BAD("isa code %u is unknown (0..3 = x86-64, x86-64-v2, x86-64-v3, x86-64-v4)", path, f[25]);
-    if (f[25] > cpu)
-        BAD("built for %s but this CPU runs up to %s (no %s)", path, bf_isa_names[f[25]], bf_isa_names[cpu],
-            missing);
-    if (f[25] != bf_isa)
-        BAD("built for %s, but this run uses %s modules", path, bf_isa_names[f[25]], bf_isa_names[bf_isa]);
+    if (run_time) {
+        if (f[25] != BF_ISA_HOST)
+            BAD("isa code %u, expected %u (run-time code for the CPU the run is on)", path, f[25], BF_ISA_HOST);
+    } else {
+        const char *missing;
+        int cpu = platform_cpu_isa_level(&missing);
+        if (f[25] > 3)
+            BAD("isa code %u is unknown (0..3 = x86-64, x86-64-v2, x86-64-v3, x86-64-v4)", path, f[25]);
+        if (f[25] > cpu)
+            BAD("built for %s but this CPU runs up to %s (no %s)", path, bf_isa_names[f[25]], bf_isa_names[cpu],
+                missing);
+        if (f[25] != bf_isa)
+            BAD("built for %s, but this run uses %s modules", path, bf_isa_names[f[25]], bf_isa_names[bf_isa]);
+    }
     if (bf_le16(f + 26) != BF_LAYER_ABI_VERSION)
         BAD("abi_version %u, this kernel has layer ABI %d", path, bf_le16(f + 26), BF_LAYER_ABI_VERSION);
     if (image_size > MAX_IMAGE || file_image > image_size)
@@ -180,10 +190,12 @@ bf_layer_fn bf_load_module(int layer, int tier)
             BAD("IMPORT64 relocation %u has addend %lld, expected 0 (an import is a function's address)", path, i,
                 (long long)addend);
     }
-#undef BAD
 
     /* Every rule held: place the image and bind it. */
-    uint8_t *base = bf_alloc(image_size, align, path);
+    uint8_t *base = run_time ? platform_alloc(image_size, align) : bf_alloc(image_size, align, path);
+    if (!base)
+        BAD("no arena memory for the %u-byte image", path, image_size);
+#undef BAD
     memcpy(base, f + HDR, file_image);
     for (uint32_t i = 0; i < n_relocs; i++) {
         const uint8_t *r = relocs + (size_t)RELOC_BYTES * i;
@@ -193,4 +205,22 @@ bf_layer_fn bf_load_module(int layer, int tier)
         memcpy(base + bf_le32(r), &value, 8);
     }
     return (bf_layer_fn)(uintptr_t)(base + entry);
+}
+
+bf_layer_fn bf_load_module(int layer, int tier)
+{
+    static char err[256];
+    const char *path = bf_module_path(layer, tier, bf_isa);
+    size_t size;
+    const uint8_t *f = bf_read_file(path, &size);
+    bf_layer_fn fn = place(path, f, size, layer, tier, 0, err, sizeof err);
+    if (!fn)
+        bf_panic("%s", err);
+    return fn;
+}
+
+bf_layer_fn bf_load_module_image(const char *what, const void *image, size_t size, int layer, int level, char *err,
+                                 size_t errlen)
+{
+    return place(what, image, size, layer, level, 1, err, errlen);
 }

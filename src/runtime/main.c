@@ -36,6 +36,7 @@ int bf_runtime_main(void)
     bf_files_init();
     bf_config_load(&rc);
     bf_parallel_init(&rc);
+    bf_jit_configure(&rc);
     bf_model_load(&model);
     const struct bf_config *c = &model.cfg;
     bf_config_check_steps(&rc, c->seq_len);

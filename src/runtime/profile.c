@@ -1,6 +1,7 @@
 /* profile.c - writes the run's profile into /PROFILE.BIN in place (docs/profile-file.md).
  *
- * Promise: the 4096 bytes written are a complete BFPR version 1 profile with its CRC; they go
+ * Promise: the 4096 bytes written are a complete BFPR profile with its CRC (version 1, or 2 when
+ * run-time compiles happened: their records follow the layer entries); they go
  * into the clusters the build pre-allocated and nowhere else.  A missing file, a file of another
  * size or no disk is a warning on the console, not a failed run.
  */
@@ -13,6 +14,7 @@
 #define PROFILE_BYTES 4096
 #define HDR 32
 #define ENTRY 96
+#define JIT_RECORD 64
 
 static void put32(uint8_t *p, uint32_t v)
 {
@@ -47,6 +49,30 @@ void bf_write_profile(const struct bf_run *run)
         e[80] = (uint8_t)st->tier;
         e[81] = (uint8_t)st->n_changes;
     }
-    put32(buf + 12, bf_crc32(0, buf, HDR + ENTRY * BF_N_LAYERS));
+    /* Version 2: the run-time compiles follow the layers (docs/profile-file.md). */
+    int n;
+    const struct bf_jit_record *r = bf_jit_records(&n);
+    size_t used = HDR + ENTRY * BF_N_LAYERS;
+    if (n) {
+        buf[4] = 2;
+        uint8_t *j = buf + used;
+        memcpy(j, "BFJC", 4);
+        j[4] = (uint8_t)n;
+        j[6] = JIT_RECORD;
+        for (int i = 0; i < n; i++) {
+            uint8_t *e = j + 8 + JIT_RECORD * i;
+            memcpy(e, bf_layer_names[r[i].layer], strlen(bf_layer_names[r[i].layer]));
+            e[16] = (uint8_t)r[i].code;
+            e[17] = (uint8_t)r[i].ok;
+            e[18] = (uint8_t)r[i].core;
+            put32(e + 20, (uint32_t)r[i].object_size);
+            put64(e + 24, r[i].cycles);
+            put64(e + 32, r[i].swap_call);
+            size_t len = strlen(r[i].cpu);
+            memcpy(e + 40, r[i].cpu, len < 23 ? len : 23);
+        }
+        used += 8 + (size_t)JIT_RECORD * (size_t)n;
+    }
+    put32(buf + 12, bf_crc32(0, buf, used));
     bf_overwrite_file(PROFILE_PATH, buf, sizeof buf);
 }

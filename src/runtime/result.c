@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "bareflow/jit.h"
 #include "bareflow/platform.h"
 #include "rt.h"
 #include "tokenizer.h"
@@ -192,14 +193,49 @@ static void put_layers(struct out *o)
         put_u64s(o, st->cycles, BF_N_TIERS);
         puts_(o, ",\"core_cycles\":");
         put_u64s(o, st->core_cycles, bf_layer_phases(id) ? bf_cores()->used : 0);
-        putf(o, ",\"tier\":\"%s\",\"changes\":[", bf_tier_names[st->tier]);
+        putf(o, ",\"tier\":\"%s\",\"changes\":[", bf_tier_name(st->tier));
         for (int i = 0; i < st->n_changes; i++)
             putf(o, "%s{\"call\":%llu,\"from\":\"%s\",\"to\":\"%s\"}", i ? "," : "",
-                 (unsigned long long)st->changes[i].call, bf_tier_names[st->changes[i].from],
-                 bf_tier_names[st->changes[i].to]);
+                 (unsigned long long)st->changes[i].call, bf_tier_name(st->changes[i].from),
+                 bf_tier_name(st->changes[i].to));
         puts_(o, "]}");
     }
     puts_(o, "}");
+}
+
+/* "jit": present only when some run-time compile was attempted (docs/result-line.md). */
+static void put_jit(struct out *o)
+{
+    int n;
+    const struct bf_jit_record *r = bf_jit_records(&n);
+    if (!n)
+        return;
+    size_t used, peak, allocs, failed, size;
+    bf_jit_heap(&used, &peak, &allocs, &failed, &size);
+    puts_(o, ",\"jit\":{\"backend\":");
+    const char *backend = bf_jit_backend() ? bf_jit_backend() : "none";
+    put_string(o, backend, strlen(backend));
+    putf(o, ",\"init_cycles\":%llu,\"heap_bytes\":%zu,\"heap_used\":%zu,\"heap_peak_live\":%zu",
+         (unsigned long long)bf_jit_init_cycles(), size, used, peak);
+    putf(o, ",\"allocations\":%zu,\"allocations_refused\":%zu,\"stubs_reached\":%u,\"compiles\":[", allocs, failed,
+         bf_jit_stubs_reached());
+    for (int i = 0; i < n; i++) {
+        putf(o, "%s{\"layer\":\"%s\",\"tier\":\"%s\",\"level\":\"O%d\",\"cpu\":", i ? "," : "",
+             bf_layer_names[r[i].layer], bf_tier_name(r[i].code), r[i].code & 3);
+        put_string(o, r[i].cpu, strlen(r[i].cpu));
+        puts_(o, ",\"features\":");
+        put_string(o, r[i].features, strlen(r[i].features));
+        putf(o, ",\"cycles\":%llu,\"object_bytes\":%llu,\"core\":%d,\"inline\":true,\"ok\":%s",
+             (unsigned long long)r[i].cycles, (unsigned long long)r[i].object_size, r[i].core, r[i].ok ? "true" : "false");
+        if (r[i].ok)
+            putf(o, ",\"swap_call\":%llu}", (unsigned long long)r[i].swap_call);
+        else {
+            puts_(o, ",\"error\":");
+            put_string(o, r[i].error, strlen(r[i].error));
+            puts_(o, "}");
+        }
+    }
+    puts_(o, "]}");
 }
 
 void bf_print_result(const struct bf_run_config *rc, const struct bf_run *run, uint64_t start_cycles)
@@ -232,6 +268,7 @@ void bf_print_result(const struct bf_run_config *rc, const struct bf_run *run, u
         put_decimal(&o, cps ? (double)k->busy_cycles[c] * 1000.0 / (double)cps : 0.0, 3);
     }
     puts_(&o, "]}");
+    put_jit(&o);
     putf(&o, ",\"profiling_overhead_cycles\":%llu,\"boot_cycles\":%llu}\n",
          (unsigned long long)bf_profiling_overhead(),
          (unsigned long long)(run->first_token_at ? run->first_token_at - start_cycles : 0));

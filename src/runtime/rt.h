@@ -58,6 +58,8 @@ struct bf_run_config {
     uint64_t seed;
     int cores;                /* 0 = every core that started */
     int smp_test;             /* PLATFORM_SMP_TEST_* (test-only fault simulation) */
+    char jit_cpu[64];         /* run-time tiers' target CPU instead of the host's ("" = host) */
+    uint64_t jit_heap_kib;    /* memory for the run-time compiler's heap */
 };
 void bf_config_load(struct bf_run_config *rc);
 void bf_config_check_steps(const struct bf_run_config *rc, int seq_len);
@@ -125,19 +127,48 @@ bf_layer_fn bf_load_module(int layer, int tier);   /* at ISA level bf_isa */
 /* "/MODULES/RMSNORM.O2" (x86-64), "/MODULES/RMSNORM.O23" (x86-64-v3); static buffer */
 const char *bf_module_path(int layer, int tier, int isa);
 extern int bf_isa;            /* ISA level chosen at boot (tiering.c), -1 before */
+#define BF_ISA_HOST 0x10      /* BFMD isa code of run-time code (in memory only): the CPU the run is on */
+/* The same rules for BFMD bytes built in memory by the JIT; NULL with the reason in err. */
+bf_layer_fn bf_load_module_image(const char *what, const void *image, size_t size, int layer, int level, char *err,
+                                 size_t errlen);
+
+/* jit.c and jit_object.c: run-time tiers (docs/jit.md).  A tier code (docs/policy-table.md) is
+ * 0..3 for the module file O0..O3, or kind << 4 | level for code compiled at run time:
+ * kind 1 = for the CPU the run is on, 2 = for x86-64-v3, 3 = for x86-64-v4. */
+#define BF_MAX_JIT_RECORDS 32
+struct bf_jit_record {
+    int layer, code, ok, core;
+    char cpu[48];             /* target CPU as LLVM names it */
+    char features[96];        /* the enabled vector features among those the result line names */
+    uint64_t cycles;          /* reading the bitcode, compiling, converting and loading */
+    uint64_t object_size;     /* bytes of the ELF object the compiler emitted */
+    uint64_t swap_call;       /* calls of the layer before the new code took over (ok only) */
+    char error[160];          /* why it failed (not ok) */
+};
+extern const char *const bf_jit_kind_names[4];
+const char *bf_tier_name(int code);             /* "O2", "O3@host", "O2@x86-64-v3" */
+const char *bf_bitcode_path(int layer);         /* "/MODULES/RMSNORM.BC"; static buffer */
+void bf_jit_configure(const struct bf_run_config *rc);
+#define BF_TIER_KIND(code) ((code) >> 4)
+bf_layer_fn bf_jit_tier(int layer, int code, int *record);
+void bf_jit_note_swap(int record, uint64_t call);
+const struct bf_jit_record *bf_jit_records(int *n);
+uint64_t bf_jit_init_cycles(void);
+void *bf_object_to_bfmd(const void *object, size_t n, int layer, int level, size_t *out_size, char *err,
+                        size_t errlen);
 
 /* tiering.c: /POLICY.TBL (docs/policy-table.md) and the dispatch slots. */
 #define BF_MAX_CHANGES 3
 struct bf_tier_change {
     uint64_t call;            /* calls of the layer completed before the new tier took over */
-    uint8_t from, to;
+    uint8_t from, to;         /* tier codes */
 };
 struct bf_layer_stats {
     uint64_t calls[BF_N_TIERS];
     uint64_t cycles[BF_N_TIERS];
     int max_cores;            /* the policy table's limit for this layer, 0 = none */
     uint64_t core_cycles[BF_MAX_CORES];  /* per core: cycles inside this layer's chunks */
-    int tier;                 /* current tier code */
+    int tier;                 /* current tier code (calls[] and cycles[] count by its level, code & 3) */
     int n_changes;
     struct bf_tier_change changes[BF_MAX_CHANGES];
 };

@@ -10,10 +10,13 @@
  * The table has one set of entries per ISA level the image carries; the best level this CPU
  * runs is chosen and printed, and when the CPU runs none of them the run stops with an
  * "isa:" panic before any module is read.
+ * Table version 2 adds run-time tiers (compiled by jit.c when the layer gets there); a failed
+ * compile is reported and leaves the layer at its current tier.
  */
 #include <stdio.h>
 #include <string.h>
 
+#include "bareflow/jit.h"
 #include "bareflow/platform.h"
 #include "bareflow/runtime.h"
 #include "bareflow/x86_isa.h"
@@ -51,15 +54,31 @@ static void set_triggers(struct layer_rt *L)
     L->timing = !(last && (L->flags & F_STOP_PROFILING));
 }
 
-/* Cold path: make the next tier of the ladder ready, then swap the slot in one store. */
+/* Cold path: make the next tier of the ladder ready, then swap the slot in one store.  A
+ * run-time tier that fails to compile is reported; the layer stays where it is for good. */
 __attribute__((noinline)) static void promote(struct layer_rt *L)
 {
-    int next = L->step + 1, to = L->ladder[next];
-    if (!L->ready[next])
-        L->ready[next] = bf_load_module(L->id, to);
+    int next = L->step + 1, to = L->ladder[next], record = -1;
     uint64_t calls = 0;
     for (int t = 0; t < BF_N_TIERS; t++)
         calls += L->st.calls[t];
+    if (!L->ready[next] && BF_TIER_KIND(to)) {
+        L->ready[next] = bf_jit_tier(L->id, to, &record);
+        if (!L->ready[next]) {
+            int n;
+            const struct bf_jit_record *r = bf_jit_records(&n);
+            if (bf_console_mid_line())
+                bf_write("\n", 1);
+            bf_printf("bareflow: jit: layer %s: %s failed at call %llu, stays at %s: %s\n", bf_layer_names[L->id],
+                      bf_tier_name(to), (unsigned long long)calls, bf_tier_name(L->st.tier),
+                      record >= 0 && record < n ? r[record].error : "");
+            L->next_calls = L->next_cycles = NEVER;
+            return;
+        }
+        bf_jit_note_swap(record, calls);
+    }
+    if (!L->ready[next])
+        L->ready[next] = bf_load_module(L->id, to);
     L->st.changes[L->st.n_changes++] = (struct bf_tier_change){calls, (uint8_t)L->st.tier, (uint8_t)to};
     __atomic_store_n(&L->slot, L->ready[next], __ATOMIC_RELEASE);
     L->st.tier = to;
@@ -73,7 +92,7 @@ __attribute__((noinline)) static void promote(struct layer_rt *L)
 static inline __attribute__((always_inline)) void dispatch(struct layer_rt *L, struct bf_layer_call *call)
 {
     bf_layer_fn fn = __atomic_load_n(&L->slot, __ATOMIC_ACQUIRE);
-    int t = L->st.tier;
+    int t = L->st.tier & 3;       /* a run-time tier counts at its level */
     int n = L->cores;
     if (L->timing) {
         uint64_t t0 = platform_cycles();
@@ -117,7 +136,7 @@ static int layer_by_name(const uint8_t *field, char name[17])
 /* Entries are checked into cand[isa][layer]; the chosen level's row becomes `layers`. */
 static struct layer_rt cand[BF_N_ISA][BF_N_LAYERS];
 
-static void parse_entry(const uint8_t *e, int index, int seen[BF_N_ISA][BF_N_LAYERS])
+static void parse_entry(const uint8_t *e, int index, int seen[BF_N_ISA][BF_N_LAYERS], int version)
 {
     char name[17];
     int id = layer_by_name(e, name);
@@ -158,11 +177,16 @@ static void parse_entry(const uint8_t *e, int index, int seen[BF_N_ISA][BF_N_LAY
         L->ladder[i] = e[20 + i];
         if (i >= L->n_tiers && L->ladder[i] != 0xFF)
             BAD("ladder[%d] = %u past n_tiers %d, expected 0xff", name, i, L->ladder[i], L->n_tiers);
-        if (i < L->n_tiers && L->ladder[i] > 3)
+        if (i < L->n_tiers && version == 1 && L->ladder[i] > 3)
             BAD("ladder[%d] = %u is not a tier code 0..3", name, i, L->ladder[i]);
+        if (i < L->n_tiers && (L->ladder[i] > 0x33 || (L->ladder[i] & 0xC)))
+            BAD("ladder[%d] = 0x%02x is not a tier code (0..3, or kind 1..3 << 4 | level 0..3)", name, i,
+                L->ladder[i]);
+        if (i == 0 && BF_TIER_KIND(L->ladder[0]))
+            BAD("ladder[0] = %s is a run-time tier; a layer starts at a module file", name, bf_tier_name(L->ladder[0]));
         if (i > 0 && i < L->n_tiers && L->ladder[i] <= L->ladder[i - 1])
-            BAD("ladder is not strictly increasing (ladder[%d] = O%u after O%u)", name, i, L->ladder[i],
-                L->ladder[i - 1]);
+            BAD("ladder is not strictly increasing (ladder[%d] = %s after %s)", name, i, bf_tier_name(L->ladder[i]),
+                bf_tier_name(L->ladder[i - 1]));
     }
     for (int i = 0; i < 3; i++) {
         L->calls_at[i] = bf_le32(e + 24 + 4 * i);
@@ -171,8 +195,8 @@ static void parse_entry(const uint8_t *e, int index, int seen[BF_N_ISA][BF_N_LAY
             BAD("step %d thresholds calls %u, cycles %llu exceed 1e9 calls / 1e15 cycles", name, i,
                 L->calls_at[i], (unsigned long long)L->cycles_at[i]);
         if (i < L->n_tiers - 1 && !L->calls_at[i] && !L->cycles_at[i])
-            BAD("step %d (O%u -> O%u) has neither a call nor a cycle trigger", name, i, L->ladder[i],
-                L->ladder[i + 1]);
+            BAD("step %d (%s -> %s) has neither a call nor a cycle trigger", name, i, bf_tier_name(L->ladder[i]),
+                bf_tier_name(L->ladder[i + 1]));
         if (i >= L->n_tiers - 1 && (L->calls_at[i] || L->cycles_at[i]))
             BAD("step %d has a trigger but the ladder has only %d tiers", name, i, L->n_tiers);
     }
@@ -191,8 +215,9 @@ static int read_table(void)
         bf_panic("policy %s: %zu bytes, shorter than the %d-byte header", POLICY_PATH, size, HDR);
     if (memcmp(f, "BFPT", 4) != 0)
         bf_panic("policy %s: bad magic %02x %02x %02x %02x, expected \"BFPT\"", POLICY_PATH, f[0], f[1], f[2], f[3]);
-    if (bf_le16(f + 4) != 1)
-        bf_panic("policy %s: version %u, this kernel reads version 1", POLICY_PATH, bf_le16(f + 4));
+    unsigned version = bf_le16(f + 4);
+    if (version != 1 && version != 2)
+        bf_panic("policy %s: version %u, this kernel reads versions 1 and 2", POLICY_PATH, version);
     if (bf_le16(f + 6) != HDR || bf_le16(f + 10) != ENTRY)
         bf_panic("policy %s: header_size %u and entry_size %u, expected %d and %d", POLICY_PATH, bf_le16(f + 6),
                  bf_le16(f + 10), HDR, ENTRY);
@@ -206,7 +231,7 @@ static int read_table(void)
     if (got != bf_le32(f + 12))
         bf_panic("policy %s: crc32 0x%08x in the header, the contents give 0x%08x", POLICY_PATH, bf_le32(f + 12), got);
     for (unsigned i = 0; i < n; i++)
-        parse_entry(f + HDR + ENTRY * i, (int)i, seen);
+        parse_entry(f + HDR + ENTRY * i, (int)i, seen, (int)version);
 
     char have[64];
     size_t used = 0;
@@ -278,7 +303,7 @@ void bf_tiering_init(void)
 {
     char line[400];
     size_t used = 0;
-    int preloaded = 0, on_demand = 0;
+    int preloaded = 0, on_demand = 0, run_time = 0;
 
     bf_isa = read_table();
     memcpy(layers, cand[bf_isa], sizeof layers);
@@ -286,7 +311,9 @@ void bf_tiering_init(void)
         struct layer_rt *L = &layers[id];
         L->st.tier = L->ladder[0];
         for (int s = 0; s < L->n_tiers; s++) {
-            if (s == 0 || (L->flags & F_PRELOAD)) {
+            if (BF_TIER_KIND(L->ladder[s])) {
+                run_time++;               /* compiled when the layer gets there (jit.c) */
+            } else if (s == 0 || (L->flags & F_PRELOAD)) {
                 L->ready[s] = bf_load_module(id, L->ladder[s]);
                 preloaded++;
             } else if (!bf_file_exists(bf_module_path(id, L->ladder[s], bf_isa))) {
@@ -304,7 +331,7 @@ void bf_tiering_init(void)
         used += (size_t)snprintf(line + used, sizeof line - used, " %s", bf_layer_names[id]);
         for (int s = 0; s < L->n_tiers && used < sizeof line; s++)
             used += (size_t)snprintf(line + used, sizeof line - used, "%s%s", s ? ">" : " ",
-                                     bf_tier_names[L->ladder[s]]);
+                                     bf_tier_name(L->ladder[s]));
         if (used >= sizeof line)
             used = sizeof line - 1;
     }
@@ -312,4 +339,7 @@ void bf_tiering_init(void)
     bf_printf("bareflow: policy%s\n", line);
     bf_printf("bareflow: modules %s, %d loaded at boot, %d on demand; profiling overhead %llu cycles/call\n",
               bf_isa_names[bf_isa], preloaded, on_demand, (unsigned long long)overhead_cycles);
+    if (run_time)
+        bf_printf("bareflow: jit: %d run-time tiers in the ladders, compiler %s, compiles run inline on core 0\n",
+                  run_time, bf_jit_backend() ? bf_jit_backend() : "none (JIT=none: they will be reported as failed)");
 }

@@ -84,15 +84,26 @@ def _write_bytes(target, source, env):
     write_atomic(target[0], source[0].read())
 
 
+def _bitcode_file(target, source, env):
+    from bareflow.bitcode import bitcodefile
+    write_atomic(target[0], bitcodefile.pack(read(source[0]), layer=env["BF_LAYER"]))
+
+
 def _link_kernel(target, source, env):
     objs = [str(s) for s in source if os.path.getsize(str(s)) > 0]
+    if env.get("BF_LINK_EXTRA"):        # JIT=llvm: LLVM inside the kernel (docs/jit.md)
+        from bareflow.kernel import jit_recipe
+        jit_recipe.link_kernel(objs, str(target[1]), str(target[0]), env["BF_LINK_EXTRA"],
+                               verbose=env.get("BF_VERBOSE"))
+        return
     recipe.link_kernel(objs, str(target[1]), str(target[0]), env.File("#src/kernel/kernel.ld").abspath,
                        verbose=env.get("BF_VERBOSE"))
 
 
 def _link_hosted(target, source, env):
     objs = [str(s) for s in source if os.path.getsize(str(s)) > 0]
-    recipe.link_hosted(objs, str(target[0]), verbose=env.get("BF_VERBOSE"))
+    recipe.link_hosted(objs, str(target[0]), verbose=env.get("BF_VERBOSE"),
+                       extra=env.get("BF_LINK_EXTRA") or ())     # JIT=llvm: LLVM's archives (docs/jit.md)
 
 
 # A fixed volume id and disk signature: the image must not depend on when or where it was built.
@@ -142,8 +153,11 @@ def add_builders(env):
         "BfLibcSelect": SCons.Builder.Builder(action=_action(_libc_select, "LIBC")),
         "BfModuleFile": SCons.Builder.Builder(action=_action(_module_file, "MODULE", ["BF_TIER", "BF_ISA"])),
         "BfWriteBytes": SCons.Builder.Builder(action=_action(_write_bytes, "GEN")),
+        "BfBitcodeFile": SCons.Builder.Builder(action=_action(_bitcode_file, "BCFILE", ["BF_LAYER"])),
         "BfTokenizerFile": SCons.Builder.Builder(action=_action(_tokenizer_file, "TOKENIZE", ["BF_VOCAB_SIZE"])),
-        "BfLinkKernel": SCons.Builder.Builder(action=_action(_link_kernel, "LINK", runs_command=True)),
-        "BfLinkHosted": SCons.Builder.Builder(action=_action(_link_hosted, "LINK", runs_command=True)),
+        "BfLinkKernel": SCons.Builder.Builder(action=_action(_link_kernel, "LINK", ["BF_LINK_EXTRA"],
+                                                             runs_command=True)),
+        "BfLinkHosted": SCons.Builder.Builder(action=_action(_link_hosted, "LINK", ["BF_LINK_EXTRA"],
+                                                             runs_command=True)),
         "BfDiskImage": SCons.Builder.Builder(action=_action(_disk_image, "IMAGE")),
     })

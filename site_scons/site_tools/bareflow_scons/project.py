@@ -14,6 +14,7 @@ from bareflow.core.variables import flag
 from bareflow.errors import BareflowError
 from bareflow.image import bootconfig
 from bareflow.image.payload import plugin_image_files
+from bareflow.kernel import jit as jit_plugin
 from bareflow.libc import selection as libc
 from bareflow.model import checkpoint, layers
 from bareflow.modules.modformat import LAYER_ABI_VERSION, file_name as module_path
@@ -24,6 +25,7 @@ from bareflow.policy import table as policy_table
 from bareflow.tiers.levels import parse_isa_list
 
 from . import commands, configure
+from . import jit as jit_wiring
 
 # Every directory the build writes under BUILD_DIR: `scons -c` removes them whole.
 WRITTEN_DIRECTORIES = ("bc", "tiers", "modules", "obj", "gen", "libc", "kernel", "image", "model",
@@ -50,12 +52,13 @@ def _setup(env):
     pm.hook.bareflow_configure(variables=dict(v))
 
     isas = parse_isa_list(v["ISA"])
+    jit = jit_plugin.mode(v)
     model = _model(env, v)                                             # 1. model
-    by_isa, summary = _policy(env, pm, v, model["config"], isas)       # 2. policy
+    by_isa, summary = _policy(env, pm, v, model["config"], isas, jit)  # 2. policy
     providers = _libc_providers(pm, v)
     cppath = [env.Dir(d).abspath for d in ("#src/include", "#src/libc/include", "#modules/include")]
-    tier_objs = _tiers(env, pm, v, by_isa, providers, cppath)          # 3. bitcode, 4. tiers
-    kernel, hosted, manifest_json, manifest_text = _kernel(env, providers, cppath, tier_objs)  # 5. libc, 7.
+    tier_objs, bitcode = _tiers(env, pm, v, by_isa, providers, cppath)  # 3. bitcode, 4. tiers
+    kernel, hosted, manifest_json, manifest_text = _kernel(env, providers, cppath, tier_objs, jit)  # 5., 7.
     modules = _module_files(env, v, tier_objs, manifest_json)          # 6. module files
     products = {"kernel": kernel, "libc_manifest": manifest_text, "model": model["model"],
                 "tokenizer": model["tokenizer"], "modules": modules, "model_config": model["config"],
@@ -63,6 +66,8 @@ def _setup(env):
                     policy_table.encode_levels(by_isa, layers.LAYER_NAMES)))[0],
                 "profile": env.BfWriteBytes("$BF_BUILD/image/PROFILE.BIN",
                                             env.Value(profile.empty_profile()))[0]}
+    if jit != "none":           # the run-time compiler reads each layer's bitcode from the image
+        products["bitcode"] = jit_wiring.bitcode_files(env, bitcode)
     env.AddPostAction(products["policy_table"], commands.action_print(lambda: summary))
     image = _image(env, pm, v, products)                               # 8. image
 
@@ -149,9 +154,10 @@ def _check_prompt(v, vocab):
                             f"{tokenizer_v2.MAX_PROMPT_TOKENS}")
 
 
-def _policy(env, pm, v, config, isas):
+def _policy(env, pm, v, config, isas, jit="none"):
     """{isa: the policy's validated decision for every layer}, asked once per ISA level the image
-    carries, and the summary printed with the table."""
+    carries, and the summary printed with the table.  `jit` ("none"/"llvm") tells the policy
+    whether it may ask for run-time tiers (LayerInfo.jit)."""
     prof = profile.load_profile(v["PROFILE"]) if v["PROFILE"] else None
     steps = bootconfig.check_steps(v.get("STEPS", bootconfig.DEFAULTS["steps"]), config.seq_len)
     # Attention's work grows with the position: cost it at the mean context of this run.
@@ -160,7 +166,7 @@ def _policy(env, pm, v, config, isas):
                                    cores=0 if cores == "all" else int(cores))
     by_isa = {}
     for isa in isas:
-        level_infos = [dataclasses.replace(i, isa=isa, isa_levels=tuple(isas)) for i in infos]
+        level_infos = [dataclasses.replace(i, isa=isa, isa_levels=tuple(isas), jit=jit) for i in infos]
         by_isa[isa] = policy.decide_all(pm, v["POLICY"], level_infos, v)
     text = "".join(f"policy {v['POLICY']} ({isa}):\n{policy.summary(by_isa[isa], infos)}" for isa in isas)
     return by_isa, text.rstrip("\n")
@@ -176,18 +182,19 @@ def _libc_providers(pm, v):
 
 def _tiers(env, pm, v, by_isa, providers, cppath):
     """Bitcode for every layer, then one object per tier some ladder of each ISA level uses:
-    {(layer, tier, isa): node}."""
+    ({(layer, tier, isa): node}, {layer: bitcode node})."""
     inline = flag(v, "LIBC_INLINE")
     needed = {}
     for isa, decisions in by_isa.items():
         for layer, tiers in policy.tiers_needed(decisions).items():
             needed.setdefault(layer, []).extend((tier, isa) for tier in tiers)
-    objects = {}
+    objects, bitcode = {}, {}
     for layer, wanted in needed.items():
         flags = []
         pm.hook.bareflow_module_cflags(module=layer, cflags=flags, variables=dict(v))
         bc = env.BfBitcode(f"$BF_BUILD/bc/{layer}.bc", f"#modules/{layer}.c",
                            BF_MODULE_CFLAGS=flags, BF_CPPPATH=cppath, CPPPATH=cppath, BF_LAYER=layer)
+        bitcode[layer] = bc[0]
         for tier, isa in wanted:
             key = (layer, tier, isa)
             objects[key] = env.BfTier(f"$BF_BUILD/tiers/{isa}/{layer}.{tier}.o", bc,
@@ -196,7 +203,7 @@ def _tiers(env, pm, v, by_isa, providers, cppath):
             if inline:      # the linked-in libc is part of the tier
                 for provider in providers:
                     env.Depends(objects[key], [str(p) for p in provider.dependencies()])
-    return objects
+    return objects, bitcode
 
 
 def _module_files(env, v, tier_objs, manifest_json):
@@ -208,22 +215,32 @@ def _module_files(env, v, tier_objs, manifest_json):
             for (layer, tier, isa), obj in sorted(tier_objs.items())}
 
 
-def _kernel(env, providers, cppath, tier_objs):
-    """The libc selection over modules and kernel, the export table, and both kernel links."""
+def _kernel(env, providers, cppath, tier_objs, jit="none"):
+    """The libc selection over modules and kernel, the export table, and both kernel links
+    (with JIT=llvm both link LLVM and the platform layer for it; docs/jit.md)."""
     kernel_env = commands.c_env(env, cppath)
     runtime_objs = commands.objects(kernel_env, "#src/runtime", "$BF_BUILD/obj/runtime")
     kernel_objs = commands.objects(kernel_env, "#src/kernel", "$BF_BUILD/obj/kernel")
     hosted_objs = commands.objects(kernel_env, "#src/hosted", "$BF_BUILD/obj/hosted")
+    # The run-time compiler's backend: both programs link the same one.  JIT=none's stub backend
+    # needs libc like the runtime does; LLVM's backend brings its own (src/jit/llvm/libc_llvm.c).
+    jit_objs, jit_link = jit_wiring.backend_objects(env, jit, kernel_env)
+    none_objs = jit_objs if jit == "none" else []
     requirers = {node.abspath: f"{libc.MODULE_REQUIRER}{layer}" for (layer, _, _), node in tier_objs.items()}
-    requirers.update({node.abspath: "kernel" for node in runtime_objs + kernel_objs + hosted_objs})
+    requirers.update({node.abspath: "kernel" for node in runtime_objs + kernel_objs + hosted_objs + none_objs})
     env["BF_REQUIRERS"] = requirers
     env["BF_LIBC_PROVIDERS"] = providers
     with open(env.File("#src/kernel/kernel.ld").abspath) as script:
-        env["BF_LINK_PROVIDED"] = sorted(libc.linker_script_symbols(script.read()) | libc.EXPORT_TABLE_SYMBOLS)
+        provided = (libc.linker_script_symbols(script.read()) | libc.EXPORT_TABLE_SYMBOLS
+                    | {"__ehdr_start"}                                   # lld's, for the hosted TLS template
+                    | {"__tdata_start", "__tdata_end", "__tls_end"})     # src/jit/llvm/kernel_llvm.ld's
+        if jit != "none":
+            provided |= jit_wiring.BACKEND_SYMBOLS
+        env["BF_LINK_PROVIDED"] = sorted(provided)
     libc_out = env.BfLibcSelect(
         ["$BF_BUILD/libc/libc_subset.o", "$BF_BUILD/libc/manifest.json", "$BF_BUILD/libc/LIBC.MAN",
          "$BF_BUILD/gen/exports.c"],
-        [tier_objs[key] for key in sorted(tier_objs)] + runtime_objs + kernel_objs + hosted_objs)
+        [tier_objs[key] for key in sorted(tier_objs)] + runtime_objs + kernel_objs + hosted_objs + none_objs)
     env.Depends(libc_out, "#src/kernel/kernel.ld")
     for provider in providers:
         env.Depends(libc_out, [str(p) for p in provider.dependencies()])
@@ -232,8 +249,12 @@ def _kernel(env, providers, cppath, tier_objs):
     subset, manifest_json, manifest_text, exports_c = libc_out
     exports_o = kernel_env.Object("$BF_BUILD/obj/gen/exports.o", exports_c)
     kernel = env.BfLinkKernel(["$BF_BUILD/kernel/KERNEL.BIN", "$BF_BUILD/kernel/KERNEL.BIN.elf"],
-                              kernel_objs + runtime_objs + exports_o + [subset])[0]
-    hosted = env.BfLinkHosted("$BF_BUILD/bareflow-hosted", hosted_objs + runtime_objs + exports_o + [subset])
+                              kernel_objs + runtime_objs + exports_o + [subset] + jit_objs,
+                              BF_LINK_EXTRA=jit_link)[0]
+    if jit_link:
+        env.Depends(kernel, "#src/jit/llvm/kernel_llvm.ld")
+    hosted = env.BfLinkHosted("$BF_BUILD/bareflow-hosted", hosted_objs + runtime_objs + exports_o + [subset]
+                              + jit_objs, BF_LINK_EXTRA=jit_link)
     return kernel, hosted, manifest_json, manifest_text
 
 
@@ -242,11 +263,13 @@ def _image(env, pm, v, products):
     loaders = [name.strip() for name in v["BOOTLOADERS"].split(",") if name.strip()]
     nodes = {}
     for key, value in products.items():
-        if key != "modules" and key != "model_config":
+        if key not in ("modules", "bitcode", "model_config"):
             nodes[value.abspath] = value
-    nodes.update({node.abspath: node for node in products["modules"].values()})
+    for key in ("modules", "bitcode"):
+        nodes.update({node.abspath: node for node in products.get(key, {}).values()})
     plugin_products = {key: (value.abspath if hasattr(value, "abspath") else
-                             {p: n.abspath for p, n in value.items()} if key == "modules" else value)
+                             {p: n.abspath for p, n in value.items()} if key in ("modules", "bitcode")
+                             else value)
                        for key, value in products.items()}
     files = plugin_image_files(pm, v, plugin_products)
     sources, data = {}, {}

@@ -48,6 +48,13 @@ int platform_cores_start(int wanted, int test, void (*worker)(int core), int *fo
  * to the OS after many, the kernel executes PAUSE). */
 void platform_spin(unsigned spins);
 
+/* Thread-local storage, for the JIT's platform layer for LLVM (docs/jit.md): make `tp` the
+ * calling core's thread pointer (FS_BASE), and describe the program's static TLS template
+ * (the PT_TLS segment: initialised bytes, total size, alignment).  platform_tls_template
+ * returns -1 when the program has none. */
+void platform_set_thread_pointer(void *tp);
+int platform_tls_template(const void **init, size_t *init_size, size_t *mem_size, size_t *align);
+
 /* Files the boot loader handed over (multiboot modules / UEFI), used when no disk answers.
  * Returns NULL when no file of that name (8.3 path, e.g. "/MODULES/RMSNORM.O2") was handed over. */
 const void *platform_handed_file(const char *path, size_t *size);

@@ -1,0 +1,183 @@
+/* backend.c - bareflow/jit.h over LLVM 22: thread pointer, constructors, the compile boundary.
+ *
+ * Promise: before LLVM runs a single instruction, the calling core's thread pointer points at
+ * a TCB laid out as LLVM's (glibc-targeted) code expects — the TLS block copied from the
+ * program's template right below it, a self-pointer at %fs:0 and a stack-protector canary at
+ * %fs:0x28 — and every static constructor (.init_array) has run once.  Each compile runs
+ * inside a setjmp boundary: abort(), a stub, a failed _chk check or an exhausted heap inside
+ * LLVM comes back here as a failed compile with a reason, and the backend then refuses further
+ * compiles (LLVM's global state may be half-updated); the run itself goes on.
+ */
+#include <stdint.h>
+#include <string.h>
+
+#include "bareflow/jit.h"
+#include "bareflow/platform.h"
+#include "bareflow/runtime.h"
+#include "llvm_platform.h"
+
+int bf_llvm_setjmp(uint64_t buf[8]) __attribute__((returns_twice));
+void bf_llvm_longjmp(uint64_t buf[8], int value) __attribute__((noreturn));
+
+extern void (*__init_array_start[])(void) __attribute__((weak));
+extern void (*__init_array_end[])(void) __attribute__((weak));
+
+static uint64_t boundary[8];
+static int in_compile, started, disabled;
+static unsigned stubs;
+static const char *abort_reason;
+static char stub_msg[80];
+
+static void copy(char *d, size_t n, const char *s)
+{
+    size_t i = 0;
+    for (; n && i + 1 < n && s[i]; i++)
+        d[i] = s[i];
+    if (n)
+        d[i] = 0;
+}
+
+static size_t failed_before;      /* refused allocations when the current call into LLVM began */
+
+static size_t heap_failures(void)
+{
+    size_t used, peak, allocs, failed, size;
+    bf_llvm_heap_stats(&used, &peak, &allocs, &failed, &size);
+    return failed;
+}
+
+void bf_llvm_abort(const char *why)
+{
+    static char msg[160];
+    if (heap_failures() > failed_before) {   /* whatever LLVM did next, the cause is the heap */
+        size_t used, peak, allocs, failed, size;
+        bf_llvm_heap_stats(&used, &peak, &allocs, &failed, &size);
+        copy(msg, sizeof msg, "LLVM heap exhausted (see jit_heap_kib in BAREFLOW.CFG)");
+        why = msg;
+    }
+    if (!in_compile)
+        bf_panic("LLVM platform layer: %s (outside a compile)", why);
+    abort_reason = why;
+    bf_llvm_longjmp(boundary, 1);
+}
+
+void bf_llvm_stub_reached(const char *name)
+{
+    if (heap_failures() > failed_before)
+        bf_llvm_abort("heap");       /* unwinding a failed allocation, not a missing function */
+    stubs++;
+    copy(stub_msg, sizeof stub_msg, "C library stub reached: ");
+    copy(stub_msg + strlen(stub_msg), sizeof stub_msg - strlen(stub_msg), name);
+    bf_llvm_abort(stub_msg);
+}
+
+const char *bf_jit_backend(void) { return "LLVM 22"; }
+int bf_jit_disabled(void) { return disabled; }
+unsigned bf_jit_stubs_reached(void) { return stubs; }
+void bf_jit_heap(size_t *used, size_t *peak, size_t *allocs, size_t *failed, size_t *size)
+{
+    bf_llvm_heap_stats(used, peak, allocs, failed, size);
+}
+
+/* TLS variant II (x86-64): the block ends at the thread pointer, the TCB starts there. */
+static int setup_tls(char *err, size_t errlen)
+{
+    const void *init = 0;
+    size_t init_size = 0, mem_size = 0, align = 16;
+    if (platform_tls_template(&init, &init_size, &mem_size, &align) < 0)
+        init_size = mem_size = 0;            /* no thread-locals: the TCB alone */
+    if (!align || (align & (align - 1)) || align > 4096) {
+        copy(err, errlen, "the program's TLS template has an alignment that is not a power of two up to 4096");
+        return -1;
+    }
+    /* The linker placed each variable at tp - align_up(mem_size, p_align) + its offset. */
+    size_t block = (mem_size + align - 1) & ~(align - 1), tp_align = align < 64 ? 64 : align;
+    uint8_t *area = bf_llvm_malloc(block + 256 + tp_align);
+    if (!area) {
+        copy(err, errlen, "LLVM heap too small for the TLS block");
+        return -1;
+    }
+    uint8_t *tp = (uint8_t *)(((uintptr_t)area + block + tp_align - 1) & ~(uintptr_t)(tp_align - 1));
+    memset(tp - block, 0, block + 256);
+    memcpy(tp - block, init, init_size);
+    uint64_t self = (uint64_t)(uintptr_t)tp, canary = platform_cycles() * 0x9E3779B97F4A7C15ull;
+    canary &= ~(uint64_t)0xff;               /* a zero low byte stops string overruns, as glibc does */
+    memcpy(tp, &self, 8);                    /* %fs:0: the TCB points at itself */
+    memcpy(tp + 0x28, &canary, 8);           /* %fs:0x28: the stack-protector canary */
+    platform_set_thread_pointer(tp);
+    return 0;
+}
+
+int bf_jit_init(void *heap, size_t heap_size, char *err, size_t errlen)
+{
+    if (started)
+        return disabled ? -1 : 0;
+    started = 1;
+    bf_llvm_heap_init(heap, heap_size);
+    if (setup_tls(err, errlen) < 0) {
+        disabled = 1;
+        return -1;
+    }
+    in_compile = 1;
+    failed_before = heap_failures();
+    if (bf_llvm_setjmp(boundary)) {
+        in_compile = 0;
+        disabled = 1;
+        copy(err, errlen, abort_reason);
+        return -1;
+    }
+    for (void (**f)(void) = __init_array_start; f && f < __init_array_end; f++)
+        (*f)();
+    in_compile = 0;
+    return 0;
+}
+
+int bf_jit_host(char *cpu, size_t cpu_len, char *features, size_t features_len)
+{
+    if (disabled || !started)
+        return -1;
+    in_compile = 1;
+    failed_before = heap_failures();
+    if (bf_llvm_setjmp(boundary)) {
+        in_compile = 0;
+        disabled = 1;
+        copy(cpu, cpu_len, abort_reason);
+        return -1;
+    }
+    bf_llvm_host_cpu(cpu, cpu_len);
+    bf_llvm_host_features(features, features_len);
+    in_compile = 0;
+    return 0;
+}
+
+int bf_jit_compile(const void *bitcode, size_t size, const char *name, int level, const char *cpu,
+                   const char *features, void **obj, size_t *obj_size, char *err, size_t errlen)
+{
+    static struct bf_llvm_object o;
+    *obj = 0;
+    *obj_size = 0;
+    if (!started || disabled) {
+        copy(err, errlen, started ? "the JIT was disabled by an earlier aborted compile" : "the JIT was not started");
+        return -1;
+    }
+    in_compile = 1;
+    failed_before = heap_failures();
+    if (bf_llvm_setjmp(boundary)) {
+        in_compile = 0;
+        disabled = 1;
+        copy(err, errlen, abort_reason);
+        return -1;
+    }
+    int rc = bf_llvm_compile(bitcode, size, name, level, cpu, features, &o, err, errlen);
+    in_compile = 0;
+    if (rc == 0) {
+        *obj = o.data;
+        *obj_size = o.size;
+    }
+    return rc;
+}
+
+void bf_jit_release(void *obj)
+{
+    bf_llvm_free(obj);
+}
