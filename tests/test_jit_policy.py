@@ -1,5 +1,6 @@
 """Run-time tiers on the build side (no LLVM needed): policy validation, the version 2 policy
 table, the tiered policy's JIT rung, and the BFBC bitcode file's rules."""
+import re
 import struct
 
 import pytest
@@ -114,3 +115,18 @@ def test_bitcode_file_round_trip_and_rules():
         bitcodefile.parse(bitcodefile.pack(BITCODE, layer="ffn", made_by="LLVM21.1.0"))
     with pytest.raises(BareflowError, match="bitcode_size"):
         bitcodefile.parse(data + b"x")
+
+
+def test_boot_config_mirror_reads_the_jit_keys_as_config_c_does():
+    """jit_cpu / jit_heap_kib next to the SMP and chat keys: the build's reader of /BAREFLOW.CFG
+    (bareflow/image/bootconfig.parse) takes what src/runtime/config.c takes and refuses the rest."""
+    from bareflow.image import bootconfig
+    values = bootconfig.parse(b"cores = 2\nchat_after = \\n\njit_cpu = znver4\njit_heap_kib = 1024\n")
+    assert (values["cores"], values["chat_after"], values["jit_cpu"], values["jit_heap_kib"]) == (2, "\n", "znver4", 1024)
+    assert bootconfig.parse(b"")["jit_heap_kib"] == 65536 and bootconfig.parse(b"")["jit_cpu"] == ""
+    for text, message in [(b"jit_heap_kib = 63\n", "jit_heap_kib = '63' is not an integer in 64..4194304"),
+                          (b"jit_cpu = Zen4\n", "jit_cpu 'Zen4' is not a CPU name"),
+                          (b"jit_cpu = " + b"a" * 64 + b"\n", "jit_cpu is 64 bytes, expected 1..63"),
+                          (b"jit_cpu =\n", "jit_cpu is 0 bytes")]:
+        with pytest.raises(BareflowError, match=r"BAREFLOW.CFG line 1: " + re.escape(message)):
+            bootconfig.parse(text)

@@ -264,6 +264,32 @@ def test_greedy_run_matches_reference_and_counts_calls(tmp_path):
 
 
 @needs_mtools
+def test_version_2_table_on_a_jit_none_kernel_reports_the_run_time_tier_and_goes_on(tmp_path):
+    """A version 2 policy table (isa byte 18, max_cores byte 19 and a run-time tier code 0x13 in
+    one entry) is read by a JIT=none kernel: the O3@host compile fails with a report naming the
+    layer, the layer stays at its module-file tier, and the tokens are the reference's."""
+    from bareflow.policy import table as policy_table_mod
+    from bareflow.policy.api import Decision
+    m, t = synthetic_model()
+    decisions = {name: Decision(["O0"]) for name in LAYERS}
+    decisions["ffn"] = Decision(["O0", "O3@host"], calls=[2], max_cores=1)
+    table = policy_table_mod.encode(decisions, LAYERS)
+    ffn = 16 + 64 * LAYERS.index("ffn")
+    assert struct.unpack_from("<H", table, 4)[0] == 2 and table[ffn + 19] == 1 and table[ffn + 21] == 0x13
+    files = base_files(cfg=config(steps=12))
+    files["/POLICY.TBL"] = table
+    run = run_files(tmp_path, files)
+    assert run.code == 0, run.out
+    assert "bareflow: jit: layer ffn: O3@host failed at call 2, stays at O0: " in run.out, run.out
+    r = run.result
+    assert r["tokens"] == reference.generate(m, t, "Once upon a time", 12)["tokens"]
+    assert r["layers"]["ffn"]["tier"] == "O0" and r["layers"]["ffn"]["changes"] == []
+    [compile_] = r["jit"]["compiles"]
+    assert (compile_["layer"], compile_["tier"], compile_["ok"]) == ("ffn", "O3@host", False)
+    assert r["jit"]["backend"] == "none"
+
+
+@needs_mtools
 @needs_data
 @pytest.mark.parametrize("temperature, topp, seed", [("0", "0.9", 42), ("0.8", "0.9", 7), ("1", "0.95", 0)])
 def test_stories260k_matches_reference(tmp_path, temperature, topp, seed):
