@@ -176,6 +176,7 @@ def build(work):
     bf-fuzz-image (the whole runtime on a disk image, the real files.c)."""
     runtime = sorted((REPO / "src/runtime").glob("*.c"))
     common = [str(p) for p in runtime if p.name != "files.c"] + [
+        str(REPO / "src/jit/none/backend.c"),         # the JIT=none backend jit.c calls
         str(REPO / "tools/fuzz/platform_fuzz.c"), str(REPO / "tools/fuzz/fuzz_main.c"), str(work / "exports.c")]
     inc = [f"-I{REPO}/src/include", f"-I{REPO}/tools/fuzz"]
     out, jobs = {}, []

@@ -284,7 +284,7 @@ static void run_target(void)
     static struct bf_state state;
     static int ids[300];
     register_base();
-    bf_module_isa = -1;
+    bf_isa = 0;                  /* x86-64 modules, as tiering.c picks for a one-level table */
     if (strcmp(target, "config") == 0) {
         fuzz_files_add("/BAREFLOW.CFG", cur, cur_size);
         bf_config_load(&rc);
@@ -295,7 +295,7 @@ static void run_target(void)
         bf_tokenizer_load(&tok, vocab < 0 ? -vocab : vocab);
         const char *prompts[] = {"Once upon a time", "", "x\x7e~ 0", "\xc3\xa9t\xe2\x82\xac\xf0\x9f\x98\x80"};
         const char *p = prompts[rnd() % 4];
-        int n = bf_encode(&tok, p, ids);
+        int n = bf_encode(&tok, p, 1, ids, (int)(sizeof ids / sizeof ids[0]));
         for (int i = 1; i < n; i++) {
             size_t len;
             bf_decode(&tok, ids[i - 1], ids[i], &len);
@@ -312,7 +312,7 @@ static void run_target(void)
         for (int i = 0; i < BF_N_LAYERS && cur_size >= 24; i++)
             if (strncmp((const char *)cur + 8, bf_layer_names[i], 16) == 0)
                 layer = i;
-        fuzz_files_add(bf_module_path(layer, tier), cur, cur_size);
+        fuzz_files_add(bf_module_path(layer, tier, bf_isa), cur, cur_size);
         bf_load_module(layer, tier);
     } else if (strcmp(target, "fat16") == 0) {
         run_fat16();
@@ -412,6 +412,7 @@ int main(int argc, char **argv)
             ensure(b.size + 1);
             memcpy(cur, b.data, b.size);
             cur_size = b.size;
+            free(b.data);
             int ok = execute();
             size_t shown = fuzz_console_len < 300 ? fuzz_console_len : 300;
             printf("REPLAY %s %s: %.*s\n", argv[i], ok ? "accepted" : "refused", (int)shown,

@@ -123,6 +123,24 @@ int platform_cpu_has_x86_64_v3(void)
     return 0;                    /* deterministic: x86-64-v3 modules are always refused */
 }
 
+int platform_cpu_isa_level(const char **missing)
+{
+    *missing = "AVX2";           /* deterministic: baseline x86-64 only, as above */
+    return 0;
+}
+
+int platform_cores_start(int wanted, int test, void (*worker)(int core), int *found)
+{
+    (void)wanted, (void)test, (void)worker;
+    *found = 1;                  /* one core: parsers are fuzzed, not the work split */
+    return 1;
+}
+
+void platform_spin(unsigned spins)
+{
+    (void)spins;
+}
+
 const void *platform_handed_file(const char *path, size_t *size)
 {
     (void)path;
