@@ -35,9 +35,9 @@ def test_every_file_reads_back_with_mtools(default_build):
         "/KERNEL.BIN": b / "kernel" / "KERNEL.BIN",
         "/MODEL.BIN": b / "model" / "SYNTH.BIN",
         "/TOKENIZR.BIN": b / "image" / "TOKENIZR.BIN",
-        "/POLICY.TBL": b / "image" / "POLICY.TBL",
+        "/POLICY.TBL": b / "gen" / "POLICY.TBL",
         "/BAREFLOW.CFG": b / "image" / "BAREFLOW.CFG",
-        "/PROFILE.BIN": b / "image" / "PROFILE.BIN",
+        "/PROFILE.BIN": b / "gen" / "PROFILE.BIN",
         "/LIBC.MAN": b / "libc" / "LIBC.MAN",
     }
     for module in sorted((b / "modules" / "x86-64").iterdir()):
@@ -98,8 +98,8 @@ def test_source_date_epoch_is_honoured(default_build, tmp_path):
 def test_help_lists_variables_with_defaults(tmp_path):
     out = scons(tmp_path, "-h").stdout
     for variable in ("MODEL", "TOKENIZER", "POLICY", "TIER", "ISA", "PROFILE", "PROMPT", "STEPS", "VERBOSE"):
-        assert f"\n{variable}:" in out
-    assert "default: tiered" in out
+        assert f"\n  {variable}: " in out
+    assert "default: 'tiered'" in out
 
 
 def test_plugins_lists_policies_and_providers(tmp_path):
