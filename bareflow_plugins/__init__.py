@@ -1,16 +1,60 @@
-"""BareFlow build system: plugin API entry point.
+"""Deprecated alias of `bareflow`, kept for one release (0.2) so plugins written for 0.1 still load.
 
-Third-party plugins import `hookimpl` from here to mark their hook implementations
-(docs/hooks.md).  This module stays import-light on purpose: `scons plugins` and every
-plugin import it, so nothing heavy (numpy, llvmlite) may be pulled in at import time.
+`import bareflow_plugins` warns once (DeprecationWarning) and re-exports the public API; the 0.1
+module names (bareflow_plugins.policy, bareflow_plugins.fat16, ...) resolve to the modules that
+now hold their contents.  New code imports from `bareflow` (docs/hooks.md).
 """
-import pluggy
+import importlib
+import importlib.abc
+import importlib.util
+import sys
+import warnings
 
-from bareflow_plugins.errors import BareflowError
-from bareflow_plugins.hookspecs import PROJECT, hookspec
+import bareflow
+from bareflow import *  # noqa: F401,F403  (the public API, under the old name)
+from bareflow import __all__, __version__  # noqa: F401
 
-__version__ = "0.1.0"
+warnings.warn("the 'bareflow_plugins' package is deprecated; import from 'bareflow' instead "
+              "(removed in BareFlow 0.3)", DeprecationWarning, stacklevel=2)
 
-hookimpl = pluggy.HookimplMarker(PROJECT)
+# 0.1 module name -> 0.2 module that holds its contents.
+ALIASES = {
+    "bareflow_plugins.errors": "bareflow.errors",
+    "bareflow_plugins.hookspecs": "bareflow.hookspecs",
+    "bareflow_plugins.manager": "bareflow.core.manager",
+    "bareflow_plugins.model": "bareflow.model.checkpoint",
+    "bareflow_plugins.tokenizer": "bareflow.model.tokenizer",
+    "bareflow_plugins.synthetic": "bareflow.model.synthetic",
+    "bareflow_plugins.reference": "bareflow.model.reference",
+    "bareflow_plugins.layers": "bareflow.model.layers",
+    "bareflow_plugins.policy": "bareflow.policy.api",
+    "bareflow_plugins.policytable": "bareflow.policy.table",
+    "bareflow_plugins.profile": "bareflow.policy.profile",
+    "bareflow_plugins.toolchain": "bareflow.bitcode.toolchain",
+    "bareflow_plugins.tiers": "bareflow.tiers.compile",
+    "bareflow_plugins.libc": "bareflow.libc.selection",
+    "bareflow_plugins.modformat": "bareflow.modules.modformat",
+    "bareflow_plugins.fat16": "bareflow.image.fat16",
+    "bareflow_plugins.bootloader": "bareflow.image.bootloader",
+    "bareflow_plugins.flash": "bareflow.flash",
+    "bareflow_plugins.flash.target": "bareflow.flash.target",
+}
 
-__all__ = ["BareflowError", "hookimpl", "hookspec", "__version__"]
+
+class _AliasFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Resolves the 0.1 names to the already-importable 0.2 modules (no second copy is made)."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name in ALIASES:
+            return importlib.util.spec_from_loader(name, self)
+        return None
+
+    def create_module(self, spec):
+        return importlib.import_module(ALIASES[spec.name])
+
+    def exec_module(self, module):
+        pass
+
+
+if not any(isinstance(finder, _AliasFinder) for finder in sys.meta_path):
+    sys.meta_path.append(_AliasFinder())

@@ -7,9 +7,7 @@ import ctypes
 import mmap
 import struct
 
-from bareflow_plugins import modformat
-
-
+from bareflow.modules import modformat
 class LoadedModule:
     def __init__(self, data, resolve):
         info = modformat.parse(data)

@@ -8,9 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from bareflow.boot import qemu as qemu_runner
+from bareflow.errors import BareflowError
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
-QEMU_SUCCESS = 33
+QEMU_SUCCESS = qemu_runner.EXIT_SUCCESS
 PARTITION_OFFSET = 2048 * 512
 SBIN_PATH = os.environ.get("PATH", "") + os.pathsep + "/usr/sbin" + os.pathsep + "/sbin"
 
@@ -47,31 +50,16 @@ def scons(build_dir, *args, cwd=ROOT, check=True, env=None, timeout=900):
     return proc
 
 
-def qemu(image, *, kernel=None, usb=False, firmware="bios", timeout=300, cpu=None, extra=()):
-    """Boot `image` under QEMU (TCG); return (exit status, serial output).  `extra`: more QEMU
-    arguments (e.g. -smp 4)."""
-    need("qemu-system-x86_64")
-    cmd = ["qemu-system-x86_64", "-display", "none", "-serial", "stdio", "-no-reboot", "-m", "256M",
-           "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]
-    if cpu:
-        cmd += ["-cpu", cpu]
-    if firmware == "uefi":
-        cmd += ["-bios", "/usr/share/ovmf/OVMF.fd"]
-    if usb:
-        cmd += ["-drive", f"if=none,id=stick,file={image},format=raw",
-                "-device", "qemu-xhci", "-device", "usb-storage,drive=stick"]
-    else:
-        cmd += ["-drive", f"file={image},format=raw,if=ide"]
-    if kernel:
-        cmd += ["-kernel", str(kernel)]
-    cmd += list(extra)
+def qemu(image=None, *, kernel=None, usb=False, firmware="bios", timeout=300, cpu=None, extra=()):
+    """Boot `image` (and/or a -kernel) with the build's QEMU runner; return (exit status, serial output)."""
+    need(qemu_runner.QEMU)
+    cmd = qemu_runner.qemu_command(image=image, kernel=kernel, firmware=firmware, disk="usb" if usb else "ide",
+                                   cpu=cpu, extra=extra)
     try:
-        proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              timeout=timeout)
-    except subprocess.TimeoutExpired as exc:
-        out = (exc.stdout or b"").decode("utf-8", "replace")
-        raise AssertionError(f"QEMU hung for {timeout} s; serial so far:\n{out[-3000:]}") from None
-    return proc.returncode, proc.stdout.decode("utf-8", "replace")
+        run = qemu_runner.run_qemu(cmd, timeout=timeout)
+    except BareflowError as exc:
+        raise AssertionError(f"QEMU hung: {exc}") from None
+    return run.status, run.output
 
 
 def hosted(program, image, timeout=120):
@@ -97,5 +85,5 @@ def image_file(image, path):
 
 
 def reference_tokens(model, tokenizer, prompt="Once upon a time", steps=32, temperature=0.0, topp=0.9, seed=42):
-    from bareflow_plugins import reference
+    from bareflow.model import reference
     return reference.generate(str(model), str(tokenizer), prompt, steps, temperature, topp, seed)

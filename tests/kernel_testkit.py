@@ -1,8 +1,7 @@
 """Pieces shared by tests that link the real kernel with a small test runtime."""
 from pathlib import Path
 
-from bareflow_plugins import kernel_recipe
-
+from bareflow.kernel import recipe as kernel_recipe
 REPO = Path(__file__).resolve().parents[1]
 # The compiler emits calls to these even in code that never names them; test runtimes link the
 # project's own implementations rather than carrying stubs of their own.

@@ -2,7 +2,9 @@
 timelines against the policy table, on both boot paths and on the hosted build."""
 import pytest
 
-from bareflow_plugins import layers, policytable
+from bareflow.model import layers
+
+from bareflow.policy import table as policytable
 from buildutil import QEMU_SUCCESS, hosted, image_file, qemu, reference_tokens, result
 
 

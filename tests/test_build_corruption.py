@@ -2,7 +2,7 @@
 clear reason on the serial console and exit with a failure code under QEMU — never hang."""
 import pytest
 
-from bareflow_plugins import fat16
+from bareflow.image import fat16
 from buildutil import PARTITION_OFFSET, QEMU_SUCCESS, qemu
 
 QEMU_PANIC = (1 << 1) | 1          # BF_EXIT_PANIC through isa-debug-exit

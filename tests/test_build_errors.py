@@ -9,8 +9,8 @@ import pytest
 from buildutil import ROOT, scons
 
 PLUGIN = '''
-from bareflow_plugins import hookimpl
-from bareflow_plugins.policy import Decision, Policy
+from bareflow import hookimpl
+from bareflow.policy.api import Decision, Policy
 
 @hookimpl
 def bareflow_module_cflags(module, cflags):

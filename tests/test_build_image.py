@@ -4,7 +4,16 @@ import subprocess
 
 import pytest
 
-from bareflow_plugins import layers, modformat, policytable, profile, tiers
+from bareflow.image.payload import plugin_image_files
+from bareflow.model import layers, synthetic
+
+from bareflow.modules import modformat
+
+from bareflow.policy import table as policytable
+
+from bareflow.policy import profile
+
+from bareflow.tiers import compile as tiers
 from buildutil import PARTITION_OFFSET, image_file, need, scons, tool
 
 
@@ -150,7 +159,7 @@ def test_plugins_add_files_to_the_image(tmp_path):
     import os
     (tmp_path / "extrafiles.py").write_text(
         "import os\n"
-        "from bareflow_plugins import hookimpl\n"
+        "from bareflow import hookimpl\n"
         "@hookimpl\n"
         "def bareflow_image_files(variables, files):\n"
         "    files['/EXTRA/README.TXT'] = b'flashed by ' + variables['POLICY'].encode() + b'\\n'\n"
@@ -166,9 +175,9 @@ def test_plugins_add_files_to_the_image(tmp_path):
 
 
 def test_a_wrapper_on_image_files_is_refused_not_skipped():
-    from bareflow_plugins import hookimpl
-    from bareflow_plugins.errors import BareflowError
-    from bareflow_plugins.manager import BareflowPluginManager
+    from bareflow import hookimpl
+    from bareflow.errors import BareflowError
+    from bareflow.core.manager import BareflowPluginManager
 
     class Plain:
         @hookimpl
@@ -183,7 +192,36 @@ def test_a_wrapper_on_image_files_is_refused_not_skipped():
 
     pm = BareflowPluginManager()
     pm.register(Plain(), "plain")
-    assert pm.image_files({}) == {"/PLAIN.TXT": b"p"}
-    pm.register(Wrapping(), "wrapping")
-    with pytest.raises(BareflowError, match="plugin 'wrapping': bareflow_image_files cannot be a wrapper"):
-        pm.image_files({})
+    assert plugin_image_files(pm, {}, {}) == {"/PLAIN.TXT": b"p"}
+    with pytest.raises(BareflowError, match="plugin 'wrapping': hook bareflow_image_files cannot be "
+                                            "implemented as a wrapper"):
+        pm.register(Wrapping(), "wrapping")
+    assert plugin_image_files(pm, {}, {}) == {"/PLAIN.TXT": b"p"}
+
+
+def test_a_plugin_replaces_builtin_files_and_flags_the_way_the_builtins_set_them(tmp_path, monkeypatch):
+    """The payload and the module cflags come from built-in plugins on the public hooks, so a
+    later plugin sees what they set and can replace any of it."""
+    from bareflow.bitcode.toolchain import FREESTANDING_CFLAGS
+    from bareflow.core.manager import load_plugins
+    (tmp_path / "replacer.py").write_text(
+        "def bareflow_module_cflags(module, cflags):\n"
+        "    assert cflags[:2] == ['-target', 'x86_64-freestanding'], cflags\n"
+        "    cflags.remove('-ffp-contract=off')\n"
+        "def bareflow_image_files(files, products):\n"
+        "    assert files['/KERNEL.BIN'] == products['kernel']\n"
+        "    files['/KERNEL.BIN'] = b'my kernel'\n"
+        "    del files['/LIBC.MAN']\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    pm = load_plugins({"PLUGINS": "replacer"}, entry_points=False, environ={})
+    flags = []
+    pm.hook.bareflow_module_cflags(module="qkv", cflags=flags, variables={})
+    assert flags == [f for f in FREESTANDING_CFLAGS if f != "-ffp-contract=off"]
+    products = {"kernel": "/b/KERNEL.BIN", "libc_manifest": "/b/LIBC.MAN", "model": "/b/M.BIN",
+                "tokenizer": "/b/T.BIN", "policy_table": "/b/P.TBL", "profile": "/b/PROFILE.BIN",
+                "modules": {"/MODULES/QKV.O2": "/b/QKV.O2"}, "model_config": synthetic.CONFIG}
+    files = plugin_image_files(pm, {"PROMPT": "hi", "STEPS": "8", "TEMPERATURE": "0", "TOPP": "0.9",
+                                    "SEED": "1"}, products)
+    assert files["/KERNEL.BIN"] == b"my kernel" and "/LIBC.MAN" not in files
+    assert files["/MODEL.BIN"] == "/b/M.BIN" and files["/MODULES/QKV.O2"] == "/b/QKV.O2"
+    assert b"prompt = hi\n" in files["/BAREFLOW.CFG"]

@@ -2,7 +2,9 @@
 `scons image PROFILE=... POLICY=pgo` hands it to the policy — from one boot to the next build."""
 import pytest
 
-from bareflow_plugins import policytable, profile
+from bareflow.policy import table as policytable
+
+from bareflow.policy import profile
 from buildutil import QEMU_SUCCESS, hosted, image_file, qemu, result, scons
 
 

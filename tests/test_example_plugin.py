@@ -28,7 +28,7 @@ def _can_build_wheels_offline():
 def _run(args, **kwargs):
     import os
     env = {**os.environ, **PIP_ENV}
-    env.pop("PYTHONPATH", None)          # the venv must find bareflow_plugins through its .pth
+    env.pop("PYTHONPATH", None)          # the venv must find bareflow through its .pth
     env.pop("BAREFLOW_PLUGINS", None)
     env.pop("BAREFLOW_BLOCK_PLUGINS", None)
     return subprocess.run(args, capture_output=True, text=True, env=env, timeout=300, **kwargs)
@@ -71,15 +71,15 @@ def example_venv(tmp_path_factory):
 
 CHECK = textwrap.dedent("""
     import json, sys
-    import bareflow_plugins
-    from bareflow_plugins.manager import load_plugins
-    from bareflow_plugins.layers import LAYER_NAMES, calls_per_token, layer_infos
-    from bareflow_plugins.policy import decide_all
-    from bareflow_plugins import policytable
-
+    import bareflow
+    from bareflow.core.manager import load_plugins
+    from bareflow.model.layers import LAYER_NAMES, calls_per_token
+    from bareflow.policy.infos import layer_infos
+    from bareflow.policy.api import decide_all, registered_policies
+    from bareflow.policy import table as policytable
     variables = json.loads(sys.argv[1])
     pm = load_plugins(variables)
-    report = {"repo": bareflow_plugins.__file__, "policies": sorted(pm.policies()),
+    report = {"repo": bareflow.__file__, "policies": sorted(registered_policies(pm)),
               "plugins": {i.name: [i.version, i.source] for i in pm.plugin_infos()}}
     if "example-eager" in report["policies"]:
         cpt = calls_per_token(2)
@@ -101,7 +101,7 @@ def run_check(python, variables):
 
 def test_pip_installed_plugin_is_discovered(example_venv):
     report = run_check(example_venv, {})
-    assert Path(report["repo"]).resolve().parent == REPO / "bareflow_plugins"
+    assert Path(report["repo"]).resolve().parent == REPO / "bareflow"
     assert "example-eager" in report["policies"]
     assert {"tiered", "fixed", "pgo"} <= set(report["policies"])
     assert report["plugins"]["example"] == ["0.1.0", "entry point, bareflow-policy-example"]
@@ -123,7 +123,7 @@ def test_installed_plugin_options_and_blocking(example_venv):
 
 def test_scons_image_with_the_installed_plugin_uses_its_decisions(example_venv, tmp_path):
     """The full build, run by the venv's interpreter, writes the plugin's ladders to the image."""
-    from bareflow_plugins import policytable
+    from bareflow.policy import table as policytable
     from buildutil import image_file
     build = tmp_path / "build"
     proc = _run([str(example_venv), "-m", "SCons", f"BUILD_DIR={build}", "image", "POLICY=example-eager",

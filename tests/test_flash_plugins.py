@@ -6,11 +6,12 @@ import sys
 import pluggy
 import pytest
 
-from bareflow_plugins import hookspecs
-from bareflow_plugins.builtin import flash_targets
-from bareflow_plugins.errors import BareflowError
-from bareflow_plugins.flash import (Capabilities, DeviceInfo, FlashContext, FlashReport, FlashTarget,
-                                    available_targets, flash_image, load_blockmap)
+from bareflow import hookspecs
+from bareflow.flash import builtin as flash_targets
+from bareflow.errors import BareflowError
+from bareflow import Capabilities, DeviceInfo, FlashContext, FlashReport, FlashTarget
+from bareflow.flash.api import available_targets, flash_image
+from bareflow.flash.bmap import load_blockmap
 from test_flash_support import make_image
 
 hookimpl = pluggy.HookimplMarker("bareflow")
@@ -98,7 +99,7 @@ def test_duplicate_name_names_both_plugins():
 
 
 @pytest.mark.parametrize("bad, why", [
-    (object(), "not a bareflow_plugins.flash.FlashTarget"),
+    (object(), "not a bareflow.flash.FlashTarget"),
     ("NAME", "name must be"),
     ("caps", "capabilities must be"),
     ("nocheck", "does not implement check"),
@@ -138,7 +139,7 @@ def test_unknown_target_and_missing_inputs(image, tmp_path):
 
 def test_command_line(image, tmp_path):
     env = dict(os.environ, PYTHONPATH=ROOT)
-    run = lambda *a: subprocess.run([sys.executable, "-m", "bareflow_plugins.flash", *a],
+    run = lambda *a: subprocess.run([sys.executable, "-m", "bareflow.flash", *a],
                                     capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL)
     r = run("--list")
     assert r.returncode == 0 and "raw:" in r.stdout and "option pxelinux" in r.stdout
@@ -153,8 +154,8 @@ def test_command_line(image, tmp_path):
 
 
 def test_scons_entry_point_with_the_build_plugin_manager(image, tmp_path):
-    from bareflow_plugins import manager
-    from bareflow_plugins.flash.api import flash_from_variables
+    from bareflow.core import manager
+    from bareflow.flash.api import flash_from_variables
     pm = manager.load_plugins({}, entry_points=False, environ={})
     assert list(available_targets(pm)) == ["file", "raw", "tftp"]
     out = tmp_path / "scons.img"
@@ -162,11 +163,11 @@ def test_scons_entry_point_with_the_build_plugin_manager(image, tmp_path):
          "FORCE_NON_REMOVABLE": ""}
     report = flash_from_variables(pm, v)                  # new file: no question needed
     assert report.verified and out.stat().st_size == os.path.getsize(image)
-    with pytest.raises(BareflowError, match=r"YES='maybe': expected 1/0"):
+    with pytest.raises(BareflowError, match=r"YES='maybe': expected a yes/no value"):
         flash_from_variables(pm, dict(v, YES="maybe"))
     with pytest.raises(BareflowError, match=r"FLASH_OPTIONS: 'pxelinux' is not NAME=VALUE"):
         flash_from_variables(pm, dict(v, FLASH_TARGET="tftp", FLASH_OPTIONS="pxelinux"))
-    blocked = manager.load_plugins({"BLOCK_PLUGINS": "bareflow_plugins.builtin.flash_targets"},
+    blocked = manager.load_plugins({"BLOCK_PLUGINS": "bareflow.flash.builtin"},
                                    entry_points=False, environ={})
     with pytest.raises(BareflowError, match=r"unknown FLASH_TARGET 'file'; available: none"):
         flash_from_variables(blocked, v)

@@ -5,10 +5,11 @@ import os
 
 import pytest
 
-from bareflow_plugins.errors import BareflowError
-from bareflow_plugins.flash import FlashContext, flash_image
-from bareflow_plugins.flash.raw import RawTarget
-from bareflow_plugins.flash.safety import DeviceFacts, gather_facts, refusals
+from bareflow.errors import BareflowError
+from bareflow import FlashContext
+from bareflow.flash.api import flash_image
+from bareflow.flash.raw import RawTarget
+from bareflow.flash.safety import DeviceFacts, gather_facts, refusals
 from test_flash_support import FakeSys, make_image
 
 MiB = 1 << 20

@@ -6,9 +6,11 @@ import sys
 
 import pytest
 
-from bareflow_plugins.errors import BareflowError
-from bareflow_plugins.flash import FlashContext, flash_image
-from bareflow_plugins.flash.tftp import PXELINUX, SYSLINUX_BIOS, TftpTarget
+from bareflow.errors import BareflowError
+from bareflow import FlashContext
+from bareflow.boot import qemu as qemu_runner
+from bareflow.flash.api import flash_image
+from bareflow.flash.tftp import PXELINUX, SYSLINUX_BIOS, TftpTarget
 from test_flash_support import make_image, read_with_mtools, sample_files
 
 
@@ -212,15 +214,12 @@ def test_pxe_boot_in_qemu(tmp_path):
     img = make_image(tmp_path / "probe.img", files)
     root = tmp_path / "tftp"
     flash_image(img, str(root), "tftp", ctx=ctx(options={"pxelinux": pxelinux}))
-    r = subprocess.run(
-        ["qemu-system-x86_64", "-display", "none", "-monitor", "none", "-serial", "stdio",
-         "-no-reboot", "-m", "128", "-boot", "n",
-         "-netdev", f"user,id=n0,tftp={root},bootfile=pxelinux.0",
-         "-device", f"e1000,netdev=n0,romfile={PXE_ROM}",
-         "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"],
-        capture_output=True, timeout=180, stdin=subprocess.DEVNULL)
-    log = r.stdout.decode("latin-1").replace("\r", "")
-    assert r.returncode == 33 and "PROBE-END" in log, log[-2000:]
+    r = qemu_runner.run_qemu(qemu_runner.qemu_command(
+        memory="128M", extra=["-monitor", "none", "-boot", "n",
+                              "-netdev", f"user,id=n0,tftp={root},bootfile=pxelinux.0",
+                              "-device", f"e1000,netdev=n0,romfile={PXE_ROM}"]), timeout=180)
+    log = r.output.replace("\r", "")
+    assert r.status == qemu_runner.EXIT_SUCCESS and "PROBE-END" in log, log[-2000:]
     assert "CMDLINE KERNEL.BIN quiet=1" in log
     got = {}
     for line in log.splitlines():

@@ -7,10 +7,13 @@ import subprocess
 
 import pytest
 
-from bareflow_plugins import blockmap as shared
-from bareflow_plugins.errors import BareflowError
-from bareflow_plugins.flash import BlockMap, FlashContext, flash_image, load_blockmap
-from bareflow_plugins.flash.filetarget import FileTarget
+from bareflow.image import blockmap as shared
+from bareflow.errors import BareflowError
+from bareflow import FlashContext
+from bareflow.flash.api import flash_image
+from bareflow.flash.bmap import load_blockmap
+from bareflow.image.blockmap import BlockMap, Range
+from bareflow.flash.filetarget import FileTarget
 from test_flash_support import (FakeSys, fsck_partition, make_image, random_file, read_with_mtools,
                                 sample_files)
 
@@ -36,7 +39,7 @@ def read(path, start=0, n=None):
 
 def unmapped_spans(bm):
     spans, pos = [], 0
-    for start, length, _ in bm.ranges:
+    for start, length, _ in bm.extents():
         if start > pos:
             spans.append((pos, start - pos))
         pos = start + length
@@ -116,7 +119,7 @@ def test_interrupted_flash_leaves_sector0_zeroed(image, tmp_path):
 def test_verification_catches_corruption_and_names_offset(image, tmp_path):
     target = random_file(tmp_path / "stick.img", os.path.getsize(image))
     bm = load_blockmap(image)
-    start, length, _ = bm.ranges[-1]
+    start, length, _ = bm.extents()[-1]
     bad = start + length // 2
 
     def corrupt(name, **info):
@@ -162,9 +165,9 @@ def test_bmap_for_other_size_refused(image, tmp_path):
 
 def test_block_map_must_map_sector0():
     with pytest.raises(BareflowError, match="first sector"):
-        BlockMap(4096, 8192, ((4096, 4096, "0" * 64),), "test map").check()
+        BlockMap(8192, 4096, "", (Range(1, 1, "0" * 64),), "test map").check()
     with pytest.raises(BareflowError, match="overlaps"):
-        BlockMap(4096, 8192, ((0, 4096, "0" * 64), (2048, 4096, "0" * 64)), "test map").check()
+        BlockMap(8192, 512, "", (Range(0, 8, "0" * 64), (Range(4, 8, "0" * 64))), "test map").check()
 
 
 def test_progress_only_on_a_terminal(image, tmp_path):

@@ -10,9 +10,13 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bareflow_plugins import blockmap, diskimage, fat16  # noqa: E402
-from bareflow_plugins.builtin import syslinux as syslinux_plugin  # noqa: E402
-from bareflow_plugins.errors import BareflowError  # noqa: E402
+from bareflow.image import fat16  # noqa: E402
+
+from bareflow.image import blockmap
+
+from bareflow.image import diskimage
+from bareflow.image import syslinux as syslinux_plugin  # noqa: E402
+from bareflow.errors import BareflowError  # noqa: E402
 
 EPOCH = 1700000000
 OFF = diskimage.PARTITION_OFFSET
@@ -115,7 +119,7 @@ def test_verify_detects_changes(tmp_path):
     with open(result.path, "r+b") as fh:
         fh.seek(OFF + result.layout.cluster_offset(result.layout.files["/MODEL.BIN"].clusters[3]))
         fh.write(b"X")
-    with pytest.raises(BareflowError, match="do not match the block map"):
+    with pytest.raises(BareflowError, match="does not match .*the bmap is stale"):
         blockmap.verify_image(result.block_map, result.path)
 
 

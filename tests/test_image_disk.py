@@ -13,10 +13,14 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bareflow_plugins import diskimage, fat16, hookspecs  # noqa: E402
-from bareflow_plugins.bootloader import Bootloader, check_bootloader, select_bootloaders  # noqa: E402
-from bareflow_plugins.builtin import syslinux as syslinux_plugin  # noqa: E402
-from bareflow_plugins.errors import BareflowError  # noqa: E402
+from bareflow import hookspecs  # noqa: E402
+
+from bareflow.image import diskimage, mbr
+
+from bareflow.image import fat16
+from bareflow.image.bootloader import Bootloader, check_bootloader, select_bootloaders  # noqa: E402
+from bareflow.image import syslinux as syslinux_plugin  # noqa: E402
+from bareflow.errors import BareflowError  # noqa: E402
 
 EPOCH = 1700000000
 OFF = diskimage.PARTITION_OFFSET
@@ -105,8 +109,8 @@ def test_mbr_and_partition_entry(tmp_path):
 
 
 def test_chs_marker_beyond_1024_cylinders():
-    assert diskimage._chs(2048) == bytes([32, 33, 0])
-    assert diskimage._chs(1024 * 255 * 63) == b"\xFE\xFF\xFF"
+    assert mbr._chs(2048) == bytes([32, 33, 0])
+    assert mbr._chs(1024 * 255 * 63) == b"\xFE\xFF\xFF"
 
 
 def test_plain_image_reads_back_and_fscks(tmp_path):

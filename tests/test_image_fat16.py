@@ -12,8 +12,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bareflow_plugins import fat16  # noqa: E402
-from bareflow_plugins.errors import BareflowError  # noqa: E402
+from bareflow.image import fat16  # noqa: E402
+from bareflow.errors import BareflowError  # noqa: E402
 
 EPOCH = 1700000000          # 2023-11-14 22:13:20 UTC
 

@@ -17,11 +17,12 @@ from pathlib import Path
 
 import pytest
 
-from bareflow_plugins import kernel_recipe
-from bareflow_plugins.errors import BareflowError
+from bareflow.boot import qemu as qemu_runner
+from bareflow.kernel import recipe as kernel_recipe
+from bareflow.errors import BareflowError
 
 REPO = Path(__file__).resolve().parents[1]
-QEMU = shutil.which("qemu-system-x86_64")
+QEMU = shutil.which(qemu_runner.QEMU)
 QEMU_TIMEOUT = 20
 SYSLINUX_BIOS = Path("/usr/lib/syslinux/modules/bios")
 SYSLINUX_MBR = Path("/usr/lib/syslinux/mbr/mbr.bin")
@@ -74,14 +75,11 @@ def build(tmp_path: Path, kernel_objects, body: str, name: str = "KERNEL.BIN",
 
 def qemu(args, timeout=QEMU_TIMEOUT):
     """Run QEMU headless; returns (exit status, serial output with CR removed)."""
-    cmd = [QEMU, "-display", "none", "-serial", "stdio", "-no-reboot", "-m", "256M",
-           "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"] + list(args)
     try:
-        p = subprocess.run(cmd, capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL)
-    except subprocess.TimeoutExpired as e:
-        out = (e.stdout or b"").decode(errors="replace")
-        pytest.fail(f"QEMU did not exit within {timeout}s (the kernel hung); serial:\n{out}")
-    return p.returncode, p.stdout.decode(errors="replace").replace("\r\n", "\n")
+        run = qemu_runner.run_qemu(qemu_runner.qemu_command(extra=args), timeout=timeout)
+    except BareflowError as exc:
+        pytest.fail(f"the kernel hung: {exc}")
+    return run.status, run.output
 
 
 def boot(kernel: Path, *extra, cpu=None):

@@ -10,15 +10,20 @@ import subprocess
 
 import pytest
 
-from bareflow_plugins import arfile, libc, toolchain
-from bareflow_plugins.builtin import llvm_libc
-from bareflow_plugins.errors import BareflowError
+from bareflow.libc.selection import ordered_providers
+from bareflow.libc import arfile
+
+from bareflow.libc import selection as libc
+
+from bareflow.bitcode import toolchain
+from bareflow.libc import llvm_libc
+from bareflow.errors import BareflowError
 from conftest import ROOT
 
 ARCHIVE = llvm_libc.ARCHIVE
 needs_archive = pytest.mark.skipif(
     not ARCHIVE.is_file(), reason=f"{ARCHIVE} missing (apt-get install {llvm_libc.PACKAGE})")
-PLUGIN = "bareflow_plugins.builtin.llvm_libc"
+PLUGIN = "bareflow.libc.llvm_libc"
 
 
 def need_tool(name):
@@ -330,31 +335,31 @@ def test_allow_list_machine_code_is_freestanding(tmp_path):
 
 @needs_archive
 def test_plugin_registers_and_prefer_reorders():
-    from bareflow_plugins.manager import load_plugins
+    from bareflow.core.manager import load_plugins
     pm = load_plugins({"PLUGINS": PLUGIN}, entry_points=False, environ={})
-    names = [p.name for p in pm.libc_providers()]
+    names = [p.name for p in ordered_providers(pm)]
     assert names.index("bareflow-libc") < names.index("llvm-libc")
     assert "allowed (any ISA): memcpy" in pm.describe()
     pm.hook.bareflow_configure(variables={"LIBC_PREFER": "llvm-libc", "ISA": "x86-64"})
-    names = [p.name for p in pm.libc_providers()]
+    names = [p.name for p in ordered_providers(pm)]
     assert names.index("llvm-libc") < names.index("bareflow-libc")
     pm.hook.bareflow_configure(variables={"LIBC_PREFER": "bareflow-libc"})
-    names = [p.name for p in pm.libc_providers()]
+    names = [p.name for p in ordered_providers(pm)]
     assert names.index("bareflow-libc") < names.index("llvm-libc")
 
 
 def test_missing_archive_registers_an_unavailable_provider(monkeypatch, project, tmp_path):
-    from bareflow_plugins.manager import load_plugins
+    from bareflow.core.manager import load_plugins
     missing = tmp_path / "no" / "libllvmlibc.a"
     monkeypatch.setattr(llvm_libc, "ARCHIVE", missing)
     pm = load_plugins({"PLUGINS": PLUGIN}, entry_points=False, environ={})
     text = pm.describe()
     assert f"UNAVAILABLE, {missing} not found (install Debian's libllvmlibc-19-dev)" in text
-    p = next(p for p in pm.libc_providers() if p.name == "llvm-libc")
+    p = next(p for p in ordered_providers(pm) if p.name == "llvm-libc")
     assert p.symbols() == {} and p.dependencies() == []
     # a build that does not prefer it is unaffected ...
     pm.hook.bareflow_configure(variables={})
-    selection = libc.select({"memcpy": {"kernel"}}, pm.libc_providers(), tmp_path)
+    selection = libc.select({"memcpy": {"kernel"}}, ordered_providers(pm), tmp_path)
     assert selection.symbols["memcpy"].provider == "bareflow-libc"
     # ... and asking for it says what is missing
     with pytest.raises(BareflowError) as err:

@@ -1,12 +1,12 @@
-"""Checkpoint header validation, weight views and per-layer costs (bareflow_plugins/model.py)."""
+"""Checkpoint header validation, weight views and per-layer costs (bareflow/model.py)."""
 import struct
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from bareflow_plugins.errors import BareflowError
-from bareflow_plugins.model import (LAYER_NAMES, ModelConfig, checkpoint_size, layer_costs,
+from bareflow.errors import BareflowError
+from bareflow.model.checkpoint import (LAYER_NAMES, ModelConfig, checkpoint_size, layer_costs,
                                     read_checkpoint, read_config, tensor_shapes)
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"

@@ -9,9 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bareflow_plugins import reference, synthetic
-from bareflow_plugins.errors import BareflowError
-from bareflow_plugins.reference import (Transformer, XorShiftRng, generate, sample_argmax,
+from bareflow.model import reference
+
+from bareflow.model import synthetic
+from bareflow.errors import BareflowError
+from bareflow.model.reference import (Transformer, XorShiftRng, generate, sample_argmax,
                                         sample_topp_probs)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -252,13 +254,13 @@ def test_tokenizer_must_fit_model(tmp_path):
 
 def test_cli_prints_the_same_json():
     model, tok = stories()
-    out = subprocess.run([sys.executable, "-m", "bareflow_plugins.reference", "--model",
+    out = subprocess.run([sys.executable, "-m", "bareflow.model.reference", "--model",
                           str(model), "--tokenizer", str(tok), "--prompt", "Once upon a time",
                           "--steps", "20", "--temperature", "0.8", "--seed", "7"],
                          cwd=ROOT, capture_output=True, text=True, check=True).stdout
     assert json.loads(out) == json.loads(json.dumps(
         generate(model, tok, "Once upon a time", 20, temperature=0.8, seed=7)))
-    bad = subprocess.run([sys.executable, "-m", "bareflow_plugins.reference", "--model",
+    bad = subprocess.run([sys.executable, "-m", "bareflow.model.reference", "--model",
                           str(ROOT / "missing.bin"), "--tokenizer", str(tok)],
                          cwd=ROOT, capture_output=True, text=True)
     assert bad.returncode == 1 and "missing.bin: file does not exist" in bad.stderr

@@ -9,10 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bareflow_plugins import reference, synthetic
-from bareflow_plugins.model import Weights, checkpoint_size, read_checkpoint
-from bareflow_plugins.reference import Transformer, generate
-from bareflow_plugins.tokenizer import read_tokenizer
+from bareflow.model import reference
+
+from bareflow.model import synthetic
+from bareflow.model.checkpoint import Weights, checkpoint_size, read_checkpoint
+from bareflow.model.reference import Transformer, generate
+from bareflow.model.tokenizer import read_tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMPT, STEPS = "Once upon a time", 32

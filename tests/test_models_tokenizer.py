@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from bareflow_plugins.errors import BareflowError
-from bareflow_plugins.tokenizer import Tokenizer, read_tokenizer, write_tokenizer
+from bareflow.errors import BareflowError
+from bareflow.model.tokenizer import Tokenizer, read_tokenizer, write_tokenizer
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 BASE = [b"<unk>", b"<s>", b"</s>"] + [b"<0x%02X>" % i for i in range(256)]

@@ -1,8 +1,10 @@
 """libc subset selection against the project's real libc sources."""
 import pytest
 
-from bareflow_plugins import libc, toolchain
-from bareflow_plugins.errors import BareflowError
+from bareflow.libc import selection as libc
+
+from bareflow.bitcode import toolchain
+from bareflow.errors import BareflowError
 from conftest import ROOT
 
 

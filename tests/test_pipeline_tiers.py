@@ -10,8 +10,15 @@ import struct
 import numpy as np
 import pytest
 
-from bareflow_plugins import bitcode, modformat, tiers, toolchain
-from bareflow_plugins.errors import BareflowError
+from bareflow.bitcode import compile as bitcode
+
+from bareflow.modules import modformat
+
+from bareflow.tiers import compile as tiers
+from bareflow.tiers.levels import TIERS
+
+from bareflow.bitcode import toolchain
+from bareflow.errors import BareflowError
 from bfmd_loader import LoadedModule, libm_resolver
 
 LAYER_SOURCE = r"""
@@ -49,7 +56,7 @@ def _reference(x, w, n):
     return np.exp(o) * 0.5 + np.array([0.5, -1.0, 2.0, 0.25] * (n // 4))
 
 
-@pytest.mark.parametrize("tier", tiers.TIERS)
+@pytest.mark.parametrize("tier", TIERS)
 def test_every_tier_packs_and_computes_the_same_layer(layer_bitcode, tier):
     obj = tiers.compile_tier(layer_bitcode, tier, "x86-64", module_name="testlayer")
     data = modformat.pack(obj, layer="testlay", tier=tier, isa="x86-64", exports={"expf"})

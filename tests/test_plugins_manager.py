@@ -5,18 +5,22 @@ import types
 
 import pytest
 
-from bareflow_plugins import builtin, hookimpl
-from bareflow_plugins.errors import BareflowError
-from bareflow_plugins.manager import BareflowPluginManager, PluginHookError, load_plugins
+from bareflow.core.build import declared_variables
+from bareflow.policy.api import policy_owner, registered_policies
+from bareflow.libc.selection import ordered_providers
+from bareflow import hookimpl
 
-POLICIES = "bareflow_plugins.builtin.policies"
+from bareflow.core import builtin
+from bareflow.errors import BareflowError
+from bareflow.core.manager import BareflowPluginManager, PluginHookError, load_plugins
+
+POLICIES = "bareflow.policy.builtin"
 
 
 @pytest.fixture(autouse=True)
 def only_policy_builtin(monkeypatch):
     """Isolate these tests from the other built-ins (owned and tested by other helpers)."""
     monkeypatch.setattr(builtin, "BUILTIN_PLUGINS", [POLICIES])
-    monkeypatch.setattr(builtin, "OPTIONAL_BUILTINS", set())
 
 
 @pytest.fixture
@@ -49,8 +53,8 @@ def fake_distribution(tmp_path, make_module):
 
 
 POLICY_PLUGIN = """
-from bareflow_plugins import hookimpl
-from bareflow_plugins.policy import Decision, Policy
+from bareflow import hookimpl
+from bareflow.policy.api import Decision, Policy
 __version__ = "{version}"
 
 def _decide(layer, variables):
@@ -76,31 +80,29 @@ def module_plugin(name, source):
 
 def test_builtin_policies_are_registered():
     pm = load_plugins({}, entry_points=False, environ={})
-    assert list(pm.policies()) == ["tiered", "fixed", "pgo"]
-    info = pm.plugin_infos()[0]
+    assert list(registered_policies(pm)) == ["tiered", "fixed", "pgo"]
+    core, info = pm.plugin_infos()[:2]
+    assert (core.name, core.source) == ("bareflow.core.build", "builtin (core)")
     assert (info.name, info.version, info.source) == (POLICIES, "builtin", "builtin")
 
 
-def test_missing_builtin_is_an_error_unless_optional(monkeypatch):
-    monkeypatch.setattr(builtin, "BUILTIN_PLUGINS", [POLICIES, "bareflow_plugins.builtin.nope"])
-    with pytest.raises(BareflowError, match="bareflow_plugins.builtin.nope"):
+def test_missing_builtin_is_an_error(monkeypatch):
+    monkeypatch.setattr(builtin, "BUILTIN_PLUGINS", [POLICIES, "bareflow.core.nope"])
+    with pytest.raises(BareflowError, match="bareflow.core.nope"):
         load_plugins({}, entry_points=False, environ={})
-    monkeypatch.setattr(builtin, "OPTIONAL_BUILTINS", {"bareflow_plugins.builtin.nope"})
-    pm = load_plugins({}, entry_points=False, environ={})
-    assert [i.name for i in pm.plugin_infos()] == [POLICIES]
 
 
 def test_entry_point_plugin_is_discovered(fake_distribution):
     fake_distribution("fakeplug", "1.2.3", {"fake": "fakeplug_mod"},
                       {"fakeplug_mod": policy_plugin("fake-policy")})
     pm = load_plugins({}, environ={})
-    assert "fake-policy" in pm.policies()
+    assert "fake-policy" in registered_policies(pm)
     info = {i.name: i for i in pm.plugin_infos()}["fake"]
     assert info.version == "1.2.3"            # from the distribution, not __version__
     assert info.source == "entry point, fakeplug"
-    assert pm.policy_plugin("fake-policy") == "fake"
+    assert policy_owner(pm, "fake-policy") == "fake"
     off = load_plugins({}, entry_points=False, environ={})
-    assert "fake-policy" not in off.policies()
+    assert "fake-policy" not in registered_policies(off)
 
 
 def test_blocked_entry_point_is_never_imported(fake_distribution):
@@ -125,7 +127,7 @@ def test_explicit_plugins_from_variable_and_environment(make_module):
     assert infos["explicit_a"].source == "explicit, PLUGINS"
     assert infos["explicit_a"].version == "0.5"
     assert infos["explicit_b"].source == "explicit, BAREFLOW_PLUGINS"
-    assert {"policy-a", "policy-b"} <= set(pm.policies())
+    assert {"policy-a", "policy-b"} <= set(registered_policies(pm))
 
 
 def test_explicit_plugin_that_cannot_be_imported():
@@ -139,19 +141,19 @@ def test_explicit_plugin_that_cannot_be_imported():
 def test_blocking_a_builtin_lets_a_plugin_replace_it(make_module):
     make_module("my_tiered", policy_plugin("tiered"))
     with pytest.raises(BareflowError) as err:
-        load_plugins({"PLUGINS": "my_tiered"}, entry_points=False, environ={}).policies()
+        registered_policies(load_plugins({"PLUGINS": "my_tiered"}, entry_points=False, environ={}))
     message = str(err.value)
     assert message.startswith(f"policy 'tiered' is registered by plugin '{POLICIES}' and again "
                               f"by plugin 'my_tiered'; block one of them")
     pm = load_plugins({"PLUGINS": "my_tiered", "BLOCK_PLUGINS": POLICIES}, entry_points=False,
                       environ={})
-    assert list(pm.policies()) == ["tiered"]
-    assert pm.policy_plugin("tiered") == "my_tiered"
+    assert list(registered_policies(pm)) == ["tiered"]
+    assert policy_owner(pm, "tiered") == "my_tiered"
 
 
 def test_blocking_an_unknown_plugin_is_an_error():
     with pytest.raises(BareflowError, match=r"BLOCK_PLUGINS names plugin 'policies', which does "
-                                            r"not exist; known plugins: bareflow_plugins"):
+                                            r"not exist; known plugins: bareflow"):
         load_plugins({"BLOCK_PLUGINS": "policies"}, entry_points=False, environ={})
 
 
@@ -172,8 +174,10 @@ def test_configure_is_left_to_the_caller(make_module):
     with pytest.raises(PluginHookError, match="plugin 'configure_probe' failed in hook "
                                               "bareflow_configure: ValueError: MODEL must not be bad"):
         pm.hook.bareflow_configure(variables={"MODEL": "bad"})
-    assert pm.plugin_names() == [POLICIES, "configure_probe"]
-    assert pm.option_variables() == ["PGO_HOT_CALLS", "PROFILE", "STOP_PROFILING", "TIER"]
+    assert pm.plugin_names() == ["bareflow.core.build", POLICIES, "configure_probe"]
+    declared = {plugin: [v.name for v in variables] for plugin, variables in declared_variables(pm).items()}
+    assert declared[POLICIES] == ["TIER", "STOP_PROFILING", "PGO_HOT_CALLS"]
+    assert "PROFILE" in declared["bareflow.core.build"]
 
 
 # --- load-time validation -----------------------------------------------------------------------
@@ -194,7 +198,7 @@ def test_misspelled_hook_suggests_the_right_name():
 def test_marked_function_with_unknown_name_lists_the_hooks():
     pm = BareflowPluginManager()
     plugin = module_plugin("marked", """
-        from bareflow_plugins import hookimpl
+        from bareflow import hookimpl
         @hookimpl
         def totally_different():
             pass
@@ -210,7 +214,7 @@ def test_unknown_argument_names_plugin_hook_and_argument():
             pass
     """)
     with pytest.raises(BareflowError, match=r"plugin 'argplug': hook bareflow_image_files has no "
-                                            r"argument 'colour' \(it provides: variables, files\)"):
+                                            r"argument 'colour' \(it provides: variables, files, products\)"):
         pm.register(plugin, "argplug")
     ok = module_plugin("subset", """
         def bareflow_image_files(files, unused=None):   # a subset, and defaults, are fine
@@ -218,16 +222,16 @@ def test_unknown_argument_names_plugin_hook_and_argument():
     """)
     pm.register(ok, "subset")
     files = {}
-    pm.hook.bareflow_image_files(variables={}, files=files)
+    pm.hook.bareflow_image_files(variables={}, files=files, products={})
     assert files == {"/A.TXT": b"a"}
 
 
 def test_pluggy_validation_error_becomes_bareflow_error():
     pm = BareflowPluginManager()
     plugin = module_plugin("notgen", """
-        from bareflow_plugins import hookimpl
+        from bareflow import hookimpl
         @hookimpl(wrapper=True)
-        def bareflow_image_files(files):
+        def bareflow_configure(variables):
             return None
     """)
     with pytest.raises(BareflowError, match="plugin 'notgen' is invalid: .*not a generator"):
@@ -238,7 +242,7 @@ def test_pluggy_validation_error_becomes_bareflow_error():
 def test_wrapper_on_a_registration_hook_is_refused():
     pm = BareflowPluginManager()
     plugin = module_plugin("wrapreg", """
-        from bareflow_plugins import hookimpl
+        from bareflow import hookimpl
         @hookimpl(wrapper=True)
         def bareflow_register_policies():
             return (yield)
@@ -285,32 +289,32 @@ def test_exception_names_the_failing_plugin():
 def test_exception_inside_wrapped_call_names_the_inner_plugin():
     pm = BareflowPluginManager()
     wrapper = module_plugin("wrapping", """
-        from bareflow_plugins import hookimpl
+        from bareflow import hookimpl
         @hookimpl(wrapper=True)
-        def bareflow_image_files(files):
-            files["/W.TXT"] = b"w"
+        def bareflow_configure(variables):
+            variables.get("W")
             return (yield)
     """)
     inner = module_plugin("inner", """
-        def bareflow_image_files(files):
+        def bareflow_configure(variables):
             raise OSError("disk full")
     """)
     pm.register(wrapper, "wrapping")
     pm.register(inner, "inner")
     with pytest.raises(PluginHookError, match="plugin 'inner' failed in hook "
-                                              "bareflow_image_files: OSError: disk full"):
-        pm.hook.bareflow_image_files(variables={}, files={})
+                                              "bareflow_configure: OSError: disk full"):
+        pm.hook.bareflow_configure(variables={})
     pm.unregister(inner)
     failing_wrapper = module_plugin("failwrap", """
-        from bareflow_plugins import hookimpl
+        from bareflow import hookimpl
         @hookimpl(wrapper=True)
-        def bareflow_image_files(files):
+        def bareflow_configure(variables):
             result = yield
             raise ValueError("after")
     """)
     pm.register(failing_wrapper, "failwrap")
     with pytest.raises(PluginHookError, match="plugin 'failwrap' failed .*ValueError: after"):
-        pm.hook.bareflow_image_files(variables={}, files={})
+        pm.hook.bareflow_configure(variables={})
 
 
 def test_exception_in_registration_hook():
@@ -321,7 +325,7 @@ def test_exception_in_registration_hook():
     """), "regfail")
     with pytest.raises(PluginHookError, match="plugin 'regfail' failed in hook "
                                               "bareflow_register_policies: ZeroDivisionError"):
-        pm.policies()
+        registered_policies(pm)
 
 
 @pytest.mark.parametrize("body, message", [
@@ -335,12 +339,12 @@ def test_exception_in_registration_hook():
 def test_bad_policy_registrations(body, message):
     pm = BareflowPluginManager()
     pm.register(module_plugin("badreg", f"""
-        from bareflow_plugins.policy import Decision, Policy
+        from bareflow.policy.api import Decision, Policy
         def bareflow_register_policies():
             {body}
     """), "badreg")
     with pytest.raises(BareflowError, match=r"plugin 'badreg'.*" + message):
-        pm.policies()
+        registered_policies(pm)
 
 
 def test_registration_collections():
@@ -355,10 +359,10 @@ def test_registration_collections():
         def bareflow_register_flash_targets():
             return [NS(name="file", description="to a file", capabilities={"verify": True})]
     """), "regs")
-    assert [p.name for p in pm.libc_providers()] == ["also-early", "early", "late"]
-    assert list(pm.bootloaders()) == ["syslinux-test"]
+    assert [p.name for p in ordered_providers(pm)] == ["also-early", "early", "late"]
+    assert list(pm.registered("bootloaders")) == ["syslinux-test"]
     assert pm.registered("flash_targets") == pm.registered("bareflow_register_flash_targets")
-    assert list(pm.flash_targets()) == ["file"]
+    assert list(pm.registered("flash_targets")) == ["file"]
     with pytest.raises(BareflowError, match="not a registration hook"):
         pm.registered("bareflow_configure")
     pm.register(module_plugin("badprio", """
@@ -367,7 +371,7 @@ def test_registration_collections():
             return [NS(name="odd", priority="high")]
     """), "badprio")
     with pytest.raises(BareflowError, match="plugin 'badprio': libc provider 'odd' has priority"):
-        pm.libc_providers()
+        ordered_providers(pm)
 
 
 # --- describe ------------------------------------------------------------------------------------
@@ -392,7 +396,7 @@ def test_describe_lists_plugins_hooks_and_registrations(fake_distribution, make_
     """)
     pm = load_plugins({"PLUGINS": "explicit_desc", "BLOCK_PLUGINS": POLICIES}, environ={})
     text = pm.describe()
-    assert text.startswith("BareFlow plugins: 2 loaded, 1 blocked\n")
+    assert text.startswith("BareFlow plugins: 3 loaded, 1 blocked\n")
     assert "fake  version: 1.2.3  source: entry point, fakeplug\n" in text
     assert "  hooks: bareflow_register_policies\n  policies:\n" in text
     assert "    fake-policy - fake-policy from a test plugin\n" in text
@@ -415,11 +419,10 @@ def test_describe_builtin_policies_show_options():
 
 
 def test_shipped_builtins_load_together(monkeypatch):
-    """The real BUILTIN_PLUGINS list (other helpers' plugins included) loads cleanly."""
+    """The real BUILTIN_PLUGINS list loads cleanly, after the core plugin."""
     monkeypatch.undo()
     pm = load_plugins({}, entry_points=False, environ={})
     names = [i.name for i in pm.plugin_infos()]
-    assert names[0] == POLICIES
-    assert set(names) <= set(builtin.BUILTIN_PLUGINS)
-    assert "tiered" in pm.policies()
+    assert names == [builtin.CORE_PLUGIN] + builtin.BUILTIN_PLUGINS
+    assert "tiered" in registered_policies(pm)
     pm.describe()

@@ -5,9 +5,9 @@ import zlib
 
 import pytest
 
-from bareflow_plugins import profile as pf
-from bareflow_plugins.errors import BareflowError
-from bareflow_plugins.profile import LayerProfile, Profile
+from bareflow.policy import profile as pf
+from bareflow.errors import BareflowError
+from bareflow.policy.profile import LayerProfile, Profile
 
 SAMPLE = Profile(tokens=31, cycles_per_second=2_500_000_000, total_cycles=9_000_000_000, layers={
     "qkv": LayerProfile("qkv", (8, 0, 40, 107), (80000, 0, 200000, 400000), "O3", 2),
@@ -193,7 +193,7 @@ def test_describe():
 
 
 def test_extract_profile_from_a_disk_image(tmp_path):
-    fat16 = pytest.importorskip("bareflow_plugins.fat16")
+    fat16 = pytest.importorskip("bareflow.image.fat16")
     written = pf.encode_profile(SAMPLE)
     volume, _ = fat16.make_fat16({"/PROFILE.BIN": written, "/KERNEL.BIN": b"k" * 3000},
                                  volume_id=0x1234, hidden_sectors=2048)

@@ -1,12 +1,13 @@
 """Decision validation, decide_all (policy errors, observers), summary, tiers_needed, layer_infos."""
 import pytest
 
-from bareflow_plugins.errors import BareflowError
-from bareflow_plugins.layers import LAYER_KINDS, LAYER_NAMES, calls_per_token, layer_infos
-from bareflow_plugins.manager import BareflowPluginManager, PluginHookError
-from bareflow_plugins.policy import (Decision, LayerInfo, Policy, decide_all, summary,
+from bareflow.errors import BareflowError
+from bareflow.model.layers import LAYER_KINDS, LAYER_NAMES, calls_per_token
+from bareflow.policy.infos import layer_infos
+from bareflow.core.manager import BareflowPluginManager, PluginHookError
+from bareflow.policy.api import (Decision, LayerInfo, Policy, decide_all, summary,
                                      tiers_needed, validate_decision)
-from bareflow_plugins.profile import LayerProfile, Profile, encode_profile
+from bareflow.policy.profile import LayerProfile, Profile, encode_profile
 
 LAYER = LayerInfo("qkv", "matmul", 16384, 32768, 5, 32)
 
@@ -30,7 +31,7 @@ def test_valid_decisions_are_normalised():
 
 
 @pytest.mark.parametrize("decision, field, problem", [
-    ("O2", "", "returned str, not a bareflow_plugins.policy.Decision"),
+    ("O2", "", "returned str, not a bareflow.policy.api.Decision"),
     (Decision("O0"), "ladder", "must be a list of tier names, not str"),
     (Decision([]), "ladder", "is empty"),
     (Decision(["O0", "O1", "O2", "O3", "O3"], [1, 1, 1, 1]), "ladder", "has 5 tiers; at most 4"),

@@ -4,10 +4,10 @@ import zlib
 
 import pytest
 
-from bareflow_plugins import policytable as pt
-from bareflow_plugins.errors import BareflowError
-from bareflow_plugins.layers import LAYER_NAMES
-from bareflow_plugins.policy import Decision
+from bareflow.policy import table as pt
+from bareflow.errors import BareflowError
+from bareflow.model.layers import LAYER_NAMES
+from bareflow.policy.api import Decision, summary
 
 DECISIONS = {
     "embed": Decision(["O1"]),
@@ -58,8 +58,8 @@ def test_round_trip_and_determinism():
     assert list(pt.decode(pt.encode(full, LAYER_NAMES))) == list(LAYER_NAMES)
 
 
-def test_describe_table():
-    text = pt.describe_table(table())
+def test_decoded_table_reads_back_in_the_summary():
+    text = summary(pt.decode(table()), ORDER)
     assert "qkv      O0 -(8 calls or 400000 cycles)-> O2 -(40 calls or 10000000 cycles)-> O3  [preload]" in text
 
 

@@ -9,7 +9,11 @@ import zlib
 
 import pytest
 
-from bareflow_plugins import modformat, tiers, toolchain
+from bareflow.modules import modformat
+
+from bareflow.tiers import compile as tiers
+
+from bareflow.bitcode import toolchain
 from test_runtime_hosted import (LAYERS, PART_LBA, PRELOAD, base_files, config, expect_panic, make_image,
                                  needs_mtools, policy_table, recrc_module, run_image, simple_policy)
 
@@ -594,7 +598,7 @@ def test_sampler_result_out_of_range_panics(tmp_path):
     src.write_text('#include "bareflow/layer_abi.h"\n'
                    "void bf_layer_entry(struct bf_layer_call *c) { c->result = 1 << 20; }\n")
     bc = tmp_path / "bad_sampler.bc"
-    from bareflow_plugins import bitcode
+    from bareflow.bitcode import compile as bitcode
     from test_runtime_hosted import REPO
     bitcode.compile_bitcode(src, bc, cflags=toolchain.FREESTANDING_CFLAGS, include_dirs=[REPO / "src/include"],
                             what="bad sampler")

@@ -19,8 +19,19 @@ from pathlib import Path
 
 import pytest
 
-from bareflow_plugins import bitcode, libc, modformat, reference, synthetic, tiers, toolchain
+from bareflow.bitcode import compile as bitcode
 
+from bareflow.libc import selection as libc
+
+from bareflow.modules import modformat
+
+from bareflow.model import reference
+
+from bareflow.model import synthetic
+
+from bareflow.tiers import compile as tiers
+
+from bareflow.bitcode import toolchain
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
 LAYERS = ["embed", "rmsnorm", "qkv", "rope", "attn", "attnout", "ffn", "classify", "sampler"]

@@ -7,17 +7,23 @@ test_runtime_hosted.  QEMU's exit status is 33 for platform_exit(0) and 2n+1 for
 import functools
 import json
 import shutil
-import subprocess
 import tempfile
 from pathlib import Path
 
 import pytest
 
-from bareflow_plugins import kernel_recipe, libc, modformat, reference
+from bareflow.boot import qemu as qemu_runner
+from bareflow.kernel import recipe as kernel_recipe
+
+from bareflow.libc import selection as libc
+
+from bareflow.modules import modformat
+
+from bareflow.model import reference
 from test_runtime_hosted import (REPO, base_files, config, make_image, module_files, needs_mtools, read_back,
                                  simple_policy, synthetic_model)
 
-QEMU = shutil.which("qemu-system-x86_64")
+QEMU = shutil.which(qemu_runner.QEMU)
 pytestmark = [pytest.mark.qemu, needs_mtools,
               pytest.mark.skipif(QEMU is None, reason="qemu-system-x86_64 is not installed")]
 
@@ -40,10 +46,8 @@ def kernel():
 
 
 def boot(*args):
-    cmd = [QEMU, "-display", "none", "-serial", "stdio", "-no-reboot", "-m", "256M",
-           "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04", "-kernel", str(kernel()), *args]
-    proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, timeout=120)
-    return proc.returncode, proc.stdout.decode("latin-1").replace("\r\n", "\n")
+    run = qemu_runner.run_qemu(qemu_runner.qemu_command(kernel=kernel(), extra=args), timeout=120)
+    return run.status, run.output
 
 
 def last_line(out, prefix):

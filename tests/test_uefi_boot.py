@@ -16,8 +16,14 @@ from pathlib import Path
 
 import pytest
 
-from bareflow_plugins import bootloader, diskimage, fat16, kernel_recipe
-from bareflow_plugins.builtin import uefi as uefi_plugin
+from bareflow.image import bootloader
+
+from bareflow.image import diskimage
+
+from bareflow.image import fat16
+
+from bareflow.kernel import recipe as kernel_recipe
+from bareflow.image import uefi as uefi_plugin
 from buildutil import QEMU_SUCCESS, PARTITION_OFFSET, image_file, need, qemu, result, scons
 
 REPO = Path(__file__).resolve().parents[1]

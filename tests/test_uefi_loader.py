@@ -18,11 +18,15 @@ from pathlib import Path
 import pluggy
 import pytest
 
-from bareflow_plugins import bootloader, hookspecs, kernel_recipe
-from bareflow_plugins.builtin import BUILTIN_PLUGINS
-from bareflow_plugins.builtin import syslinux as syslinux_plugin
-from bareflow_plugins.builtin import uefi as uefi_plugin
-from bareflow_plugins.errors import BareflowError
+from bareflow.image import bootloader
+
+from bareflow import hookspecs
+
+from bareflow.kernel import recipe as kernel_recipe
+from bareflow.core.builtin import BUILTIN_PLUGINS
+from bareflow.image import syslinux as syslinux_plugin
+from bareflow.image import uefi as uefi_plugin
+from bareflow.errors import BareflowError
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -301,7 +305,7 @@ def test_syslinux_appends_the_handed_files(kernel):
 
 
 def test_both_bootloaders_registered_as_builtins():
-    assert "bareflow_plugins.builtin.uefi" in BUILTIN_PLUGINS
+    assert "bareflow.image.uefi" in BUILTIN_PLUGINS
     pm = pluggy.PluginManager("bareflow")
     pm.add_hookspecs(hookspecs)
     pm.register(syslinux_plugin)

@@ -4,7 +4,7 @@
     python tools/bench_flash.py [--image build/bareflow.img] [--dir /tmp] [--repeat 3]
 
 Without an image at the given path, a stand-in is built with the project's own image builder
-(bareflow_plugins.diskimage, no boot loader) from synthetic files plus the reference model if
+(bareflow.image.diskimage, no boot loader) from synthetic files plus the reference model if
 ../shared/data has it.  Three cases are timed, each including the read-back verification:
   new file       fresh sparse file (like a VM disk)
   used stick     a file pre-filled with random bytes (like a stick that held data)
@@ -23,13 +23,15 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from bareflow_plugins.flash import FlashContext, flash_image, load_blockmap  # noqa: E402
+from bareflow import FlashContext  # noqa: E402
+from bareflow.flash.api import flash_image  # noqa: E402
+from bareflow.flash.bmap import load_blockmap  # noqa: E402
 
 MB = 1e6
 
 
 def build_standin(path):
-    from bareflow_plugins import diskimage
+    from bareflow.image import diskimage
     rnd = random.Random(1)
     files = {"/KERNEL.BIN": rnd.randbytes(256 << 10), "/BAREFLOW.CFG": b"steps = 32\n",
              "/PROFILE.BIN": bytes(4096)}
@@ -77,7 +79,7 @@ def main():
         image = a.image
         if not os.path.exists(image):
             image = build_standin(os.path.join(tmp, "standin.img"))
-            print(f"{a.image} not found; built a stand-in image with bareflow_plugins.diskimage")
+            print(f"{a.image} not found; built a stand-in image with bareflow.image.diskimage")
         size = os.path.getsize(image)
         bm = load_blockmap(image)
         print(f"image        {image}")

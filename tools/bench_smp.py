@@ -28,8 +28,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bareflow_plugins.model import ModelConfig, tensor_shapes  # noqa: E402
-from bareflow_plugins.tokenizer import write_tokenizer  # noqa: E402
+from bareflow.model.checkpoint import ModelConfig, tensor_shapes  # noqa: E402
+from bareflow.model.tokenizer import write_tokenizer  # noqa: E402
 
 SHAPES = {
     "15M-shape": ModelConfig(dim=288, hidden_dim=768, n_layers=6, n_heads=6, n_kv_heads=6, vocab_size=32000,

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Write the deterministic synthetic model and tokenizer (bareflow_plugins/synthetic.py).
+"""Write the deterministic synthetic model and tokenizer (bareflow/synthetic.py).
 
     python tools/gen_synthetic_model.py --out-model build/model/synthetic.bin \
         --out-tokenizer build/model/synthetic_tok.bin
@@ -12,8 +12,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from any directory
 
-from bareflow_plugins.errors import BareflowError  # noqa: E402
-from bareflow_plugins import synthetic  # noqa: E402
+from bareflow.errors import BareflowError  # noqa: E402
+from bareflow.model import synthetic  # noqa: E402
 
 
 def main(argv=None) -> int:

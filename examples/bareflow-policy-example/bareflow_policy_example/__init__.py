@@ -4,8 +4,7 @@ Every layer starts at O0 and jumps straight to O3 after 10 calls; all tiers are 
 boot so the jump never waits for the disk.  It is deliberately simple: the point is the
 packaging (entry point group "bareflow" in pyproject.toml) and the hook it implements.
 """
-from bareflow_plugins import hookimpl
-from bareflow_plugins.policy import Decision, Policy
+from bareflow import Decision, Policy, hookimpl
 
 __version__ = "0.1.0"
 

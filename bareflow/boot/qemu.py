@@ -1,0 +1,146 @@
+"""Step 9 of the pipeline: booting an image in QEMU, and the built-in plugin behind `scons run`.
+
+The one place the QEMU command line is put together: `scons run`, the tests and the benchmarks
+all use `qemu_command` / `run_qemu`, so a change (firmware path, exit device, storage wiring)
+reaches every boot at once.  The kernel leaves QEMU through the isa-debug-exit device: status
+(code << 1) | 1, so EXIT_SUCCESS (33) is the kernel's code 0x10 (docs/kernel-boot.md).
+"""
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass
+
+from bareflow import hookimpl
+from bareflow.core.variables import Variable
+from bareflow.errors import BareflowError
+
+QEMU = "qemu-system-x86_64"
+OVMF = "/usr/share/ovmf/OVMF.fd"              # Debian package ovmf
+EXIT_SUCCESS = 33                             # the kernel wrote 0x10 to the exit port
+EXIT_PANIC = (1 << 1) | 1                     # BF_EXIT_PANIC (code 1)
+FIRMWARES = ("bios", "uefi")
+DISKS = ("ide", "usb")
+
+
+@hookimpl
+def bareflow_register_variables():
+    return [
+        Variable("FIRMWARE", "firmware for `scons run`", "bios", kind="enum", allowed=FIRMWARES),
+        Variable("DISK", "how `scons run` attaches the image (usb: usb-storage on xHCI)", "ide",
+                 kind="enum", allowed=DISKS),
+        Variable("QEMU_TIMEOUT", "seconds before `scons run` gives up on QEMU", "600"),
+        Variable("SMP", "virtual CPUs `scons run` gives QEMU (-smp), with multi-threaded TCG when QEMU has it",
+                 "2", validator=lambda name, text: _smp_count(text)),
+    ]
+
+
+def _smp_count(text) -> int:
+    try:
+        n = int(str(text))
+    except ValueError:
+        n = 0
+    if not 1 <= n <= 64:
+        raise BareflowError(f"SMP={text!r}: expected a number of virtual CPUs, 1..64")
+    return n
+
+
+def smp_args(text) -> list[str]:
+    """-smp N, plus multi-threaded TCG (one host thread per virtual CPU) when this QEMU accepts it
+    for x86 guests.  BareflowError names SMP unless it is a whole number 1..64."""
+    n = _smp_count(text)
+    args = ["-smp", str(n)]
+    if n > 1 and _has_mttcg():
+        args += ["-accel", "tcg,thread=multi"]
+    return args
+
+
+_MTTCG: dict = {}
+
+
+def _has_mttcg() -> bool:
+    """Ask QEMU once: an empty machine with -accel tcg,thread=multi, told to quit at once."""
+    if "ok" not in _MTTCG:
+        try:
+            proc = subprocess.run([QEMU, "-machine", "none", "-nodefaults", "-display", "none",
+                                   "-accel", "tcg,thread=multi", "-monitor", "stdio"], input=b"quit\n",
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=30)
+            _MTTCG["ok"] = proc.returncode == 0
+        except (OSError, subprocess.TimeoutExpired):
+            _MTTCG["ok"] = False
+    return _MTTCG["ok"]
+
+
+def qemu_command(*, image=None, kernel=None, firmware="bios", disk="ide", memory="256M", cpu=None,
+                 extra=()) -> list[str]:
+    """The qemu-system-x86_64 argument list: headless, serial on stdout, exit device, no reboot.
+
+    image: raw disk image attached as `disk` ("ide" or "usb": usb-storage on xHCI, which the
+    kernel sees only through the files the loader handed over); kernel: a multiboot kernel for
+    QEMU's -kernel; firmware "bios" (SeaBIOS) or "uefi" (OVMF); cpu: a -cpu model; extra: more
+    arguments, appended last.  BareflowError names FIRMWARE or DISK for an unknown value.
+    """
+    cmd = [QEMU, "-display", "none", "-serial", "stdio", "-no-reboot", "-m", memory,
+           "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]
+    if cpu:
+        cmd += ["-cpu", cpu]
+    if firmware == "uefi":
+        cmd += ["-bios", OVMF]
+    elif firmware != "bios":
+        raise BareflowError(f"FIRMWARE={firmware!r}: expected one of {', '.join(FIRMWARES)}")
+    if image is not None:
+        if disk == "ide":
+            cmd += ["-drive", f"file={image},format=raw,if=ide"]
+        elif disk == "usb":
+            cmd += ["-drive", f"if=none,id=stick,file={image},format=raw",
+                    "-device", "qemu-xhci", "-device", "usb-storage,drive=stick"]
+        else:
+            raise BareflowError(f"DISK={disk!r}: expected one of {', '.join(DISKS)}")
+    if kernel is not None:
+        cmd += ["-kernel", str(kernel)]
+    return cmd + [str(a) for a in extra]
+
+
+class QemuTimeout(BareflowError):
+    """QEMU ran past its time limit; `serial` holds what the console printed until then."""
+
+    def __init__(self, seconds: float, serial: str):
+        self.seconds, self.serial = seconds, serial
+        tail = f"; serial so far:\n{serial[-3000:]}" if serial else ""
+        super().__init__(f"QEMU did not finish within {seconds:g} s{tail}")
+
+
+@dataclass(frozen=True)
+class QemuRun:
+    status: int          # QEMU's exit status (EXIT_SUCCESS when the kernel finished its run)
+    output: str          # the serial console, CR LF turned into LF ("" when streamed)
+
+
+def run_qemu(cmd, *, timeout: float, capture: bool = True) -> QemuRun:
+    """Run `cmd` (from qemu_command) to its end; the serial output is returned or, with
+    capture=False, streamed to this process's stdout.
+
+    Raises BareflowError when QEMU is not installed or runs past `timeout` seconds (the message
+    carries the last serial output, so a hung kernel shows where it stopped).
+    """
+    try:
+        proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, timeout=timeout,
+                              stdout=subprocess.PIPE if capture else None,
+                              stderr=subprocess.STDOUT if capture else None)
+    except FileNotFoundError:
+        raise BareflowError(f"{QEMU} is not installed (Debian package qemu-system-x86)") from None
+    except subprocess.TimeoutExpired as exc:
+        out = (exc.stdout or b"").decode("utf-8", "replace")
+        raise QemuTimeout(timeout, out) from None
+    text = proc.stdout.decode("utf-8", "replace").replace("\r\n", "\n") if capture else ""
+    return QemuRun(proc.returncode, text)
+
+
+def parse_timeout(text) -> float:
+    """QEMU_TIMEOUT in seconds (a positive number); BareflowError naming the variable otherwise."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = None
+    if seconds is None or not 0 < seconds < float("inf"):
+        raise BareflowError(f"QEMU_TIMEOUT={text!r}: expected a positive number of seconds")
+    return seconds

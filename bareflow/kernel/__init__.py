@@ -1,0 +1,1 @@
+"""Step 7 of the pipeline: compiling and linking the multiboot kernel and the hosted program."""

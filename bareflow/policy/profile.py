@@ -1,0 +1,279 @@
+"""Runtime profiles: the BFPR file the kernel writes (docs/profile-file.md) and the result line.
+
+A profile says, per layer, how often it ran and how many cycles it spent at each tier.  It
+reaches the build either as /PROFILE.BIN extracted from an image or as a serial/console log
+whose last `BAREFLOW-RESULT {json}` line carries the same numbers; both become a Profile.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import struct
+from dataclasses import dataclass, field
+
+from bareflow.core.checksum import crc32_with_field_zeroed
+from bareflow.errors import BareflowError
+from bareflow.model.layers import LAYER_NAME, decode_layer_name
+from bareflow.tiers.levels import TIERS
+
+MAGIC = b"BFPR"
+VERSION = 1
+FILE_SIZE = 4096
+HEADER_SIZE = 32
+ENTRY_SIZE = 96
+MAX_LAYERS = 40
+_HEADER = struct.Struct("<4sHHIIQQ")        # magic version n_layers tokens crc cps total
+_ENTRY = struct.Struct("<16s4Q4QBB14s")      # name calls[4] cycles[4] final changes reserved
+_RESULT_LINE = re.compile(r"BAREFLOW-RESULT (\{.*)$")
+U32 = 2**32 - 1
+U64 = 2**64 - 1
+
+
+@dataclass(frozen=True)
+class LayerProfile:
+    """One layer's measured run: calls and cycles per tier O0..O3."""
+    name: str
+    calls: tuple[int, int, int, int]
+    cycles: tuple[int, int, int, int]
+    final_tier: str = "O0"
+    changes: int = 0
+
+    @property
+    def total_calls(self) -> int:
+        return sum(self.calls)
+
+    def cycles_per_call(self, tier: str) -> float | None:
+        """Mean cycles per call at `tier`, or None where it did not run or was not timed."""
+        index = TIERS.index(tier)
+        if self.calls[index] == 0 or self.cycles[index] == 0:
+            return None
+        return self.cycles[index] / self.calls[index]
+
+
+@dataclass(frozen=True)
+class Profile:
+    tokens: int                      # tokens generated in the run
+    cycles_per_second: int
+    total_cycles: int                # cycles of the generation loop
+    layers: dict[str, LayerProfile] = field(default_factory=dict)
+
+    def layer(self, name: str) -> LayerProfile | None:
+        return self.layers.get(name)
+
+
+def _crc(data: bytes) -> int:
+    return crc32_with_field_zeroed(data, 12)
+
+
+def _check_int(value, limit, what) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= limit:
+        raise BareflowError(f"{what} must be an integer in 0..{limit}, not {value!r}")
+    return value
+
+
+def encode_profile(profile: Profile) -> bytes:
+    """The 4096-byte BFPR file for `profile` (the kernel writes the same layout)."""
+    layers = list(profile.layers.values())
+    if len(layers) > MAX_LAYERS:
+        raise BareflowError(f"profile: {len(layers)} layers, at most {MAX_LAYERS} fit")
+    body = bytearray()
+    for lp in layers:
+        if not isinstance(lp.name, str) or not LAYER_NAME.match(lp.name):
+            raise BareflowError(f"profile: layer name {lp.name!r} must be 1-15 of [a-z0-9_]")
+        if len(lp.calls) != 4 or len(lp.cycles) != 4:
+            raise BareflowError(f"profile: layer {lp.name!r} needs 4 calls and 4 cycles values")
+        calls = [_check_int(v, U64, f"profile: layer {lp.name!r} calls") for v in lp.calls]
+        cycles = [_check_int(v, U64, f"profile: layer {lp.name!r} cycles") for v in lp.cycles]
+        if lp.final_tier not in TIERS:
+            raise BareflowError(f"profile: layer {lp.name!r} final tier {lp.final_tier!r} "
+                                f"is not one of {', '.join(TIERS)}")
+        changes = _check_int(lp.changes, 255, f"profile: layer {lp.name!r} changes")
+        body += _ENTRY.pack(lp.name.encode("ascii"), *calls, *cycles,
+                            TIERS.index(lp.final_tier), changes, bytes(14))
+    tokens = _check_int(profile.tokens, U32, "profile: tokens")
+    cps = _check_int(profile.cycles_per_second, U64, "profile: cycles_per_second")
+    total = _check_int(profile.total_cycles, U64, "profile: total_cycles")
+    header = _HEADER.pack(MAGIC, VERSION, len(layers), tokens, 0, cps, total)
+    data = bytearray(header + body + bytes(FILE_SIZE - HEADER_SIZE - len(body)))
+    used = HEADER_SIZE + len(body)
+    struct.pack_into("<I", data, 12, _crc(bytes(data[:used])))
+    return bytes(data)
+
+
+def empty_profile() -> bytes:
+    """What the build pre-allocates as /PROFILE.BIN: a valid profile with no layers."""
+    return encode_profile(Profile(tokens=0, cycles_per_second=0, total_cycles=0))
+
+
+def decode_profile(data: bytes, source: str = "PROFILE.BIN") -> Profile:
+    """Parse and fully check a BFPR file; errors name `source` and the field."""
+    def fail(problem):
+        raise BareflowError(f"{source}: {problem}")
+
+    if len(data) != FILE_SIZE:
+        fail(f"file size is {len(data)} bytes; a profile is exactly {FILE_SIZE}")
+    magic, version, n_layers, tokens, crc, cps, total = _HEADER.unpack_from(data, 0)
+    if magic != MAGIC:
+        fail(f"field 'magic' is {magic!r}, expected {MAGIC!r}")
+    if version != VERSION:
+        fail(f"field 'version' is {version}, this build reads version {VERSION}")
+    if n_layers > MAX_LAYERS:
+        fail(f"field 'n_layers' is {n_layers}, at most {MAX_LAYERS}")
+    used = HEADER_SIZE + ENTRY_SIZE * n_layers
+    if crc != _crc(data[:used]):
+        fail(f"field 'crc32' is {crc:#010x}, but the data gives {_crc(data[:used]):#010x} "
+             f"(corrupt or partly written profile)")
+    if any(data[used:]):
+        fail(f"bytes after the {n_layers} entries (offset {used}..{FILE_SIZE}) must be zero")
+    layers: dict[str, LayerProfile] = {}
+    for index in range(n_layers):
+        raw = _ENTRY.unpack_from(data, HEADER_SIZE + ENTRY_SIZE * index)
+        raw_name, calls, cycles = raw[0], raw[1:5], raw[5:9]
+        final, changes, reserved = raw[9], raw[10], raw[11]
+        text, where = decode_layer_name(raw_name, index, layers, fail)
+        if final > 3:
+            fail(f"{where}: field 'final tier' is {final}, expected 0..3")
+        if any(reserved):
+            fail(f"{where}: field 'reserved' must be zero")
+        layers[text] = LayerProfile(text, tuple(calls), tuple(cycles), TIERS[final], changes)
+    return Profile(tokens, cps, total, layers)
+
+
+def _json_int(value, what: str, limit: int = U64) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+        raise BareflowError(f"{what} must be a number, not {value!r}")
+    if isinstance(value, float) and not value.is_integer():
+        raise BareflowError(f"{what} must be a whole number, not {value!r}")
+    if not 0 <= value <= limit:
+        raise BareflowError(f"{what} is {value!r}, outside 0..{limit}")
+    return int(value)
+
+
+def profile_from_result_json(result: dict, source: str = "BAREFLOW-RESULT") -> Profile:
+    """Build a Profile from the parsed JSON of a `BAREFLOW-RESULT` line."""
+    if not isinstance(result, dict):
+        raise BareflowError(f"{source}: expected a JSON object, got {type(result).__name__}")
+    for key in ("layers", "tokens", "cycles_per_second", "tokens_per_second"):
+        if key not in result:
+            raise BareflowError(f"{source}: key {key!r} is missing")
+    if not isinstance(result["tokens"], list):
+        raise BareflowError(f"{source}: key 'tokens' must be a list of token ids")
+    tokens = len(result["tokens"])
+    cps = result["cycles_per_second"]
+    tps = result["tokens_per_second"]
+    for key, value in (("cycles_per_second", cps), ("tokens_per_second", tps)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1e300:
+            raise BareflowError(f"{source}: key {key!r} must be a non-negative number, not {value!r}")
+    # The result line has no loop-cycle total; derive it from the two rates it does give.
+    total = round(tokens / tps * cps) if tps > 0 else 0
+    layers_json = result["layers"]
+    if not isinstance(layers_json, dict):
+        raise BareflowError(f"{source}: key 'layers' must be an object of layer name -> stats")
+    if len(layers_json) > MAX_LAYERS:
+        raise BareflowError(f"{source}: 'layers' has {len(layers_json)} entries, at most {MAX_LAYERS}")
+    layers = {}
+    for name, stats in layers_json.items():
+        where = f"{source}: layers.{name}"
+        if not LAYER_NAME.match(name):
+            raise BareflowError(f"{where}: layer name must be 1-15 of [a-z0-9_]")
+        if not isinstance(stats, dict):
+            raise BareflowError(f"{where} must be an object")
+        values = {}
+        for key in ("calls", "cycles"):
+            seq = stats.get(key)
+            if not isinstance(seq, list) or len(seq) != 4:
+                raise BareflowError(f"{where}.{key} must be a list of 4 numbers (O0..O3), not {seq!r}")
+            values[key] = tuple(_json_int(v, f"{where}.{key}[{i}]") for i, v in enumerate(seq))
+        tier = stats.get("tier")
+        if tier not in TIERS:
+            raise BareflowError(f"{where}.tier is {tier!r}, not one of {', '.join(TIERS)}")
+        changes = stats.get("changes", [])
+        if not isinstance(changes, list) or len(changes) > 255:
+            raise BareflowError(f"{where}.changes must be a list of at most 255 tier changes")
+        layers[name] = LayerProfile(name, values["calls"], values["cycles"], tier, len(changes))
+    return Profile(_json_int(tokens, f"{source}: tokens", U32), _json_int(round(cps), f"{source}: "
+                   f"cycles_per_second"), _json_int(total, f"{source}: total cycles"), layers)
+
+
+def find_result_line(text: str, source: str = "serial log") -> tuple[int, dict]:
+    """(line number, parsed JSON) of the last `BAREFLOW-RESULT {json}` line in `text`."""
+    found = None
+    for number, line in enumerate(text.splitlines(), start=1):
+        match = _RESULT_LINE.search(line)
+        if match:
+            found = (number, match.group(1))
+    if found is None:
+        raise BareflowError(f"{source}: no 'BAREFLOW-RESULT {{json}}' line found")
+    number, payload = found
+    try:
+        return number, json.loads(payload)
+    except json.JSONDecodeError as exc:
+        raise BareflowError(f"{source}: line {number}: the BAREFLOW-RESULT JSON is malformed "
+                            f"({exc.msg} at column {exc.colno})") from exc
+
+
+def profile_from_serial_log(text: str, source: str = "serial log") -> Profile:
+    number, result = find_result_line(text, source)
+    return profile_from_result_json(result, f"{source}: line {number}")
+
+
+def load_profile(path) -> Profile:
+    """A Profile from a BFPR file or from a log/text file holding a BAREFLOW-RESULT line."""
+    name = os.fspath(path)
+    try:
+        with open(name, "rb") as handle:
+            data = handle.read()
+    except OSError as exc:
+        raise BareflowError(f"profile {name}: cannot read it: {exc.strerror or exc}") from exc
+    if data[:4] == MAGIC:
+        return decode_profile(data, name)
+    text = data.decode("utf-8", errors="replace")
+    if "BAREFLOW-RESULT" not in text:
+        raise BareflowError(f"profile {name}: neither a BFPR profile (magic {data[:4]!r}) nor a "
+                            f"log containing a BAREFLOW-RESULT line")
+    return profile_from_serial_log(text, name)
+
+
+def describe(profile: Profile) -> str:
+    """A readable report of a profile (printed by `scons profile`)."""
+    seconds = profile.total_cycles / profile.cycles_per_second if profile.cycles_per_second else 0
+    lines = [f"profile: {profile.tokens} tokens, {profile.total_cycles} cycles in the generation "
+             f"loop ({seconds:.3f} s at {profile.cycles_per_second} cycles/s), "
+             f"{len(profile.layers)} layers"]
+    if not profile.layers:
+        lines.append("(empty: the kernel has not written this profile yet)")
+        return "\n".join(lines) + "\n"
+    width = max(len(name) for name in profile.layers)
+    header = "  ".join(f"{t:>18}" for t in TIERS)
+    lines.append(f"{'layer':<{width}}  {header}  final  changes")
+    lines.append(f"{'':<{width}}  " + "  ".join(f"{'calls @ cyc/call':>18}" for _ in TIERS))
+    for name, lp in profile.layers.items():
+        cells = []
+        for tier in TIERS:
+            calls = lp.calls[TIERS.index(tier)]
+            per_call = lp.cycles_per_call(tier)
+            cells.append(f"{calls:>9} @ {per_call:>6.0f}" if per_call is not None
+                         else f"{calls:>9} @ {'-':>6}")
+        lines.append(f"{name:<{width}}  " + "  ".join(f"{c:>18}" for c in cells)
+                     + f"  {lp.final_tier:>5}  {lp.changes:>7}")
+    return "\n".join(lines) + "\n"
+
+
+def extract_profile(image_path) -> bytes:
+    """The raw /PROFILE.BIN of a BareFlow disk image (MBR, first partition, FAT16)."""
+    from bareflow.image import fat16, mbr      # only `scons profile` reads images
+    name = os.fspath(image_path)
+    try:
+        handle = open(name, "rb")
+    except OSError as exc:
+        raise BareflowError(f"image {name}: cannot read it: {exc.strerror or exc}") from exc
+    with handle:
+        table = mbr.partitions(handle.read(mbr.SECTOR), f"image {name}")
+        if not table:
+            raise BareflowError(f"image {name}: the MBR has no partition")
+        offset = table[0].offset
+        layout = fat16.read_fat16(handle, offset, source=name)
+        if "/PROFILE.BIN" not in layout.files:
+            raise BareflowError(f"image {name}: no /PROFILE.BIN on the FAT16 partition")
+        return fat16.read_file_bytes(handle, offset, layout, "/PROFILE.BIN")
