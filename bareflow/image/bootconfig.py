@@ -114,6 +114,14 @@ def _check_prompt(name, prompt):
                             "/BAREFLOW.CFG (the kernel trims them); remove them")
 
 
+def check_cores(text, name="CORES"):
+    """`cores`: "all" (every core that started) or 1..MAX_CORES; returns the text to write."""
+    text = str(text).strip()
+    if text == "all":
+        return text
+    return str(_number(name.lower(), text, int, 1, MAX_CORES))
+
+
 def _checker(kind, low, high, low_open=False):
     return lambda name, text: _number(name, text, kind, low, high, low_open)
 
