@@ -16,6 +16,7 @@ byte<->unicode table is GPT-2's `bytes_to_unicode`; the split rules are llama.cp
 """
 from __future__ import annotations
 
+import functools
 import math
 import struct
 import zlib
@@ -553,17 +554,31 @@ def from_llama2c(path, vocab_size: int | None = None) -> Vocab:
                  add_space_prefix=True, stop_on_bos=True, path=str(path))
 
 
+@functools.lru_cache(maxsize=4)
+def _open_gguf(path: str, mtime_ns: int, size: int):
+    import gguf
+    return gguf.GGUFReader(path)
+
+
+def gguf_reader(path):
+    """A gguf.GGUFReader for `path`, shared while the file is unchanged: parsing a GGUF's
+    metadata takes seconds (tens of thousands of vocabulary strings), and one build reads it
+    for the model, the tokenizer and the chat template.  BareflowError names a bad file."""
+    p = Path(path)
+    if not p.is_file():
+        raise BareflowError(f"GGUF {path}: file does not exist")
+    st = p.stat()
+    try:
+        return _open_gguf(str(p.resolve()), st.st_mtime_ns, st.st_size)
+    except Exception as e:      # the reader raises ValueError/struct.error/... on bad files
+        raise BareflowError(f"GGUF {p}: cannot be read as GGUF ({type(e).__name__}: {e})") from None
+
+
 def _reader(path_or_reader):
     import gguf
     if isinstance(path_or_reader, gguf.GGUFReader):
         return path_or_reader, getattr(path_or_reader, "path", "<gguf>")
-    p = Path(path_or_reader)
-    if not p.is_file():
-        raise BareflowError(f"GGUF {path_or_reader}: file does not exist")
-    try:
-        return gguf.GGUFReader(str(p)), str(p)
-    except Exception as e:      # the reader raises ValueError/struct.error/... on bad files
-        raise BareflowError(f"GGUF {p}: cannot be read as GGUF ({type(e).__name__}: {e})") from None
+    return gguf_reader(path_or_reader), str(path_or_reader)
 
 
 def from_gguf(path_or_reader) -> Vocab:
