@@ -30,7 +30,7 @@ def test_layout_is_exactly_as_documented():
     assert crc == zlib.crc32(data[:12] + bytes(4) + data[16:])
     qkv = data[16 + 2 * 64: 16 + 3 * 64]
     assert qkv[:16] == b"qkv" + bytes(13)
-    assert qkv[16] == 3 and qkv[17] == 0x01 and qkv[18] == 3 and qkv[19] == 0      # max_cores, reserved
+    assert qkv[16] == 3 and qkv[17] == 0x01 and qkv[18] == 0 and qkv[19] == 3      # isa x86-64, max_cores
     assert qkv[20:24] == bytes([0, 2, 3, 0xFF])
     assert struct.unpack_from("<3I", qkv, 24) == (8, 40, 0)
     assert qkv[36:40] == bytes(4)
@@ -121,7 +121,6 @@ DECODE_ERRORS = [
     (patch("<B", QKV + 16, 0), "field 'n_tiers' is 0"),
     (patch("<B", QKV + 16, 5), "field 'n_tiers' is 5"),
     (patch("<B", QKV + 17, 0x05), "field 'flags' is 0x05"),
-    (patch("<B", QKV + 19, 1), "a 'reserved' field is not zero"),
     (patch("<B", QKV + 18, 4), r"entry 2 \('qkv'\): field 'isa' is 4, expected 0..3"),
     (patch("<B", QKV + 18, 2), r"ISA level x86-64-v3 has entries for \['qkv'\], x86-64 for"),
     (patch("<B", QKV + 19, 65), "field 'max_cores' is 65, expected 0..64"),
