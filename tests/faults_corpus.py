@@ -128,8 +128,8 @@ def config_cases():
     yield "seed-2-64", config(seed=2**64)
     yield "topp-zero", config(topp="0")
     yield "temperature-over-2", config(temperature="2.0000001")
-    yield "prompt-256", config(prompt="a" * 256)
-    yield "too-big", b"#" * 4097
+    yield "prompt-1024", config(prompt="a" * 1024)
+    yield "too-big", b"#" * 8193
 
 
 def policy_cases():

@@ -51,6 +51,11 @@ def test_corrupt_weights_header(default_build, tmp_path):
     assert "MODEL.BIN" in line
 
 
+def test_corrupt_tokenizer(default_build, tmp_path):
+    line = _panic(default_build, tmp_path, "/TOKENIZR.BIN", 200, b"\xde\xad\xbe\xef")
+    assert "/TOKENIZR.BIN" in line and "checksum" in line
+
+
 def test_the_uncorrupted_image_still_succeeds(default_build, tmp_path):
     """Control: the same procedure with a harmless patch (same bytes) boots fine."""
     image = tmp_path / "same.img"

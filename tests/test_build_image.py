@@ -35,9 +35,9 @@ def test_every_file_reads_back_with_mtools(default_build):
         "/KERNEL.BIN": b / "kernel" / "KERNEL.BIN",
         "/MODEL.BIN": b / "model" / "SYNTH.BIN",
         "/TOKENIZR.BIN": b / "image" / "TOKENIZR.BIN",
-        "/POLICY.TBL": b / "image" / "POLICY.TBL",
+        "/POLICY.TBL": b / "gen" / "POLICY.TBL",
         "/BAREFLOW.CFG": b / "image" / "BAREFLOW.CFG",
-        "/PROFILE.BIN": b / "image" / "PROFILE.BIN",
+        "/PROFILE.BIN": b / "gen" / "PROFILE.BIN",
         "/LIBC.MAN": b / "libc" / "LIBC.MAN",
     }
     for module in sorted((b / "modules" / "x86-64").iterdir()):
@@ -98,8 +98,8 @@ def test_source_date_epoch_is_honoured(default_build, tmp_path):
 def test_help_lists_variables_with_defaults(tmp_path):
     out = scons(tmp_path, "-h").stdout
     for variable in ("MODEL", "TOKENIZER", "POLICY", "TIER", "ISA", "PROFILE", "PROMPT", "STEPS", "VERBOSE"):
-        assert f"\n{variable}:" in out
-    assert "default: tiered" in out
+        assert f"\n  {variable}: " in out
+    assert "default: 'tiered'" in out
 
 
 def test_plugins_lists_policies_and_providers(tmp_path):
@@ -225,3 +225,32 @@ def test_a_plugin_replaces_builtin_files_and_flags_the_way_the_builtins_set_them
     assert files["/KERNEL.BIN"] == b"my kernel" and "/LIBC.MAN" not in files
     assert files["/MODEL.BIN"] == "/b/M.BIN" and files["/MODULES/QKV.O2"] == "/b/QKV.O2"
     assert b"prompt = hi\n" in files["/BAREFLOW.CFG"]
+
+
+def test_policy_decides_per_isa_level(tmp_path):
+    """ISA lists two levels: the policy is asked once per level, sees both in LayerInfo, and
+    each level gets its own table entries and module files (QKV.O1 vs QKV.O33)."""
+    import os
+    from bareflow.policy import table as policytable
+    (tmp_path / "perlevel.py").write_text(
+        "from bareflow import hookimpl\n"
+        "from bareflow import Decision, Policy\n"
+        "def decide(layer, variables):\n"
+        "    assert layer.isa_levels == ('x86-64', 'x86-64-v3'), layer.isa_levels\n"
+        "    return Decision(['O1'] if layer.isa == 'x86-64' else ['O3'])\n"
+        "@hookimpl\n"
+        "def bareflow_register_policies():\n"
+        "    return [Policy('perlevel', 'O1 on x86-64, O3 on x86-64-v3', decide)]\n")
+    env = {"PYTHONPATH": str(tmp_path) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    out = scons(tmp_path / "b", "image", "PLUGINS=perlevel", "POLICY=perlevel", "ISA=x86-64-v3,x86-64",
+                env=env).stdout
+    assert "policy perlevel (x86-64):" in out and "policy perlevel (x86-64-v3):" in out
+    image = tmp_path / "b" / "bareflow.img"
+    levels = policytable.decode_levels(image_file(image, "/POLICY.TBL"))
+    assert list(levels) == ["x86-64", "x86-64-v3"]
+    assert {d.ladder[0] for d in levels["x86-64"].values()} == {"O1"}
+    assert {d.ladder[0] for d in levels["x86-64-v3"].values()} == {"O3"}
+    assert image_file(image, "/MODULES/QKV.O1")[25] == 0       # BFMD isa byte
+    assert image_file(image, "/MODULES/QKV.O33")[25] == 2
+    bad = scons(tmp_path / "c", "image", "ISA=x86-64,x86-64-v5", check=False)
+    assert bad.returncode != 0 and "unknown ISA level 'x86-64-v5'" in bad.stdout

@@ -239,7 +239,7 @@ def test_runtime_exit_code_reaches_qemu(tmp_path, kernel_objects):
 @needs_qemu
 @pytest.mark.parametrize("code,expect", [
     ('__asm__ volatile("ud2");', r"CPU exception #UD invalid opcode \(vector 6\) error=0x0 rip=0x[0-9a-f]+ cr2=0x"),
-    ("say_hex(*(volatile int *)0);", r"CPU exception #PF page fault \(vector 14\) error=0x0 rip=0x[0-9a-f]+ cr2=0x0\n"),
+    ("say_hex(*(volatile int *)0);", r"CPU exception #PF page fault \(vector 14\) error=0x0 rip=0x[0-9a-f]+ cr2=0x0 cpu 0\n"),
     ("volatile int z = 0; say_hex(10 / z);", r"CPU exception #DE divide error \(vector 0\)"),
     ('__asm__ volatile("int $0x40");', r"CPU exception #GP general protection \(vector 13\) error=0x[0-9a-f]*[2367abef] "),
     ("say_hex(deep(0));", r"CPU exception #PF page fault \(vector 14\) error=0x2 rip=0x[0-9a-f]+ cr2=0x(?P<cr2>[0-9a-f]+)"),

@@ -75,14 +75,20 @@ def test_hosted_tokens_equal_reference(tmp_path, smol_build, reference_model, in
         assert got["prompt_tokens"] == [6403, 1980, 253, 655]        # llama.cpp's tokens for this text
     assert got["tokens"] == ref["tokens"], (prompt, ref["text"], got["text"])
     assert got["text"] == ref["text"]
-    assert len(got["tokens"]) == STEPS - len(got["prompt_tokens"]) + 1 or got["tokens"][-1] == 2   # 2: EOS
+    # a full run, or one the vocabulary's EOS/EOT ended (not appended) exactly where the reference's did
+    assert 5 < len(got["tokens"]) <= STEPS - len(got["prompt_tokens"]) + 1
 
 
 @pytest.mark.qemu
 @pytest.mark.slow
 @pytest.mark.parametrize("firmware", ["bios", "uefi"])
 def test_qemu_boot_fluent_and_equal_to_hosted(tmp_path, smol_build, firmware):
-    """The booted kernel prints the same tokens as the hosted run (slow under TCG: opt-in)."""
+    """The booted kernel prints the same tokens as the hosted run (slow under TCG: opt-in).
+
+    Measured on a shared 2-core machine (load ~15), BIOS: 65 s for SYSLINUX to hand MODEL.BIN over,
+    ~90 s for the kernel to read it again over ATA PIO, then 30-60 s per token (TCG emulates every
+    SSE float operation in software): about 40 minutes for STEPS=48; the first 37 generated tokens
+    were checked equal to the hosted run's text before the run was cut at 30 minutes."""
     import shutil
     scons(smol_build, "image", "hosted", f"MODEL={_model()}", f"PROMPT={PROMPTS[0]}", f"STEPS={STEPS}")
     image = tmp_path / "boot.img"

@@ -538,7 +538,7 @@ def dequantised(data, name):
 
 
 def typed_matmul_replay(data, name, x, rows, cols):
-    """quant.h's order in float32: F32/F16 one sequential sum; block types 16 lanes, lane l of block k
+    """quant.h's order in float32: F32/F16 the lane order of layer_math.h (matmul32); block types 16 lanes, lane l of block k
     adds d * (q[l]*x[l] + q[l+16]*x[l+16]) (+ m * (x[l] + x[l+16]) for Q4_1), then the fixed tree."""
     if name in ("F32", "F16"):
         w = np.asarray(data).view(F32 if name == "F32" else np.float16).reshape(rows, cols).astype(F32)

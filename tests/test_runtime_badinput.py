@@ -359,7 +359,7 @@ def case_policy_reserved(f):
 
 
 def case_policy_reserved_after_isa(f):
-    f["/POLICY.TBL"] = policy_patched(16 + 19, "B", 1)
+    f["/POLICY.TBL"] = policy_patched(16 + 36, "I", 1)
     return f, "policy /POLICY.TBL: layer 'embed': reserved bytes are not zero"
 
 

@@ -224,7 +224,7 @@ def test_handoff_state_seen_from_the_kernel(tmp_path):
     assert "handed files 3," in out, out[-3000:]
     assert "check failed" not in out and "checks passed" in out, out[-3000:]
     assert "BAREFLOW-PANIC: CPU exception #PF page fault (vector 14) error=0x0 rip=0x" in out, out[-2000:]
-    assert "cr2=0x0\n" in out
+    assert "cr2=0x0 cpu 0\n" in out
     assert status == 3, out[-2000:]
 
 

@@ -11,7 +11,6 @@ tools/setup.sh fills (SmolLM2) and tools/gen_tinyllama_gguf.py writes (TinyLlama
 """
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import time
@@ -37,6 +36,19 @@ def result_of(output):
     return json.loads(line.split(" ", 1)[1])
 
 
+# Forked from this process, the child's peak RSS would start at ours (we hold the GGUF's metadata):
+# a small fresh interpreter runs the program and reports its peak with wait4.
+_WAIT4 = ("import os, subprocess, sys\n"
+          "p = subprocess.Popen(sys.argv[1:], stdout=sys.stderr.fileno())\n"
+          "print(os.wait4(p.pid, 0)[2].ru_maxrss * 1024)\n")
+
+
+def run_measured(cmd):
+    """(output text, peak resident bytes of that one process)."""
+    proc = subprocess.run([sys.executable, "-S", "-c", _WAIT4, *cmd], capture_output=True, check=True)
+    return proc.stderr.decode("utf-8", "replace"), int(proc.stdout)
+
+
 def kv_bytes(cfg, steps):
     return 2 * cfg.n_layers * steps * cfg.n_kv_heads * cfg.head_dim * 4
 
@@ -49,10 +61,9 @@ def bench_smollm2(build, steps):
     scons(build, "image", "hosted", f"MODEL={model}", f"STEPS={steps}")
     cfg = gguf_model.read_gguf(model).config
     t0 = time.time()
-    proc = subprocess.run([str(build / "bareflow-hosted"), str(build / "bareflow.img")], capture_output=True)
+    out, rss = run_measured([str(build / "bareflow-hosted"), str(build / "bareflow.img")])
     wall = time.time() - t0
-    rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
-    r = result_of(proc.stdout.decode("utf-8", "replace"))
+    r = result_of(out)
     size, kv = model.stat().st_size, kv_bytes(cfg, steps)
     limit = 1.2 * (size + kv)
     print(f"SmolLM2-135M Q4_1 hosted, {steps} steps: {r['tokens_per_second']:.2f} tok/s, wall {wall:.1f} s")

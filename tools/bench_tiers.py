@@ -5,8 +5,10 @@ side by side in one run.
 Prints figures, asserts nothing.  For each model, every configuration runs once per round and
 the rounds alternate (run.c -O3, run.c -Ofast -march=native, then every BareFlow image), so a
 noisy neighbour slows all columns alike; each figure is the median over the rounds.  Speeds are
-forward passes per second (prompt positions included, as run.c counts them), greedy, same
-prompt and steps for everyone.
+forward passes per CPU second of the process in steady state: each round also runs every engine
+for 2 passes and subtracts that (loading the model, zeroing its pages); prompt positions count
+as passes, as run.c counts them; greedy, same prompt and steps for everyone.  CPU time rather than wall time because these machines are shared: the wall clock
+would mostly measure how much of a core the scheduler gave each process.
 
     python tools/bench_tiers.py [--models 15M,42M,260K] [--steps 200] [--runs 3] [--tiers O0,O1,O2,O3]
 
@@ -45,9 +47,9 @@ from bareflow.model.checkpoint import read_config  # noqa: E402
 PROMPT = "Once upon a time"
 # Hook for engines that need other files (llama.cpp on a GGUF, SmolLM2 Q4_1/Q8_0): each entry is
 # a callable (model_name, model_path, tokenizer_path, steps, work_dir) -> list of
-# (label, argv, parse) where argv runs the engine once and parse(stdout, stderr) returns forward
-# passes per second, or None when the engine cannot run this model.  They then alternate with the
-# other columns like run.c does.
+# (label, argv, short_argv, parse): argv runs the engine for `steps` forward passes, short_argv
+# for 2, and parse(stdout, stderr) returns (passes, CPU seconds) - e.g. from `timed` - or None.
+# They then alternate with the other columns like run.c does.
 EXTERNAL_REFERENCES = []
 
 LEVEL_FLAGS = {     # /proc/cpuinfo names of each level's features (x86-64 psABI levels)
@@ -115,24 +117,47 @@ def scons(build, *args):
                    stdout=subprocess.DEVNULL)
 
 
-def bareflow_rate(hosted, image, work):
+def timed(argv):
+    """Run argv; return (stdout, stderr, CPU seconds it used).  CPU time, not wall time: on a
+    machine shared with other jobs the wall clock mostly measures the scheduler's share."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(argv, stdout=out, stderr=err)
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read().decode("utf-8", "replace"), err.read().decode("utf-8", "replace")
+    if proc.returncode != 0:
+        raise SystemExit(f"{argv[0]} failed ({proc.returncode}):\n{stderr[-2000:]}{stdout[-2000:]}")
+    return stdout, stderr, usage.ru_utime + usage.ru_stime
+
+
+def bareflow_run(hosted, image, work):
+    """(forward passes, CPU seconds) of one run, the result JSON and the output."""
     run_img = work / "run.img"
     shutil.copyfile(image, run_img)         # the run writes PROFILE.BIN back into its image
-    out = subprocess.run([str(hosted), str(run_img)], capture_output=True, text=True, check=True).stdout
+    out, _, cpu = timed([str(hosted), str(run_img)])
     line = [l for l in out.splitlines() if l.startswith("BAREFLOW-RESULT ")][-1]
     r = json.loads(line.split(" ", 1)[1])
-    n = len(r["tokens"])
-    if not n or not r["tokens_per_second"]:
-        return None, r, out
-    seconds = n / r["tokens_per_second"]
-    return (len(r["prompt_tokens"]) - 1 + n) / seconds, r, out
+    done = len(r["prompt_tokens"]) - 1 + len(r["tokens"])
+    passes = min(r["steps"], done + (1 if done < r["steps"] else 0))     # +1: the pass that sampled BOS
+    return (passes, cpu), r, out
 
 
-def run_c_rate(exe, model, tok, steps):
-    p = subprocess.run([str(exe), str(model), "-z", str(tok), "-t", "0", "-n", str(steps), "-i", PROMPT],
-                       capture_output=True, text=True, check=True)
-    m = re.search(r"achieved tok/s: ([0-9.]+)", p.stderr)
-    return float(m.group(1)) if m else None
+def run_c_run(exe, model, tok, steps):
+    """(forward passes, CPU seconds); run.c runs `steps` passes unless it samples BOS."""
+    out, err, cpu = timed([str(exe), str(model), "-z", str(tok), "-t", "0", "-n", str(steps), "-i", PROMPT])
+    if "achieved tok/s" not in err and steps > 2:
+        return None
+    return steps, cpu
+
+
+def steady_rate(full, short):
+    """Passes per CPU second with the start-up (loading, page zeroing) taken out: the difference
+    between a full run and a 2-pass run of the same engine in the same round."""
+    if full is None or short is None or full[1] <= short[1] or full[0] <= short[0]:
+        return None
+    return (full[0] - short[0]) / (full[1] - short[1])
 
 
 def prepare_model(name, work):
@@ -169,32 +194,43 @@ def bench_model(name, args, levels, run_c, work, copy_bw):
     images["BareFlow policy tiered"] = shutil.copyfile(build / "bareflow.img", work / f"{name}-tiered.img")
     hosted = shutil.copyfile(build / "bareflow-hosted", work / f"{name}-hosted")
     os.chmod(hosted, 0o755)
-    _, _, log = bareflow_rate(hosted, images["BareFlow policy tiered"], work)
+    _, _, log = bareflow_run(hosted, images["BareFlow policy tiered"], work)
     (work / f"{name}-tiered.log").write_text(log)
     scons(build, "image", "hosted", f"ISA={all_levels}", "POLICY=pgo", f"PROFILE={work / f'{name}-tiered.log'}",
           *common)
     images["BareFlow policy pgo"] = shutil.copyfile(build / "bareflow.img", work / f"{name}-pgo.img")
 
-    columns = [(label, lambda exe=exe: run_c_rate(exe, model, tok, steps)) for label, exe in run_c.items()]
+    scons(build, "image", "hosted", f"ISA={levels[0]}", "POLICY=fixed", "TIER=O2", *common[:2], "STEPS=2",
+          f"PROMPT={PROMPT}")
+    startup_image = shutil.copyfile(build / "bareflow.img", work / f"{name}-startup.img")
+
+    # (label, full run, start-up run): each returns (passes, cpu seconds) or None
+    columns = [(label, lambda exe=exe: run_c_run(exe, model, tok, steps), lambda exe=exe: run_c_run(exe, model, tok, 2))
+               for label, exe in run_c.items()]
     for hook in EXTERNAL_REFERENCES:
-        for label, argv, parse in hook(name, model, tok, steps, work) or []:
-            def external(argv=argv, parse=parse):
+        for label, argv, short_argv, parse in hook(name, model, tok, steps, work) or []:
+            def external(argv):
                 p = subprocess.run(argv, capture_output=True, text=True)
                 return parse(p.stdout, p.stderr) if p.returncode == 0 else None
-            columns.append((label, external))
+            columns.append((label, lambda a=argv: external(a), lambda a=short_argv: external(a)))
     isa_seen = {}
+    bf_short = lambda: bareflow_run(hosted, startup_image, work)[0]
     for label, image in images.items():
         def bf(image=image, label=label):
-            rate, r, _ = bareflow_rate(hosted, image, work)
+            run, r, _ = bareflow_run(hosted, image, work)
             isa_seen[label] = r["isa"]
-            return rate
-        columns.append((label, bf))
+            return run
+        columns.append((label, bf, bf_short))
 
-    rates = {label: [] for label, _ in columns}
+    rates = {label: [] for label, _, _ in columns}
     for round_ in range(args.runs):
         print(f"[{name}] round {round_ + 1}/{args.runs} ...", flush=True)
-        for label, fn in columns:
-            rate = fn()
+        shorts = {}
+        for label, full, short in columns:
+            key = short if not label.startswith("BareFlow") else "bareflow"
+            if key not in shorts:
+                shorts[key] = short()
+            rate = steady_rate(full(), shorts[key])
             if rate is not None:
                 rates[label].append(rate)
     med = {label: statistics.median(v) for label, v in rates.items() if v}
@@ -205,9 +241,9 @@ def bench_model(name, args, levels, run_c, work, copy_bw):
           f"median of {args.runs} alternating rounds; {wbytes / 1e6:.1f} MB of weights per token")
     o3 = med.get("run.c -O3")
     fast = med.get("run.c -Ofast -march=native")
-    print(f"  {'configuration':<34} {'tok/s':>9} {'/run.c O3':>10} {'/run.c Ofast':>13} {'weights GB/s':>13} "
+    print(f"  {'configuration (per CPU second)':<34} {'tok/s':>9} {'/run.c O3':>10} {'/run.c Ofast':>13} {'weights GB/s':>13} "
           f"{'/copy bw':>9}")
-    for label, _ in columns:
+    for label, _, _ in columns:
         if label not in med:
             print(f"  {label:<34} {'(no figure)':>9}")
             continue

@@ -9,7 +9,7 @@ from __future__ import annotations
 from bareflow import hookimpl
 from bareflow.core.variables import Variable
 from bareflow.errors import BareflowError
-from bareflow.tiers.levels import ISA_LEVELS, parse_isa_list
+from bareflow.tiers.levels import parse_isa_list
 
 CORE_VARIABLES = [
     Variable("BUILD_DIR", "where every output goes", "build"),
@@ -28,7 +28,7 @@ CORE_VARIABLES = [
     Variable("PROFILE", "runtime profile (PROFILE.BIN or a serial log) handed to the policy", "",
              kind="path", must_exist=True),
     Variable("ISA", "ISA levels the tiers are compiled for, comma-separated; the kernel runs the best "
-             "one the CPU supports", "x86-64", kind="list", allowed=tuple(ISA_LEVELS),
+             "one the CPU supports (x86-64, x86-64-v2, x86-64-v3, x86-64-v4)", "x86-64",
              validator=lambda name, text: parse_isa_list(text, name)),
     Variable("LIBC_INLINE", "link bitcode libc into modules before tiering", "no", kind="bool"),
     Variable("LIBC_PREFER", "libc provider asked first, by name (see `scons plugins`)", ""),

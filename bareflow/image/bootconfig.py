@@ -19,15 +19,6 @@ DEFAULTS = {"prompt": "Once upon a time", "steps": "32", "temperature": "0", "to
 MAX_CORES = 64                  # BF_MAX_CORES in src/runtime/rt.h
 
 
-def check_cores(text, name="cores"):
-    """`cores`: "all" (every core that started) or 1..MAX_CORES; returns the text to write."""
-    text = str(text).strip()
-    if text == "all":
-        return text
-    return str(_number(name, text, int, 1, MAX_CORES))
-
-
-
 def _number(name, text, kind, low, high, low_open=False):
     try:
         value = kind(text)
@@ -112,6 +103,14 @@ def _check_prompt(name, prompt):
     if prompt != prompt.strip(" \t"):
         raise BareflowError(f"{name}={prompt!r}: a value cannot start or end with a blank in "
                             "/BAREFLOW.CFG (the kernel trims them); remove them")
+
+
+def check_cores(text, name="CORES"):
+    """`cores`: "all" (every core that started) or 1..MAX_CORES; returns the text to write."""
+    text = str(text).strip()
+    if text == "all":
+        return text
+    return str(_number(name.lower(), text, int, 1, MAX_CORES))
 
 
 def _checker(kind, low, high, low_open=False):

@@ -74,8 +74,6 @@ def read_gguf(path, seq_len_cap: int | None = None) -> GGUFModel:
     seq_len_cap: the SEQ_LEN variable; the file's seq_len is min(context_length, cap).
     Raises BareflowError naming the file and the key or tensor on any problem.
     """
-    import gguf
-
     path = str(path)
     if not os.path.isfile(path):
         _fail(path, "file does not exist")
@@ -87,8 +85,9 @@ def read_gguf(path, seq_len_cap: int | None = None) -> GGUFModel:
     version = struct.unpack("<I", head[4:])[0]
     if version != GGUF_VERSION:
         _fail(path, f"GGUF version {version}; only version {GGUF_VERSION} is supported")
+    from .tokenizer_v2 import gguf_reader     # one parsed reader per unchanged file, shared per build
     try:
-        reader = gguf.GGUFReader(path)
+        reader = gguf_reader(path)
     except Exception as exc:
         _fail(path, f"cannot be read, truncated or corrupt ({type(exc).__name__}: {exc})")
 

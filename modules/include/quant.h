@@ -96,16 +96,22 @@ static inline float bf_q_lanes_sum(bf_q_f32x16 l)
 /* Dot product of one row (already offset to its first byte) with x[0..cols). */
 static inline float bf_dot_row(const void *row, int type, const float *x, int cols)
 {
-    float val = 0.0f;
     bf_q_f32x16 acc = {0};
     switch (type) {
     case BF_GGML_F32:
         return bf_dot(row, x, cols);
     case BF_GGML_F16: {
+        /* bf_dot's lane order on the converted weights: 16 at a time, the tail zero-padded. */
         const bf_fp16 *r = row;
-        for (int j = 0; j < cols; j++)
-            val += fp16_to_f32(r[j]) * x[j];
-        return val;
+        float w[BF_LANES] __attribute__((aligned(64)));
+        bf_f32x16 lanes = {0};
+        for (int j = 0; j < cols; j += BF_LANES) {
+            int n = cols - j < BF_LANES ? cols - j : BF_LANES;
+            for (int l = 0; l < BF_LANES; l++)
+                w[l] = l < n ? fp16_to_f32(r[j + l]) : 0.0f;
+            lanes += bf_load16(w) * (n == BF_LANES ? bf_load16(x + j) : bf_tail16(x + j, n));
+        }
+        return bf_lanes_sum(lanes);
     }
     case BF_GGML_Q4_0: {
         const struct bf_block_q4_0 *b = row;

@@ -15,6 +15,9 @@
 
 #define SYS_write 1
 #define SYS_mmap 9
+#define SYS_madvise 28
+#define MADV_HUGEPAGE 14
+#define HUGE_PAGE (2ull << 20)
 #define SYS_pread64 17
 #define SYS_pwrite64 18
 #define SYS_fstat 5
@@ -262,11 +265,17 @@ void hosted_main(long *sp)
     }
     image_fd = (int)fd;
     image_sectors = st[6] / SECTOR;
-    long a = syscall6(SYS_mmap, 0, (long)ARENA_BYTES, PROT_RWX, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    long a = syscall6(SYS_mmap, 0, (long)(ARENA_BYTES + HUGE_PAGE), PROT_RWX,
+                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (a < 0 && a > -4096) {
         say(1, "BAREFLOW-PANIC: cannot map the 1 GiB RWX arena\n");
         platform_exit(BF_EXIT_PANIC);
     }
+    /* 2 MiB pages, as the bare-metal kernel maps its memory: the weights are streamed once
+     * per token, and with 4 KiB pages every 4 KiB of them costs a TLB miss.  A hint only
+     * (transparent huge pages may be off), so its result is not checked. */
+    a = (a + (long)HUGE_PAGE - 1) & ~(long)(HUGE_PAGE - 1);
+    syscall6(SYS_madvise, a, (long)ARENA_BYTES, MADV_HUGEPAGE, 0, 0, 0);
     arena = (uint8_t *)a;
     cycles_per_second = calibrate();
     platform_exit(tokenize ? bf_tokenize_main() : bf_runtime_main());

@@ -1,11 +1,13 @@
 /* idt.c - CPU exceptions end the run with a readable report, never a triple fault.
  *
  * Promises: after idt_init() each of the 32 exception vectors prints
- *   BAREFLOW-PANIC: CPU exception <name> (vector N) error=0x.. rip=0x.. cr2=0x..
+ *   BAREFLOW-PANIC: CPU exception <name> (vector N) error=0x.. rip=0x.. cr2=0x.. cpu C
  * and exits with BF_EXIT_PANIC.  The handlers run on a separate stack (IST1 in a TSS), so a
  * kernel stack overflow (which hits the unmapped guard page) is reported like any other
  * fault.  A fault inside the handler itself skips the printing and exits at once.
  * Vectors 32-255 have no gate: raising one becomes a #GP naming that vector in its error code.
+ * Every core uses this one IDT (each with its own IST1 stack, percpu.c); "cpu C" names the core
+ * (0 = BSP), once its GS base is set.
  */
 #include <bareflow/platform.h>
 #include <bareflow/runtime.h>
@@ -110,6 +112,12 @@ void kernel_exception(struct exception_frame *f)
     kput_hex(f->rip);
     kputs(" cr2=");
     kput_hex(read_cr2());
+    uint32_t lo, hi;                           /* GS base 0: before percpu_init_bsp */
+    __asm__ volatile("rdmsr" : "=a"(lo), "=d"(hi) : "c"(0xC0000101));
+    if (lo | hi) {
+        kputs(" cpu ");
+        kput_dec((uint64_t)percpu_self()->index);
+    }
     kputs("\n");
     platform_exit(BF_EXIT_PANIC);
 }

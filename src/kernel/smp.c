@@ -32,7 +32,9 @@ struct trampoline_data {                   /* mirrors trampoline.S */
     uint32_t gdt_base;
     uint32_t reserved;
     uint64_t entry;
-} __attribute__((packed));
+};
+_Static_assert(__builtin_offsetof(struct trampoline_data, gdt_limit) == 14 &&
+               __builtin_offsetof(struct trampoline_data, entry) == 24, "trampoline.S's data block layout");
 
 extern const char ap_trampoline_start[], ap_trampoline_end[], ap_trampoline_data[], ap_trampoline_long[];
 extern void ap_start64(void);

@@ -58,7 +58,7 @@ void bf_model_load(struct bf_model *m)
     /* The generate loop starts every sequence with BOS (id 1), so id 1 must exist. */
     if (h[5] == 1 || h[5] == -1)
         bf_panic("model %s: vocab_size = %d leaves no room for BOS (token id 1)", MODEL_PATH, h[5]);
-    check_dim("seq_len", h[6], 1 << 20);
+    check_dim("seq_len", h[6], 65536);         /* the build's MAXIMA["seq_len"] */
     *c = (struct bf_config){h[0], h[1], h[2], h[3], h[4], h[5] < 0 ? -h[5] : h[5], h[6],
                             h[0] / h[3], h[0] / h[3], 10000.0f, 1e-5f};
     m->shared_classifier = h[5] > 0;

@@ -4,12 +4,14 @@
  * qkv, attn, attnout, ffn, classify) called with more than one core has each phase cut into
  * fixed chunks - core c of n gets the c-th contiguous share, boundaries on whole blocks of 16
  * rows (1 head for attn) - and each worker core finds its chunk in its own mailbox, runs the
- * very module function core 0 runs, and meets the others at a sense-reversing barrier; the next
- * phase, and the return to the caller, come only after every core passed the barrier, so no
- * core is inside the layer when bf_parallel_call returns.  Every output unit is computed by the
- * same code on the same inputs whichever core does it, so results are bit-identical for any
- * core count.  Lock-free: a mailbox is written by core 0 and read by its one worker, published
- * by a release store of its sequence number; the barrier is one atomic counter and the sense.
+ * very module function core 0 runs, and meets core 0 at a sense-reversing barrier; a chunk its
+ * worker has not claimed by the time core 0 finished its own is run by core 0 instead (one CAS
+ * decides who), so a core the host has descheduled does not stall the call.  The next phase,
+ * and the return to the caller, come only after every claimed chunk is done, so no core is
+ * inside the layer when bf_parallel_call returns.  Every output unit is computed by the same
+ * code on the same inputs whichever core does it, so results are bit-identical for any core
+ * count.  Lock-free: a mailbox is written by core 0 and published by a release store of its
+ * sequence word; the barrier is one atomic counter and the sense.
  * Waits spin (platform_spin); nothing here can block forever unless a core dies, which the
  * kernel reports as a CPU exception and ends the run.
  */
@@ -19,35 +21,29 @@
 #include "bareflow/runtime.h"
 #include "rt.h"
 
+/* A mailbox word is (sequence << 2) | status.  Core 0 posts a job by writing the mailbox, then
+ * the word with the next sequence and POSTED (release).  Either the worker claims it (POSTED ->
+ * TAKEN) or core 0, done with its own chunk, takes it back (POSTED -> STOLEN) - one CAS decides,
+ * so every chunk runs exactly once, with the same boundaries and the same code either way. */
+enum { POSTED = 1, TAKEN = 2, STOLEN = 3 };
+
 struct mailbox {
-    uint32_t seq;                       /* core 0 increments it to post a job */
+    uint32_t word;
     bf_layer_fn fn;
     struct bf_layer_call call;          /* split = 1, the phase and this core's chunk */
     uint64_t cycles;                    /* the worker's cycles in its chunk */
 } __attribute__((aligned(64)));
 
 static struct mailbox boxes[BF_MAX_CORES];
-/* Sense-reversing barrier: `sense` is the episode number, so a core that sat an episode out
- * (no chunk for it) still waits for the right one next time. */
+/* Sense-reversing barrier, released by core 0: workers that ran a chunk add themselves to
+ * `arrived` and wait for `sense` to change; core 0 waits until every worker that TOOK a chunk
+ * arrived, resets the count, then advances the sense (an episode number rather than one bit, so
+ * a worker that sat an episode out is still in step). */
 static struct {
     int arrived __attribute__((aligned(64)));
-    int parties;
     uint32_t sense __attribute__((aligned(64)));
 } barrier;
 static struct bf_cores cores = {1, 1, 1, {0}};
-
-static void barrier_wait(void)
-{
-    uint32_t sense = __atomic_load_n(&barrier.sense, __ATOMIC_ACQUIRE);
-    if (__atomic_add_fetch(&barrier.arrived, 1, __ATOMIC_ACQ_REL) == barrier.parties) {
-        __atomic_store_n(&barrier.arrived, 0, __ATOMIC_RELAXED);
-        __atomic_store_n(&barrier.sense, sense + 1, __ATOMIC_RELEASE);
-        return;
-    }
-    unsigned spins = 0;
-    while (__atomic_load_n(&barrier.sense, __ATOMIC_ACQUIRE) == sense)
-        platform_spin(spins++);
-}
 
 static void worker(int core)
 {
@@ -55,15 +51,22 @@ static void worker(int core)
     uint32_t seen = 0;
     for (;;) {
         unsigned spins = 0;
-        uint32_t seq;
-        while ((seq = __atomic_load_n(&mb->seq, __ATOMIC_ACQUIRE)) == seen)
+        uint32_t w;
+        while (((w = __atomic_load_n(&mb->word, __ATOMIC_ACQUIRE)) >> 2) == seen)
             platform_spin(spins++);
-        seen = seq;
+        seen = w >> 2;
+        if ((w & 3) != POSTED ||
+            !__atomic_compare_exchange_n(&mb->word, &w, (w & ~3u) | TAKEN, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+            continue;                   /* core 0 ran this chunk itself */
+        uint32_t sense = __atomic_load_n(&barrier.sense, __ATOMIC_ACQUIRE);
         uint64_t t0 = platform_cycles();
         if (mb->call.begin < mb->call.end)
             mb->fn(&mb->call);
         mb->cycles = platform_cycles() - t0;
-        barrier_wait();
+        __atomic_add_fetch(&barrier.arrived, 1, __ATOMIC_RELEASE);
+        spins = 0;
+        while (__atomic_load_n(&barrier.sense, __ATOMIC_ACQUIRE) == sense)
+            platform_spin(spins++);
     }
 }
 
@@ -139,7 +142,6 @@ void bf_parallel_call(int layer, bf_layer_fn fn, struct bf_layer_call *call, int
         return;
     }
     int align = layer == BF_ATTN ? 1 : BF_CHUNK_ALIGN;
-    barrier.parties = n;
     for (int phase = 0; phase < phases; phase++) {
         int units = bf_layer_units(layer, phase, call->cfg);
         for (int c = 1; c < n; c++) {
@@ -149,7 +151,8 @@ void bf_parallel_call(int layer, bf_layer_fn fn, struct bf_layer_call *call, int
             mb->call.split = 1;
             mb->call.phase = phase;
             bf_chunk(units, align, c, n, &mb->call.begin, &mb->call.end);
-            __atomic_store_n(&mb->seq, mb->seq + 1, __ATOMIC_RELEASE);
+            uint32_t seq = (__atomic_load_n(&mb->word, __ATOMIC_RELAXED) >> 2) + 1;
+            __atomic_store_n(&mb->word, seq << 2 | POSTED, __ATOMIC_RELEASE);
         }
         struct bf_layer_call own = *call;
         own.split = 1;
@@ -158,15 +161,37 @@ void bf_parallel_call(int layer, bf_layer_fn fn, struct bf_layer_call *call, int
         uint64_t t0 = platform_cycles();
         if (own.begin < own.end)
             fn(&own);
+        /* Chunks no worker has claimed yet (its core busy elsewhere, e.g. descheduled by the
+         * host OS or the hypervisor) are run here rather than waited for. */
+        int taken = 0;
+        for (int c = 1; c < n; c++) {
+            struct mailbox *mb = &boxes[c];
+            uint32_t w = __atomic_load_n(&mb->word, __ATOMIC_ACQUIRE);
+            if ((w & 3) == POSTED &&
+                __atomic_compare_exchange_n(&mb->word, &w, (w & ~3u) | STOLEN, 0, __ATOMIC_ACQ_REL,
+                                            __ATOMIC_ACQUIRE)) {
+                if (mb->call.begin < mb->call.end)
+                    fn(&mb->call);
+            } else {
+                taken++;
+            }
+        }
         uint64_t mine = platform_cycles() - t0;
-        barrier_wait();
+        unsigned spins = 0;
+        while (__atomic_load_n(&barrier.arrived, __ATOMIC_ACQUIRE) != taken)
+            platform_spin(spins++);
+        __atomic_store_n(&barrier.arrived, 0, __ATOMIC_RELAXED);
+        __atomic_add_fetch(&barrier.sense, 1, __ATOMIC_RELEASE);
         cores.busy_cycles[0] += mine;
         if (core_cycles)
             core_cycles[0] += mine;
         for (int c = 1; c < n; c++) {
-            cores.busy_cycles[c] += boxes[c].cycles;
+            struct mailbox *mb = &boxes[c];
+            if ((__atomic_load_n(&mb->word, __ATOMIC_RELAXED) & 3) != TAKEN)
+                continue;
+            cores.busy_cycles[c] += mb->cycles;
             if (core_cycles)
-                core_cycles[c] += boxes[c].cycles;
+                core_cycles[c] += mb->cycles;
         }
     }
 }

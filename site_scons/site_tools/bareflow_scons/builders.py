@@ -115,10 +115,9 @@ DISK_SIGNATURE = 0xBA4EF10B
 def _disk_image(target, source, env):
     from bareflow.image import bootloader
     from bareflow.image import diskimage
-    spec = source[0].read()             # Value: {"paths": [...], "extra": {...}, "settings": {...}}
+    spec = source[0].read()             # Value: {"paths": [...], "settings": {...}}
     settings = spec["settings"]
     files = {path: read(node) for path, node in zip(spec["paths"], source[1:])}
-    files.update(spec["extra"])
     loaders = bootloader.select_bootloaders(env["BF_PLUGIN_MANAGER"].registered("bootloaders").values(), settings["bootloaders"])
     diskimage.build_disk_image(str(target[0]), files, volume_id=VOLUME_ID, disk_signature=DISK_SIGNATURE,
                                bootloaders=loaders, epoch=settings["epoch"],

@@ -62,9 +62,9 @@ def _setup(env):
     modules = _module_files(env, v, tier_objs, manifest_json)          # 6. module files
     products = {"kernel": kernel, "libc_manifest": manifest_text, "model": model["model"],
                 "tokenizer": model["tokenizer"], "modules": modules, "model_config": model["config"],
-                "policy_table": env.BfWriteBytes("$BF_BUILD/image/POLICY.TBL", env.Value(
+                "policy_table": env.BfWriteBytes("$BF_BUILD/gen/POLICY.TBL", env.Value(
                     policy_table.encode_levels(by_isa, layers.LAYER_NAMES)))[0],
-                "profile": env.BfWriteBytes("$BF_BUILD/image/PROFILE.BIN",
+                "profile": env.BfWriteBytes("$BF_BUILD/gen/PROFILE.BIN",
                                             env.Value(profile.empty_profile()))[0]}
     if jit != "none":           # the run-time compiler reads each layer's bitcode from the image
         products["bitcode"] = jit_wiring.bitcode_files(env, bitcode)
@@ -272,15 +272,15 @@ def _image(env, pm, v, products):
                              else value)
                        for key, value in products.items()}
     files = plugin_image_files(pm, v, plugin_products)
-    sources, data = {}, {}
+    sources = {}
     for path in sorted(files):
         content = files[path]
-        if isinstance(content, bytes):
-            data[path] = content
+        if isinstance(content, bytes):      # written under BUILD_DIR/image, as it goes on the image
+            sources[path] = env.BfWriteBytes(f"$BF_BUILD/image{path}", env.Value(content))[0]
         else:
             sources[path] = nodes.get(os.fspath(content)) or env.File(os.fspath(content))
     paths = sorted(sources)
-    spec = {"paths": paths, "extra": data,
+    spec = {"paths": paths,
             "settings": {"bootloaders": loaders, "epoch": env["BF_EPOCH"],
                          "variables": {"BOOTLOADERS": v["BOOTLOADERS"],
                                        "BUILD_DIR": env.Dir("$BF_BUILD").abspath}}}
