@@ -12,8 +12,6 @@ raise BareflowError.
 import random
 import struct
 import sys
-import tempfile
-from pathlib import Path
 
 import pytest
 
@@ -26,7 +24,7 @@ from bareflow.policy import table as policytable
 from bareflow.policy import profile
 from bareflow.errors import BareflowError
 from bareflow.model.checkpoint import read_config
-from bareflow.model.tokenizer import read_tokenizer
+from bareflow.model import tokenizer_v2
 from test_runtime_hosted import REPO, base_files, module_files, needs_mtools
 
 sys.path.insert(0, str(REPO / "tools"))
@@ -111,7 +109,7 @@ def test_build_readers_only_raise_bareflow_errors(tmp_path):
         "policy": (files["/POLICY.TBL"], policytable.check_for_runtime),
         "module": (files["/MODULES/SAMPLER.O0"], modformat.parse),
         "profile": (empty_profile, profile.decode_profile),
-        "tokenizer": (files["/TOKENIZR.BIN"], lambda d: (tok_path.write_bytes(d), read_tokenizer(tok_path, vocab))),
+        "tokenizer": (files["/TOKENIZR.BIN"], lambda d: (tok_path.write_bytes(d), tokenizer_v2.load_any(tok_path, vocab))),
         "model": (model_path.read_bytes()[:28], None),
     }
     executions = 0

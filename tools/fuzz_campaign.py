@@ -33,17 +33,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bareflow.bitcode import compile as bitcode
-
-from bareflow.image import bootconfig
-
-from bareflow.libc import selection as libc
-
-from bareflow.modules import modformat
-
-from bareflow.policy import table as policytable
-
-from bareflow.model import synthetic
+from bareflow.bitcode import compile as bitcode  # noqa: E402
+from bareflow.image import bootconfig  # noqa: E402
+from bareflow.libc import selection as libc  # noqa: E402
+from bareflow.model import synthetic, tokenizer_v2  # noqa: E402
+from bareflow.modules import modformat  # noqa: E402
+from bareflow.policy import table as policytable  # noqa: E402
 
 from bareflow.tiers import compile as tiers
 
@@ -130,7 +125,9 @@ def prepare_seeds(work, modules=None):
     tmp = Path(tempfile.mkdtemp(prefix="bf-fuzz-build-", dir=work))
     modules = modules or _modules(tmp)
     syn = synthetic.write(tmp / "MODEL.BIN", tmp / "TOKENIZR.BIN")
-    model, tok = (tmp / "MODEL.BIN").read_bytes(), (tmp / "TOKENIZR.BIN").read_bytes()
+    # The kernel reads TOKENIZR.BIN v2: the llama2.c tokenizer is converted as the build does.
+    model = (tmp / "MODEL.BIN").read_bytes()
+    tok = tokenizer_v2.encode(tokenizer_v2.load_any(tmp / "TOKENIZR.BIN"))
     cfg = bootconfig.render({"steps": "6", "temperature": "0.8", "seed": "7"}, syn.config.seq_len)
     simple = _policy({})
     ladder = _policy({"embed": (["O0", "O2"], [3], False), "rmsnorm": (["O0", "O1", "O2"], [5, 7], True)})

@@ -211,6 +211,9 @@ static int read_table(void)
     const uint8_t *f = bf_read_file(POLICY_PATH, &size);
     static int seen[BF_N_ISA][BF_N_LAYERS];
 
+    /* Each read starts from nothing (the hosted fuzz harness reads many tables in one process). */
+    memset(seen, 0, sizeof seen);
+    memset(cand, 0, sizeof cand);
     if (size < HDR)
         bf_panic("policy %s: %zu bytes, shorter than the %d-byte header", POLICY_PATH, size, HDR);
     if (memcmp(f, "BFPT", 4) != 0)
