@@ -34,7 +34,7 @@ def kernel():
     imports = sorted({n for data in module_files().values() for n in modformat.parse(data).imports})
     (work / "exports.c").write_text(libc.exports_source(imports))
     sources = [REPO / s for s in kernel_recipe.KERNEL_SOURCES] + sorted((REPO / "src/runtime").glob("*.c")) + \
-        sorted((REPO / "src/libc").glob("*/*.c")) + [work / "exports.c"]
+        sorted((REPO / "src/jit/none").glob("*.c")) + sorted((REPO / "src/libc").glob("*/*.c")) + [work / "exports.c"]
     objs = []
     for i, src in enumerate(sources):
         obj = work / f"{i:02d}_{src.stem}.o"
