@@ -1,9 +1,12 @@
 /* files.c - where the runtime's files come from.
  *
- * Promise: a file is taken from the FAT16 boot disk when one is mounted and holds it, else from
- * the files the boot loader handed over; when neither has it the run stops naming the path and
- * why the disk did not answer.  A disk that is present but corrupt is not silently skipped for
- * a file it does hold: a broken cluster chain stops the run with the FAT16 reader's message.
+ * Promise: a file the boot loader handed over is used in place when the FAT16 boot disk holds
+ * no file of that name or one of the same size (the loader read it from that disk moments ago:
+ * reading the weights a second time over ATA PIO costs minutes under emulation and a second
+ * copy in memory); otherwise the file is taken from the disk.  When neither has it the run stops
+ * naming the path and why the disk did not answer.  A disk that is present but corrupt is not
+ * silently skipped for a file it must read: a broken cluster chain stops the run with the FAT16
+ * reader's message.
  */
 #include <string.h>
 
@@ -28,9 +31,31 @@ void bf_files_init(void)
         bf_printf("bareflow: disk not used: %s\n", mount_error);
 }
 
+/* The handed copy of `path` when the disk agrees it is that file (same size, or not on the disk). */
+static const void *handed_copy(const char *path, size_t *size)
+{
+    size_t n;
+    const void *handed = platform_handed_file(path, &n);
+    if (!handed)
+        return NULL;
+    if (mounted) {
+        uint32_t on_disk;
+        int r = bf_fat16_stat(&vol, path, &on_disk);
+        if (r == BF_FAT_OK && on_disk != n)
+            return NULL;                /* the disk's file changed after the loader read it */
+        if (r != BF_FAT_OK && r != BF_FAT_NOT_FOUND)
+            bf_panic("%s", vol.error);
+    }
+    *size = n;
+    return handed;
+}
+
 const void *bf_read_file(const char *path, size_t *size)
 {
     const char *why = mount_error;
+    const void *handed = handed_copy(path, size);
+    if (handed)
+        return handed;
     if (mounted) {
         void *data;
         uint32_t n;
@@ -43,9 +68,6 @@ const void *bf_read_file(const char *path, size_t *size)
             bf_panic("%s", vol.error);
         why = vol.error;
     }
-    const void *handed = platform_handed_file(path, size);
-    if (handed)
-        return handed;
     bf_panic("file %s: not found (disk: %s; boot loader: not handed over)", path, why);
 }
 
