@@ -17,6 +17,7 @@ byte<->unicode table is GPT-2's `bytes_to_unicode`; the split rules are llama.cp
 from __future__ import annotations
 
 import functools
+import heapq
 import math
 import struct
 import zlib
@@ -79,6 +80,49 @@ CHAR_TO_BYTE = {c: b for b, c in BYTE_TO_CHAR.items()}
 
 def _f32(x) -> float:
     return struct.unpack("<f", struct.pack("<f", x))[0]
+
+
+class _Symbols:
+    """The symbol list both merge loops work on (llama.cpp's llm_symbol): `text` cut into UTF-8
+    characters (a truncated last one kept whole), linked in order; a merged-away symbol has
+    length 0."""
+
+    def __init__(self, text: bytes):
+        self._text = text
+        self.start, self.length = [], []
+        i = 0
+        while i < len(text):
+            n = min(utf8_len(text[i]), len(text) - i)
+            self.start.append(i)
+            self.length.append(n)
+            i += n
+        self.next = list(range(1, len(self.start))) + [-1]
+        self.prev = list(range(-1, len(self.start) - 1))
+
+    def text(self, k: int) -> bytes:
+        return self._text[self.start[k]:self.start[k] + self.length[k]]
+
+    def queue_pairs(self, add) -> None:
+        """add(left, right) for every adjacent pair of the initial symbols."""
+        for k in range(1, len(self.start)):
+            add(k - 1, k)
+
+    def join(self, left: int, right: int, add) -> None:
+        """Merge `right` into `left`, then add() the two new neighbour pairs."""
+        self.length[left] += self.length[right]
+        self.length[right] = 0
+        self.next[left] = self.next[right]
+        if self.next[right] >= 0:
+            self.prev[self.next[right]] = left
+        add(self.prev[left], left)
+        add(left, self.next[left])
+
+    def texts(self):
+        """The surviving symbols' bytes, in order."""
+        k = 0 if self.start else -1
+        while k != -1:
+            yield self.text(k)
+            k = self.next[k]
 
 
 @dataclass
@@ -181,50 +225,30 @@ class Vocab:
     def _spm(self, text, ids, out):
         """llama.cpp's llm_tokenizer_spm_session: greedy highest-score pair merging over UTF-8
         characters (ties: leftmost), then unknown symbols as byte tokens."""
-        syms = []          # [start, length]
-        i = 0
-        while i < len(text):
-            n = min(utf8_len(text[i]), len(text) - i)
-            syms.append([i, n])
-            i += n
-        alive = [True] * len(syms)
-        nxt = list(range(1, len(syms))) + [-1]
-        prv = list(range(-1, len(syms) - 1))
-        import heapq
+        syms = _Symbols(text)
         heap = []
 
         def add(left, right):
             if left < 0 or right < 0:
                 return
-            s = text[syms[left][0]:syms[left][0] + syms[left][1] + syms[right][1]]
+            s = syms.text(left) + syms.text(right)
             tid = ids.get(s, -1)
             if tid < 0:
                 return
             heapq.heappush(heap, (-self.scores[tid], left, right, len(s)))
 
-        for k in range(1, len(syms)):
-            add(k - 1, k)
+        syms.queue_pairs(add)
         while heap:
             _, left, right, size = heapq.heappop(heap)
-            if not alive[left] or not alive[right] or syms[left][1] + syms[right][1] != size:
+            if not syms.length[left] or not syms.length[right] or syms.length[left] + syms.length[right] != size:
                 continue
-            syms[left][1] += syms[right][1]
-            alive[right] = False
-            syms[right][1] = 0
-            nxt[left] = nxt[right]
-            if nxt[right] >= 0:
-                prv[nxt[right]] = left
-            add(prv[left], left)
-            add(left, nxt[left])
-        k = 0 if syms else -1
-        while k != -1:
-            s = text[syms[k][0]:syms[k][0] + syms[k][1]]
+            syms.join(left, right, add)
+        for s in syms.texts():
             tid = ids.get(s, -1)
             if tid >= 0:
                 out.append(tid)
             else:
                 out.extend(self._byte_id(b, ids) for b in s)
-            k = nxt[k]
 
     def _bpe(self, word, ids, out):
         """llama.cpp's llm_tokenizer_bpe_session on one pre-tokenized word (already in the
@@ -233,53 +257,32 @@ class Vocab:
         if self.pre == PRE_LLAMA3 and word in ids:          # llama.cpp's ignore_merges
             out.append(ids[word])
             return
-        syms = []
-        i = 0
-        while i < len(word):
-            n = min(utf8_len(word[i]), len(word) - i)
-            syms.append([i, n])
-            i += n
-        nxt = list(range(1, len(syms))) + [-1]
-        prv = list(range(-1, len(syms) - 1))
-        import heapq
+        syms = _Symbols(word)
         heap = []
-
-        def text_of(k):
-            return word[syms[k][0]:syms[k][0] + syms[k][1]]
 
         def add(left, right):
             if left < 0 or right < 0:
                 return
-            a, b = ids.get(text_of(left), -1), ids.get(text_of(right), -1)
+            a, b = ids.get(syms.text(left), -1), ids.get(syms.text(right), -1)
             if a < 0 or b < 0:
                 return
             rank = self._ranks.get((a, b))
             if rank is None:
                 return
-            heapq.heappush(heap, (rank, left, right, syms[left][1], syms[right][1]))
+            heapq.heappush(heap, (rank, left, right, syms.length[left], syms.length[right]))
 
-        for k in range(1, len(syms)):
-            add(k - 1, k)
+        syms.queue_pairs(add)
         while heap:
             _, left, right, ln, rn = heapq.heappop(heap)
-            if syms[left][1] != ln or syms[right][1] != rn or nxt[left] != right:
+            if syms.length[left] != ln or syms.length[right] != rn or syms.next[left] != right:
                 continue
-            syms[left][1] += rn
-            syms[right][1] = 0
-            nxt[left] = nxt[right]
-            if nxt[right] >= 0:
-                prv[nxt[right]] = left
-            add(prv[left], left)
-            add(left, nxt[left])
-        k = 0 if syms else -1
-        while k != -1:
-            s = text_of(k)
+            syms.join(left, right, add)
+        for s in syms.texts():
             tid = ids.get(s, -1)
             if tid >= 0:
                 out.append(tid)
             else:
                 out.extend(ids[bytes([b])] for b in s if bytes([b]) in ids)
-            k = nxt[k]
 
     def _llama2c(self, data, ids):
         """llama2.c's encode (BOS, dummy-prefix " ", one token per UTF-8 character or byte

@@ -69,6 +69,30 @@ int bf_tok_heap_pop(struct bf_tok_work *w, struct bf_tok_bigram *out)
     return 1;
 }
 
+int bf_tok_symbols(struct bf_tok_work *w, int m)
+{
+    int ns = 0;
+    for (int i = 0; i < m;) {
+        int l = (int)bf_utf8_lead_len(w->text[i]);
+        if (l > m - i)
+            l = m - i;
+        w->sym[ns] = (struct bf_tok_symbol){i, l, ns - 1, i + l == m ? -1 : ns + 1};
+        ns++;
+        i += l;
+    }
+    return ns;
+}
+
+void bf_tok_join(struct bf_tok_work *w, int left, int right)
+{
+    struct bf_tok_symbol *l = &w->sym[left], *r = &w->sym[right];
+    l->len += r->len;
+    r->len = 0;
+    l->next = r->next;
+    if (r->next >= 0)
+        w->sym[r->next].prev = left;
+}
+
 /* A float's order as an unsigned integer (larger float -> larger integer). */
 static uint32_t float_order(float f)
 {
@@ -108,15 +132,7 @@ static void spm(const struct bf_tokenizer *t, struct bf_tok_work *w, const uint8
             w->text[m++] = frag[i];
         }
     }
-    int ns = 0;
-    for (size_t i = 0; i < m;) {
-        size_t l = bf_utf8_lead_len(w->text[i]);
-        if (l > m - i)
-            l = m - i;
-        w->sym[ns] = (struct bf_tok_symbol){(int)i, (int)l, ns - 1, i + l == m ? -1 : ns + 1};
-        ns++;
-        i += l;
-    }
+    int ns = bf_tok_symbols(w, (int)m);
     w->n_heap = 0;
     for (int i = 1; i < ns; i++)
         spm_add(t, w, i - 1, i);
@@ -125,11 +141,7 @@ static void spm(const struct bf_tokenizer *t, struct bf_tok_work *w, const uint8
         struct bf_tok_symbol *l = &w->sym[b.left], *r = &w->sym[b.right];
         if (l->len == 0 || r->len == 0 || l->len + r->len != b.size)
             continue;
-        l->len += r->len;
-        r->len = 0;
-        l->next = r->next;
-        if (r->next >= 0)
-            w->sym[r->next].prev = b.left;
+        bf_tok_join(w, b.left, b.right);
         spm_add(t, w, l->prev, b.left);
         spm_add(t, w, b.left, l->next);
     }

@@ -43,6 +43,11 @@ struct bf_tok_work {
 };
 void bf_tok_heap_push(struct bf_tok_work *w, uint64_t key, int left, int right, int size);
 int bf_tok_heap_pop(struct bf_tok_work *w, struct bf_tok_bigram *out);
+/* w->text[0..m) cut into one symbol per UTF-8 character (a truncated last one kept whole), linked
+ * in order; returns how many. */
+int bf_tok_symbols(struct bf_tok_work *w, int m);
+/* Merge symbol `right` into its left neighbour `left`; the caller re-queues the new neighbours. */
+void bf_tok_join(struct bf_tok_work *w, int left, int right);
 
 /* Appends ids to out[*n] (capacity cap); panics when full. */
 void bf_tok_emit(int *out, int *n, int cap, int id);

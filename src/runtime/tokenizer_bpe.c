@@ -264,15 +264,7 @@ static void bpe_word(const struct bf_tokenizer *t, struct bf_tok_work *w, int m,
             return;
         }
     }
-    int ns = 0;
-    for (int i = 0; i < m;) {
-        int l = (int)bf_utf8_lead_len(w->text[i]);
-        if (l > m - i)
-            l = m - i;
-        w->sym[ns] = (struct bf_tok_symbol){i, l, ns - 1, i + l == m ? -1 : ns + 1};
-        ns++;
-        i += l;
-    }
+    int ns = bf_tok_symbols(w, m);
     w->n_heap = 0;
     for (int i = 1; i < ns; i++)
         bpe_add(t, w, i - 1, i);
@@ -281,11 +273,7 @@ static void bpe_word(const struct bf_tokenizer *t, struct bf_tok_work *w, int m,
         struct bf_tok_symbol *l = &w->sym[b.left], *r = &w->sym[b.right];
         if (l->len != b.size >> 16 || r->len != (b.size & 0xFFFF) || l->next != b.right || !l->len || !r->len)
             continue;
-        l->len += r->len;
-        r->len = 0;
-        l->next = r->next;
-        if (r->next >= 0)
-            w->sym[r->next].prev = b.left;
+        bf_tok_join(w, b.left, b.right);
         bpe_add(t, w, l->prev, b.left);
         bpe_add(t, w, b.left, l->next);
     }
