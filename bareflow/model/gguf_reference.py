@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -23,27 +22,6 @@ from .reference import Transformer, generate
 from .checkpoint import Weights
 
 
-@dataclass(frozen=True)
-class GGUFConfig:
-    """What reference.Transformer reads, plus the GGUF hyperparameters it honours."""
-    dim: int
-    hidden_dim: int
-    n_layers: int
-    n_heads: int
-    n_kv_heads: int
-    vocab_size: int
-    seq_len: int
-    head_size: int
-    rope_dim: int
-    rope_theta: float
-    rms_eps: float
-    shared_classifier: bool
-
-    @property
-    def kv_dim(self) -> int:
-        return self.n_kv_heads * self.head_size
-
-
 def _values(data, ggml_type: int, rows: int, cols: int):
     import gguf
     qtype = gguf.GGMLQuantizationType(ggml_type)
@@ -51,7 +29,7 @@ def _values(data, ggml_type: int, rows: int, cols: int):
 
 
 def load(path, weights: str = "auto", seq_len: int | None = None):
-    """(GGUFConfig, model.Weights) with float32 arrays, for reference.Transformer((cfg, w)).
+    """(weightsfile.WeightsConfig, model.Weights) with float32 arrays, for reference.Transformer((cfg, w)).
     seq_len: positions the reference's KV cache holds (default: the model's)."""
     m = gguf_model.read_gguf(path, seq_len)
     c = m.config
@@ -70,9 +48,7 @@ def load(path, weights: str = "auto", seq_len: int | None = None):
                 rms_ffn_weight=stack("ffn_norm", True), w1=stack("ffn_gate"), w2=stack("ffn_down"),
                 w3=stack("ffn_up"), rms_final_weight=vals[("output_norm", None)][0], freq_cis_real=None,
                 freq_cis_imag=None, wcls=emb if c.shared_classifier else vals[("output", None)])
-    cfg = GGUFConfig(c.dim, c.hidden_dim, c.n_layers, c.n_heads, c.n_kv_heads, c.vocab_size, c.seq_len,
-                     c.head_dim, c.rope_dim, c.rope_theta, c.rms_eps, c.shared_classifier)
-    return cfg, w
+    return c, w
 
 
 def generate_text(path, prompt: str, steps: int, weights: str = "auto", model=None) -> dict:

@@ -89,7 +89,7 @@ class Transformer:
         c = self.config
         self.key_cache = np.zeros((c.n_layers, c.seq_len, c.kv_dim), F32)
         self.value_cache = np.zeros((c.n_layers, c.seq_len, c.kv_dim), F32)
-        # GGUF configs (gguf_reference.GGUFConfig) carry their own RoPE base, width and epsilon.
+        # GGUF configs (weightsfile.WeightsConfig) carry their own RoPE base, width and epsilon.
         self.freqs = rope_tables(c.head_size, getattr(c, "rope_theta", ROPE_THETA), getattr(c, "rope_dim", None))
         self.eps = F32(getattr(c, "rms_eps", RMS_EPS))
         # ablate: layer names whose contribution is skipped (tests use it to show each matters)

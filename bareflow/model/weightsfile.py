@@ -52,6 +52,14 @@ class WeightsConfig:
     rms_eps: float
     shared_classifier: bool
 
+    @property
+    def head_size(self) -> int:     # the name reference.Transformer (after llama2.c) reads
+        return self.head_dim
+
+    @property
+    def kv_dim(self) -> int:
+        return self.n_kv_heads * self.head_dim
+
 
 def row_bytes(ggml_type: int, cols: int) -> int:
     """Bytes of one row of `cols` weights; raises BareflowError for a type the kernel lacks."""
