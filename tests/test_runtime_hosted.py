@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+import mtools_image  # tools/ (conftest puts it on the path)
+
 from bareflow.bitcode import compile as bitcode
 
 from bareflow.libc import selection as libc
@@ -168,29 +170,8 @@ PART_LBA = 2048
 
 def make_image(path, files, *, mbr=True, part_kib=16384, cluster_sectors=1):
     """An MBR disk with one FAT16 partition (type 0x06) at PART_LBA, or a superfloppy."""
-    path = Path(path)
-    part = path.with_suffix(".part")
-    part.unlink(missing_ok=True)
-    mkfs = shutil.which("mkfs.fat") or "/usr/sbin/mkfs.fat"
-    subprocess.run([mkfs, "-F", "16", "-s", str(cluster_sectors), "-C", "--invariant", "-i", "0badf00d", str(part), str(part_kib)],
-                   check=True, capture_output=True)
-    for d in sorted({os.path.dirname(p) for p in files if os.path.dirname(p) != "/"}):
-        subprocess.run(["mmd", "-i", str(part), "::" + d], check=True, capture_output=True)
-    staging = path.with_suffix(".staging")
-    for name, data in sorted(files.items()):
-        staging.write_bytes(data)
-        subprocess.run(["mcopy", "-i", str(part), str(staging), "::" + name], check=True, capture_output=True)
-    staging.unlink()
-    with open(path, "wb") as out:
-        if mbr:
-            sectors = part.stat().st_size // 512
-            table = bytearray(512)
-            table[446:462] = struct.pack("<BBBBBBBBII", 0x80, 0, 0, 0, 0x06, 0, 0, 0, PART_LBA, sectors)
-            table[510:512] = b"\x55\xaa"
-            out.write(bytes(table) + bytes(512 * (PART_LBA - 1)))
-        out.write(part.read_bytes())
-    part.unlink()
-    return path
+    return mtools_image.write_image(path, files, part_lba=PART_LBA if mbr else 0, part_kib=part_kib,
+                                    cluster_sectors=cluster_sectors)
 
 
 def read_back(image, name, *, mbr=True):

@@ -45,6 +45,9 @@ from bareflow.tiers import compile as tiers
 from bareflow.bitcode import toolchain  # noqa: E402
 from bareflow.policy.api import Decision  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import mtools_image  # noqa: E402
+
 LAYERS = ["embed", "rmsnorm", "qkv", "rope", "attn", "attnout", "ffn", "classify", "sampler"]
 PARSER_TARGETS = ["config", "tokenizer", "model", "policy", "module", "fat16"]
 ALL_TARGETS = PARSER_TARGETS + ["image"]
@@ -93,29 +96,6 @@ def _policy(ladders):
     return policytable.encode(decisions, LAYERS)
 
 
-def _image(path, files, *, part_lba, part_kib):
-    part = path.with_suffix(".part")
-    part.unlink(missing_ok=True)
-    subprocess.run([_tool("mkfs.fat"), "-F", "16", "-s", "1", "-C", "--invariant", "-i", "0badf00d", str(part),
-                    str(part_kib)], check=True, capture_output=True)
-    for d in sorted({os.path.dirname(p) for p in files if os.path.dirname(p) != "/"}):
-        subprocess.run(["mmd", "-i", str(part), "::" + d], check=True, capture_output=True)
-    staging = path.with_suffix(".staging")
-    for name, data in sorted(files.items()):
-        staging.write_bytes(data)
-        subprocess.run(["mcopy", "-i", str(part), str(staging), "::" + name], check=True, capture_output=True)
-    staging.unlink()
-    with open(path, "wb") as out:
-        if part_lba:
-            sectors = part.stat().st_size // 512
-            table = bytearray(512)
-            table[446:462] = struct.pack("<BBBBBBBBII", 0x80, 0, 0, 0, 0x06, 0, 0, 0, part_lba, sectors)
-            table[510:512] = b"\x55\xaa"
-            out.write(bytes(table) + bytes(512 * (part_lba - 1)))
-        out.write(part.read_bytes())
-    part.unlink()
-
-
 def prepare_seeds(work, modules=None):
     """Write WORK/seeds: the base files the parser targets use and one folder of seeds per target.
     `modules` ({"/MODULES/EMBED.O0": bytes, ...}) saves compiling them again."""
@@ -152,8 +132,8 @@ def prepare_seeds(work, modules=None):
     (seeds / "model" / "synthetic").write_bytes(model)
     (seeds / "policy" / "simple").write_bytes(simple)
     (seeds / "policy" / "ladder").write_bytes(ladder)
-    _image(seeds / "fat16" / "superfloppy.img", files, part_lba=0, part_kib=4096)
-    _image(seeds / "fat16" / "mbr.img", files, part_lba=1, part_kib=4096)
+    mtools_image.write_image(seeds / "fat16" / "superfloppy.img", files, part_lba=0, part_kib=4096)
+    mtools_image.write_image(seeds / "fat16" / "mbr.img", files, part_lba=1, part_kib=4096)
     (seeds / "image" / "superfloppy.img").write_bytes((seeds / "fat16" / "superfloppy.img").read_bytes())
     for target_dir in CORPUS.glob("*"):           # inputs that once found a bug stay seeds forever
         if target_dir.is_dir() and (seeds / target_dir.name).is_dir():
