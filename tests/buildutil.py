@@ -50,11 +50,12 @@ def scons(build_dir, *args, cwd=ROOT, check=True, env=None, timeout=900):
     return proc
 
 
-def qemu(image=None, *, kernel=None, usb=False, firmware="bios", timeout=300, cpu=None, extra=(), memory="256M"):
+def qemu(image=None, *, kernel=None, usb=False, firmware="bios", timeout=300, cpu=None, extra=(), memory="256M",
+         smp=None):
     """Boot `image` (and/or a -kernel) with the build's QEMU runner; return (exit status, serial output)."""
     need(qemu_runner.QEMU)
     cmd = qemu_runner.qemu_command(image=image, kernel=kernel, firmware=firmware, disk="usb" if usb else "ide",
-                                   cpu=cpu, extra=extra, memory=memory)
+                                   cpu=cpu, extra=extra, memory=memory, smp=smp)
     try:
         run = qemu_runner.run_qemu(cmd, timeout=timeout)
     except BareflowError as exc:
