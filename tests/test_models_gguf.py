@@ -162,6 +162,24 @@ def test_weights_mode_requantises_every_matrix(tmp_path, mode, want):
     assert f"WEIGHTS={mode}" in line
 
 
+def test_policy_cost_model_counts_quantised_weight_bytes(tmp_path):
+    """The policy sees the bytes the weights file streams: Q4_1 blocks (20 bytes per 32 weights)
+    in qkv/ffn, Q8_0 (34 per 32) in the tied classifier, float32 where nothing says otherwise."""
+    from bareflow.model import checkpoint
+    p = gguf_file(tmp_path, types={k: "Q4_1" for k in wf.BLOCK_KINDS if k not in wf.NORM_KINDS}
+                  | {"token_embd": "Q8_0"}, tied=True)
+    plan = weights_build.plan(str(p), "auto", "")
+    per = weights_build.weight_bytes_per_value(plan)
+    assert per["qkv"] == per["ffn"] == per["attnout"] == 20 / 32 and per["classify"] == 34 / 32
+    cfg = weights_build.model_config(plan.config)
+    f32, quant = checkpoint.layer_costs(cfg, 8), checkpoint.layer_costs(cfg, 8, per)
+    d, h = SHAPE["dim"], SHAPE["hidden_dim"]
+    assert f32["ffn"][1] == 4 * 3 * d * h and quant["ffn"][1] == 3 * d * h * 20 // 32
+    assert quant["classify"][1] == d * VOCAB * 34 // 32
+    assert quant["attn"] == f32["attn"] and quant["rmsnorm"] == f32["rmsnorm"]     # float32 operands
+    assert quant["ffn"][0] == f32["ffn"][0]                                       # the arithmetic is the same
+
+
 def test_llama2c_checkpoint_requantised(tmp_path):
     m, t = rt.synthetic_model()
     plan, line = convert(m, tmp_path / "w.bin", "q8_0")

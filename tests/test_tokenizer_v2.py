@@ -2,7 +2,6 @@
 generated Unicode table is current, chat templates split around the user message, the SmolLM2
 vocabulary tokenizes as llama.cpp does, and the kernel wraps a prompt in chat_before/after."""
 import json
-import os
 import unicodedata
 from pathlib import Path
 
@@ -15,10 +14,10 @@ from bareflow.errors import BareflowError
 import test_runtime_badinput as bad
 from test_runtime_hosted import base_files, config, needs_mtools, run_files, synthetic_model, tokenizer_file
 from test_tokenizer_vectors import kernel_tokenize
+import fetch_models  # tools/
 
 REPO = Path(__file__).resolve().parents[1]
-SMOLLM2 = Path(os.environ.get("BAREFLOW_MODEL_CACHE") or Path.home() / ".cache" / "bareflow" / "models") / \
-    "SmolLM2-135M-Instruct.Q4_1.gguf"
+SMOLLM2 = fetch_models.smollm2_path()
 needs_smollm2 = pytest.mark.skipif(not SMOLLM2.is_file(), reason=f"{SMOLLM2} absent: run tools/setup.sh online")
 
 

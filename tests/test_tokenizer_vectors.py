@@ -20,8 +20,9 @@ from test_runtime_hosted import hosted_program, make_image, needs_mtools
 
 import subprocess
 
-CACHE = Path(os.environ.get("BAREFLOW_CACHE", Path.home() / ".cache" / "bareflow"))
-MODELS = CACHE / "llama-cpp-python-0.3.36" / "models"
+import fetch_models  # tools/
+
+MODELS = fetch_models.llama_cpp_dir() / "models"
 SEP = "\n__ggml_vocab_test__\n"
 # Every vocabulary whose tokenizer and pre-tokenizer the kernel implements.
 REQUIRED = ["llama-spm", "gpt-2"]

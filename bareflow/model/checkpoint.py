@@ -187,14 +187,16 @@ def read_checkpoint(path):
     return config, Weights(**views)
 
 
-def layer_costs(config: ModelConfig, context: int | None = None) -> dict:
+def layer_costs(config: ModelConfig, context: int | None = None, bytes_per_weight=None) -> dict:
     """Per-layer work for the tier policy: name -> (flops_per_call, weight_bytes_per_call,
     calls_per_token), in LAYER_NAMES order.
 
     FLOPs count 2 per multiply-add and 1 per other arithmetic op or comparison; exp, sqrt,
     sin/cos and division count 1 each (they cost more, but a policy only needs relative sizes).
-    weight_bytes are the read-only float32 operands a call streams from memory: weights, and for
-    attn the key/value cache it reads.  Attention grows with the position; `context` is the
+    weight_bytes are the read-only operands a call streams from memory: weights, and for attn the
+    float32 key/value cache it reads.  Weights count 4 bytes each (float32) unless
+    `bytes_per_weight` ({layer name: bytes}, weights_build.weight_bytes_per_value) says what the
+    weights file holds for that layer, e.g. 0.625 for Q4_1 or 1.0625 for Q8_0.  Attention grows with the position; `context` is the
     number of attended positions assumed (default: the mean over a full run, (seq_len+1)//2).
     The sampler is costed for greedy decoding (one comparison per logit).
     """
@@ -204,23 +206,28 @@ def layer_costs(config: ModelConfig, context: int | None = None) -> dict:
     t = (c.seq_len + 1) // 2 if context is None else int(context)
     if t < 1:
         raise BareflowError(f"layer_costs: context={context} must be at least 1")
+    per = dict(bytes_per_weight or {})
+
+    def wbytes(layer, weights):
+        return int(round(per.get(layer, 4) * weights))
+
     costs = {
         # copy of one embedding row: no arithmetic, one row of the table read
-        "embed": (0, 4 * d, 1),
+        "embed": (0, wbytes("embed", d), 1),
         # sum of squares (2d), mean+eps+rsqrt (3), scale and gain (2d)
         "rmsnorm": (4 * d + 3, 4 * d, 2 * L + 1),
         # three matvecs: q (d x d), k and v (kv_dim x d)
-        "qkv": (2 * d * (d + 2 * kv), 4 * d * (d + 2 * kv), L),
+        "qkv": (2 * d * (d + 2 * kv), wbytes("qkv", d * (d + 2 * kv)), L),
         # per rotated pair: 4 mul + 2 add, plus freq/angle/cos/sin (4); q has d/2 pairs, k kv/2
         "rope": ((6 + 4) * (d + kv) // 2, 0, L),
         # per head: scores t*hs MACs + scale t, softmax 4t, weighted sum t*hs MACs
         "attn": (c.n_heads * (4 * t * hs + 5 * t), 2 * 4 * t * kv, L),
         # wo matvec and the residual add
-        "attnout": (2 * d * d + d, 4 * d * d, L),
+        "attnout": (2 * d * d + d, wbytes("attnout", d * d), L),
         # w1, w3 (h x d) and w2 (d x h) matvecs, SwiGLU (silu ~4 + product 1) per hidden unit,
         # residual add
-        "ffn": (3 * 2 * d * h + 5 * h + d, 3 * 4 * d * h, L),
-        "classify": (2 * d * v, 4 * d * v, 1),
+        "ffn": (3 * 2 * d * h + 5 * h + d, wbytes("ffn", 3 * d * h), L),
+        "classify": (2 * d * v, wbytes("classify", d * v), 1),
         "sampler": (v, 0, 1),
     }
     return {name: costs[name] for name in LAYER_NAMES}

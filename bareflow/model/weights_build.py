@@ -25,6 +25,7 @@ class Plan:
     mode: str                # WEIGHTS mode
     config: wf.WeightsConfig
     size: int                # bytes of the weights file
+    types: tuple = ()        # ((kind, block, ggml_type), ...) as the file will hold them
 
 
 def _seq_cap(text):
@@ -66,7 +67,8 @@ def plan(model, weights, seq_len) -> Plan:
     if gguf_model.is_gguf(model):
         m = gguf_model.read_gguf(model, cap)
         cfg = m.config
-        size = wf.layout(cfg, gguf_model.planned_types(m, mode))[1]
+        types = gguf_model.planned_types(m, mode)
+        size = wf.layout(cfg, types)[1]
         kind = "gguf"
     else:
         from . import checkpoint as model_mod
@@ -79,7 +81,31 @@ def plan(model, weights, seq_len) -> Plan:
         size = wf.layout(cfg, types)[1]
         kind = "llama2.c"
     check_memory(model, size, cfg)
-    return Plan(os.path.abspath(model), kind, mode, cfg, size)
+    return Plan(os.path.abspath(model), kind, mode, cfg, size,
+                tuple((k, b, t) for (k, b), t in sorted(types.items(), key=lambda e: (e[0][0], e[0][1] or -1))))
+
+
+# The tensors whose rows each layer streams (tensor kinds of docs/weights-format.md).
+_LAYER_TENSORS = {"qkv": ("attn_q", "attn_k", "attn_v"), "attnout": ("attn_output",),
+                  "ffn": ("ffn_gate", "ffn_up", "ffn_down")}
+
+
+def weight_bytes_per_value(p: Plan) -> dict:
+    """{layer name: bytes per weight the layer streams, averaged over its tensors and blocks}, for
+    the layers whose weights may be quantised (qkv, attnout, ffn, classify, embed), so the policy's
+    cost model (checkpoint.layer_costs) counts Q4_1's 0.625 bytes per weight instead of float32's 4.
+    Block sizes from weightsfile.BLOCKS (ggml's block layouts)."""
+    types = {(k, b): t for k, b, t in p.types}
+    if not types:
+        return {}
+    per = {}
+    for layer, kinds in (*_LAYER_TENSORS.items(),
+                         ("classify", ("token_embd" if p.config.shared_classifier else "output",)),
+                         ("embed", ("token_embd",))):
+        sizes = [wf.BLOCKS[t][1] / wf.BLOCKS[t][0] for (k, _), t in types.items() if k in kinds]
+        if sizes:
+            per[layer] = sum(sizes) / len(sizes)
+    return per
 
 
 def write(p: Plan, out_path) -> str:

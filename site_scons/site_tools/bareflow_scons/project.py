@@ -54,7 +54,7 @@ def _setup(env):
     isas = parse_isa_list(v["ISA"])
     jit = jit_plugin.mode(v)
     model = _model(env, v)                                             # 1. model
-    by_isa, summary = _policy(env, pm, v, model["config"], isas, jit)  # 2. policy
+    by_isa, summary = _policy(env, pm, v, model, isas, jit)            # 2. policy
     providers = _libc_providers(pm, v)
     cppath = [env.Dir(d).abspath for d in ("#src/include", "#src/libc/include", "#modules/include")]
     tier_objs, bitcode = _tiers(env, pm, v, by_isa, providers, cppath)  # 3. bitcode, 4. tiers
@@ -122,6 +122,7 @@ def _weights(env, v):
                                "/TOKENIZR.BIN": (os.path.getsize(tok_source), tok_source)})
     _check_prompt(v, vocab)
     config = weights_build.model_config(plan.config)
+    per_weight = weights_build.weight_bytes_per_value(plan)
 
     def build(target, source, env):
         print(weights_build.write(plan, str(target[0])))
@@ -131,7 +132,7 @@ def _weights(env, v):
     env.Depends(node, ["#bareflow/model/gguf_model.py", "#bareflow/model/weightsfile.py",
                        "#bareflow/model/weights_build.py"])
     return {"model": node[0], "tokenizer": _tokenizer_file(env, tok_source, plan.config.vocab_size),
-            "config": config}
+            "config": config, "bytes_per_weight": per_weight}
 
 
 def _tokenizer_file(env, source, vocab_size):
@@ -154,15 +155,17 @@ def _check_prompt(v, vocab):
                             f"{tokenizer_v2.MAX_PROMPT_TOKENS}")
 
 
-def _policy(env, pm, v, config, isas, jit="none"):
+def _policy(env, pm, v, model, isas, jit="none"):
     """{isa: the policy's validated decision for every layer}, asked once per ISA level the image
-    carries, and the summary printed with the table.  `jit` ("none"/"llvm") tells the policy
+    carries, and the summary printed with the table.  `model` is _model()'s answer (its config,
+    and the bytes per weight of a quantised weights file); `jit` ("none"/"llvm") tells the policy
     whether it may ask for run-time tiers (LayerInfo.jit)."""
+    config = model["config"]
     prof = profile.load_profile(v["PROFILE"]) if v["PROFILE"] else None
     steps = bootconfig.check_steps(v.get("STEPS", bootconfig.DEFAULTS["steps"]), config.seq_len)
     # Attention's work grows with the position: cost it at the mean context of this run.
     cores = bootconfig.check_cores(v.get("CORES", "all"), "CORES")
-    infos = layer_info.layer_infos(config, checkpoint.layer_costs(config, (steps + 1) // 2), steps, prof,
+    infos = layer_info.layer_infos(config, checkpoint.layer_costs(config, (steps + 1) // 2, model.get("bytes_per_weight")), steps, prof,
                                    cores=0 if cores == "all" else int(cores))
     by_isa = {}
     for isa in isas:
