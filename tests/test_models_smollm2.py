@@ -15,7 +15,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 import fetch_models  # noqa: E402
 
 MODEL = fetch_models.smollm2_path()
-PROMPTS = ["Once upon a time", "The capital of France is", "def fibonacci(n):"]
+PROMPTS = ["Once upon a time", "The capital of France is", "def fibonacci(n):",
+           "Un café à Tokyo (東京) 🙂 costs"]          # accents, CJK and an emoji through GPT-2 byte-level BPE
 STEPS = 48
 # Both levels on the image: the booted kernel picks x86-64-v3 under QEMU's `-cpu max` (AVX2 is
 # emulated with far fewer helper calls per float than SSE2 code: 8.5 s per token instead of 30-60 s).
