@@ -1,0 +1,74 @@
+"""tools/llamacpp.py's errors without building llama.cpp: each missing piece is named, nothing is
+left half-extracted or half-written.  (The build itself is too slow for CI: the benchmark and
+report scripts pay it on first use.)"""
+import io
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+import llamacpp  # noqa: E402
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("BAREFLOW_CACHE", str(tmp_path))
+    return tmp_path
+
+
+def test_absent_sdist_names_it_and_setup(cache):
+    with pytest.raises(llamacpp.LlamaCppError) as e:
+        llamacpp.ensure_built(quiet=True)
+    msg = str(e.value)
+    assert str(llamacpp.sdist_path()) in msg and "tools/setup.sh" in msg and "online" in msg
+    assert str(cache) in str(llamacpp.sdist_path())
+    assert not llamacpp.source_dir().exists() and not llamacpp.build_dir().exists()
+
+
+def test_sdist_without_llama_cpp_names_the_member_and_leaves_nothing(cache):
+    sdist = llamacpp.sdist_path()
+    sdist.parent.mkdir(parents=True)
+    with tarfile.open(sdist, "w:gz") as tar:        # a tarball without vendor/llama.cpp
+        data = b"not llama.cpp"
+        info = tarfile.TarInfo(f"llama_cpp_python-{llamacpp.VERSION}/README.md")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    with pytest.raises(llamacpp.LlamaCppError, match="vendor/llama.cpp") as e:
+        llamacpp.ensure_built(quiet=True)
+    assert str(sdist) in str(e.value)
+    assert not llamacpp.source_dir().exists()
+    assert list(llamacpp.source_dir().parent.iterdir()) == []       # no extract.* left behind
+
+
+def test_missing_cmake_is_named(cache, monkeypatch):
+    src = llamacpp.source_dir()
+    src.mkdir(parents=True)
+    (src / "CMakeLists.txt").write_text("project(x)\n")
+    monkeypatch.setenv("PATH", str(cache / "empty-bin"))
+    with pytest.raises(llamacpp.LlamaCppError, match=r"^cmake not found on PATH"):
+        llamacpp.ensure_built(quiet=True)
+
+
+def test_unknown_tool_and_missing_gguf_are_named(cache):
+    with pytest.raises(llamacpp.LlamaCppError, match="'llama-server'"):
+        llamacpp.binary("llama-server")
+    with pytest.raises(llamacpp.LlamaCppError, match="nope.gguf"):
+        llamacpp.requantize(cache / "nope.gguf")
+
+
+def test_cached_binaries_skip_the_build(cache):
+    """When all three tools exist nothing is extracted or configured (no sdist needed)."""
+    for name in llamacpp.TOOLS:
+        p = llamacpp.binary(name)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text("#!/bin/sh\n")
+        p.chmod(0o755)
+    assert llamacpp.ensure_built(quiet=True) == {n: llamacpp.binary(n) for n in llamacpp.TOOLS}
+    assert not llamacpp.source_dir().exists()
+
+
+def test_cli_reports_the_error_and_fails(cache, capsys):
+    assert llamacpp.main(["build"]) == 1
+    assert "llamacpp: error: llama-cpp-python" in capsys.readouterr().err
