@@ -72,3 +72,24 @@ def test_cached_binaries_skip_the_build(cache):
 def test_cli_reports_the_error_and_fails(cache, capsys):
     assert llamacpp.main(["build"]) == 1
     assert "llamacpp: error: llama-cpp-python" in capsys.readouterr().err
+
+
+def test_greedy_program_needs_the_build_first(cache):
+    """The report's llama.cpp side (tools/llamacpp_greedy.cpp) names the absent sdist too."""
+    with pytest.raises(llamacpp.LlamaCppError, match="sdist not found"):
+        llamacpp.greedy_tool()
+    assert llamacpp.GREEDY_SOURCE.is_file()
+
+
+def test_greedy_program_names_missing_libraries(cache):
+    """Binaries present but the libraries gone (a half-deleted cache): the message lists them."""
+    for name in llamacpp.TOOLS:
+        p = llamacpp.binary(name)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text("#!/bin/sh\n")
+        p.chmod(0o755)
+    (llamacpp.source_dir() / "include").mkdir(parents=True)
+    (llamacpp.source_dir() / "include" / "llama.h").write_text("")
+    with pytest.raises(llamacpp.LlamaCppError, match=r"libllama\.a"):
+        llamacpp.greedy_tool()
+    assert not list(llamacpp.binary("llama-simple").parent.glob("bareflow-llamacpp-greedy*"))
