@@ -93,3 +93,37 @@ def test_greedy_program_names_missing_libraries(cache):
     with pytest.raises(llamacpp.LlamaCppError, match=r"libllama\.a"):
         llamacpp.greedy_tool()
     assert not list(llamacpp.binary("llama-simple").parent.glob("bareflow-llamacpp-greedy*"))
+
+
+def test_bench_weight_bytes_and_llamacpp_column(cache, tmp_path):
+    """bench_tiers' GGUF figures: every tensor's bytes once, a separate token_embd only one row;
+    the llama.cpp column exists only for the SmolLM2 models and parses llama-bench's JSON."""
+    import numpy as np
+    from gguf import GGUFReader, GGUFWriter
+    import bench_tiers
+
+    def write(path, tied):
+        w = GGUFWriter(str(path), "llama")
+        w.add_tensor("token_embd.weight", np.ones((10, 8), np.float32))       # 10 rows of 32 bytes
+        w.add_tensor("blk.0.attn_q.weight", np.ones((8, 8), np.float32))      # 256 bytes
+        if not tied:
+            w.add_tensor("output.weight", np.ones((10, 8), np.float32))
+        w.write_header_to_file()
+        w.write_kv_data_to_file()
+        w.write_tensors_to_file()
+        w.close()
+        return GGUFReader(str(path))
+    assert bench_tiers.gguf_weight_bytes_per_token(write(tmp_path / "t.gguf", True), True) == 320 + 256
+    assert bench_tiers.gguf_weight_bytes_per_token(write(tmp_path / "s.gguf", False), False) == 32 + 256 + 320
+    assert bench_tiers.llamacpp_columns("15M", tmp_path / "m.bin", tmp_path / "t.bin", 64, tmp_path) == []
+    for name in llamacpp.TOOLS:                     # pretend it is built: the column's argv and parser
+        p = llamacpp.binary(name)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text("")
+        p.chmod(0o755)
+    [(label, argv, short, parse, short_parse)] = bench_tiers.llamacpp_columns("Q4_1", tmp_path / "m.gguf", None,
+                                                                              64, tmp_path)
+    assert argv[argv.index("-t") + 1] == "1" and argv[argv.index("-n") + 1] == "64"
+    assert short[short.index("-n") + 1] == "2"
+    assert parse('[{"n_gen": 64, "avg_ts": 80.0}]', "", 1.5) == (64, 1.5)
+    assert parse('[{"n_gen": 2}]', "", 1.5) is None and short_parse('[{"n_gen": 2}]', "", 0.5) == (2, 0.5)
