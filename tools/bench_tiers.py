@@ -23,7 +23,8 @@ work directory (never copied into the project) and runs the llama2.c checkpoints
 no thread option and decodes the prompt as one batch, which BareFlow does not), timed by CPU
 seconds and start-up subtracted exactly like the other columns.
 BareFlow runs as build/bareflow-hosted on images built by scons, one per (ISA level, tier) with
-POLICY=fixed, plus one multi-level image per built-in policy (the runtime picks the best level).
+POLICY=fixed, plus one multi-level image per built-in policy (the runtime picks the best level);
+every image runs on one core (CORES=1), as run.c and llama.cpp -t 1 do.
 The "memory" columns put weight bytes read per token x tok/s against a measured copy bandwidth.
 
 Other engines plug in through EXTERNAL_REFERENCES below (llama.cpp does).
