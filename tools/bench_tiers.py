@@ -10,16 +10,24 @@ for 2 passes and subtracts that (loading the model, zeroing its pages); prompt p
 as passes, as run.c counts them; greedy, same prompt and steps for everyone.  CPU time rather than wall time because these machines are shared: the wall clock
 would mostly measure how much of a core the scheduler gave each process.
 
-    python tools/bench_tiers.py [--models 15M,42M,260K] [--steps 200] [--runs 3] [--tiers O0,O1,O2,O3]
+    python tools/bench_tiers.py [--models 15M,42M,260K,Q4_1,Q8_0] [--steps 200] [--runs 3] [--tiers O0,O1,O2,O3]
 
 Models: a random stories15M-shape f32 checkpoint and a 42M GQA shape (tools/gen_random_model.py,
-generated here), and ../shared/data/stories260K.bin when present.  run.c is built from
-../shared/reference/llama2.c/run.c into the work directory (never copied into the project).
+generated here), ../shared/data/stories260K.bin when present, and the real SmolLM2-135M-Instruct
+GGUF: Q4_1 as cached by tools/setup.sh, and Q8_0 written from it once by llama.cpp's
+`llama-quantize --allow-requantize` (so both sides run the very same Q8_0 file; its values are
+the Q4_1 weights requantised).  run.c is built from ../shared/reference/llama2.c/run.c into the
+work directory (never copied into the project) and runs the llama2.c checkpoints; llama.cpp
+(tools/llamacpp.py, built on first use) runs the GGUF files as `llama-bench -t 1 -p 0 -n STEPS
+-r 1`: one thread, and every pass a one-token decode as BareFlow's passes are (llama-simple has
+no thread option and decodes the prompt as one batch, which BareFlow does not), timed by CPU
+seconds and start-up subtracted exactly like the other columns.
 BareFlow runs as build/bareflow-hosted on images built by scons, one per (ISA level, tier) with
-POLICY=fixed, plus one multi-level image per built-in policy (the runtime picks the best level).
+POLICY=fixed, plus one multi-level image per built-in policy (the runtime picks the best level);
+every image runs on one core (CORES=1), as run.c and llama.cpp -t 1 do.
 The "memory" columns put weight bytes read per token x tok/s against a measured copy bandwidth.
 
-Other engines (llama.cpp on a GGUF file, SmolLM2) plug in through EXTERNAL_REFERENCES below.
+Other engines plug in through EXTERNAL_REFERENCES below (llama.cpp does).
 """
 import argparse
 import json
@@ -45,12 +53,36 @@ import gen_random_model  # noqa: E402
 from bareflow.model.checkpoint import read_config  # noqa: E402
 
 PROMPT = "Once upon a time"
-# Hook for engines that need other files (llama.cpp on a GGUF, SmolLM2 Q4_1/Q8_0): each entry is
-# a callable (model_name, model_path, tokenizer_path, steps, work_dir) -> list of
-# (label, argv, short_argv, parse): argv runs the engine for `steps` forward passes, short_argv
-# for 2, and parse(stdout, stderr) returns (passes, CPU seconds) - e.g. from `timed` - or None.
-# They then alternate with the other columns like run.c does.
-EXTERNAL_REFERENCES = []
+GGUF_MODELS = ("Q4_1", "Q8_0")            # SmolLM2-135M-Instruct in these weight types
+
+
+def llamacpp_columns(name, model, tok, steps, work):
+    """llama.cpp single-threaded on the same GGUF file (see the module docstring for why llama-bench)."""
+    if name not in GGUF_MODELS:
+        return []
+    import llamacpp
+    try:
+        bench = llamacpp.ensure_built()["llama-bench"]
+    except llamacpp.LlamaCppError as e:
+        print(f"llama.cpp column skipped: {e}")
+        return []
+
+    def argv(n):
+        return [str(bench), "-m", str(model), "-t", "1", "-p", "0", "-n", str(n), "-r", "1", "-o", "json"]
+
+    def parse(n):
+        return lambda stdout, stderr, cpu: (n, cpu) if '"n_gen": %d' % n in stdout else None
+    return [("llama.cpp llama-bench -t 1", argv(steps), argv(2), parse(steps), parse(2))]
+
+
+# Hook for other engines: each entry is a callable (model_name, model_path, tokenizer_path, steps,
+# work_dir) -> list of (label, argv, short_argv, parse, short_parse): argv runs the engine for
+# `steps` forward passes, short_argv for 2, and parse(stdout, stderr, cpu_seconds) returns
+# (passes, CPU seconds) or None.  They then alternate with the other columns like run.c does.
+EXTERNAL_REFERENCES = [llamacpp_columns]
+# Columns the others are divided by, when measured: (label, short name in the header).
+REFERENCE_RATIOS = [("run.c -O3", "run.c O3"), ("run.c -Ofast -march=native", "run.c Ofast"),
+                    ("llama.cpp llama-bench -t 1", "llama.cpp")]
 
 LEVEL_FLAGS = {     # /proc/cpuinfo names of each level's features (x86-64 psABI levels)
     "x86-64-v2": {"pni", "ssse3", "cx16", "sse4_1", "sse4_2", "popcnt", "lahf_lm"},
@@ -97,6 +129,16 @@ def weight_bytes_per_token(c):
     kv = c.dim * c.n_kv_heads // c.n_heads
     per_block = 2 * c.dim * c.dim + 2 * c.dim * kv + 3 * c.dim * c.hidden_dim + 2 * c.dim
     return 4 * (c.n_layers * per_block + c.vocab_size * c.dim + 2 * c.dim)
+
+
+def gguf_weight_bytes_per_token(reader, shared_classifier):
+    """Bytes of GGUF tensor data one forward pass reads: every tensor once, except that a separate
+    token_embd contributes one row (a tied one is read whole as the classifier)."""
+    total = sum(int(t.n_bytes) for t in reader.tensors)
+    if not shared_classifier:
+        embd = next(t for t in reader.tensors if t.name == "token_embd.weight")
+        total -= int(embd.n_bytes) - int(embd.n_bytes) // int(embd.shape[-1])
+    return total
 
 
 def build_run_c(work):
@@ -171,7 +213,38 @@ def prepare_model(name, work):
             return model, tok
         print(f"stories260K skipped: {model} or {tok} is absent")
         return None
-    raise SystemExit(f"unknown model {name!r} (15M, 42M, 260K)")
+    if name in GGUF_MODELS:
+        import fetch_models
+        import llamacpp
+        q4_1 = fetch_models.smollm2_path()
+        if not q4_1.is_file():
+            print(f"SmolLM2 {name} skipped: {q4_1} is absent (tools/setup.sh fetches it when online)")
+            return None
+        if name == "Q4_1":
+            return q4_1, None
+        try:
+            return llamacpp.requantize(q4_1, name), None
+        except llamacpp.LlamaCppError as e:
+            print(f"SmolLM2 {name} skipped: {e}")
+            return None
+    raise SystemExit(f"unknown model {name!r} (15M, 42M, 260K, {', '.join(GGUF_MODELS)})")
+
+
+class ModelInfo:
+    """What the table needs to know of a model: its description, passes it allows, weight bytes."""
+    def __init__(self, model, tok):
+        if tok is None:                                  # a GGUF file
+            from bareflow.model.gguf_model import read_gguf
+            g = read_gguf(model)
+            c = g.config
+            self.seq_len, self.wbytes = g.context_length, gguf_weight_bytes_per_token(g.reader, c.shared_classifier)
+            self.what = f"{Path(model).name}, "
+        else:
+            c = read_config(model)
+            self.seq_len, self.wbytes = c.seq_len, weight_bytes_per_token(c)
+            self.what = ""
+        self.what += (f"dim {c.dim}, hidden {c.hidden_dim}, {c.n_layers} blocks, {c.n_heads}/{c.n_kv_heads} heads, "
+                      f"vocab {c.vocab_size}")
 
 
 def bench_model(name, args, levels, run_c, work, copy_bw):
@@ -179,9 +252,12 @@ def bench_model(name, args, levels, run_c, work, copy_bw):
     if paths is None:
         return
     model, tok = paths
-    config = read_config(model)
-    steps = min(args.steps, config.seq_len)
-    common = [f"MODEL={model}", f"TOKENIZER={tok}", f"STEPS={steps}", f"PROMPT={PROMPT}"]
+    info = ModelInfo(model, tok)
+    steps = min(args.steps, info.seq_len)
+    files = [f"MODEL={model}"] + ([f"TOKENIZER={tok}"] if tok else [])
+    # CORES=1: a single-core comparison (run.c and llama.cpp -t 1 use one thread; a second
+    # BareFlow core would also add its barrier spinning to the CPU seconds).
+    common = [*files, f"STEPS={steps}", f"PROMPT={PROMPT}", "CORES=1"]
     build = work / f"build-{name}"
     images = {}                                          # label -> image copy
     print(f"[{name}] building images ...", flush=True)
@@ -200,19 +276,19 @@ def bench_model(name, args, levels, run_c, work, copy_bw):
           *common)
     images["BareFlow policy pgo"] = shutil.copyfile(build / "bareflow.img", work / f"{name}-pgo.img")
 
-    scons(build, "image", "hosted", f"ISA={levels[0]}", "POLICY=fixed", "TIER=O2", *common[:2], "STEPS=2",
-          f"PROMPT={PROMPT}")
+    scons(build, "image", "hosted", f"ISA={levels[0]}", "POLICY=fixed", "TIER=O2", *files, "STEPS=2",
+          f"PROMPT={PROMPT}", "CORES=1")
     startup_image = shutil.copyfile(build / "bareflow.img", work / f"{name}-startup.img")
 
     # (label, full run, start-up run): each returns (passes, cpu seconds) or None
     columns = [(label, lambda exe=exe: run_c_run(exe, model, tok, steps), lambda exe=exe: run_c_run(exe, model, tok, 2))
-               for label, exe in run_c.items()]
+               for label, exe in run_c.items() if tok is not None]
     for hook in EXTERNAL_REFERENCES:
-        for label, argv, short_argv, parse in hook(name, model, tok, steps, work) or []:
-            def external(argv):
-                p = subprocess.run(argv, capture_output=True, text=True)
-                return parse(p.stdout, p.stderr) if p.returncode == 0 else None
-            columns.append((label, lambda a=argv: external(a), lambda a=short_argv: external(a)))
+        for label, argv, short_argv, parse, short_parse in hook(name, model, tok, steps, work) or []:
+            def external(argv, parse):
+                return parse(*timed(argv))
+            columns.append((label, lambda a=argv, p=parse: external(a, p),
+                            lambda a=short_argv, p=short_parse: external(a, p)))
     isa_seen = {}
     bf_short = lambda: bareflow_run(hosted, startup_image, work)[0]
     for label, image in images.items():
@@ -235,30 +311,35 @@ def bench_model(name, args, levels, run_c, work, copy_bw):
                 rates[label].append(rate)
     med = {label: statistics.median(v) for label, v in rates.items() if v}
 
-    wbytes = weight_bytes_per_token(config)
-    print(f"\n{name}: dim {config.dim}, hidden {config.hidden_dim}, {config.n_layers} blocks, "
-          f"{config.n_heads}/{config.n_kv_heads} heads, vocab {config.vocab_size}; {steps} steps, greedy, "
-          f"median of {args.runs} alternating rounds; {wbytes / 1e6:.1f} MB of weights per token")
+    wbytes = info.wbytes
+    print(f"\n{name}: {info.what}; {steps} steps, greedy, median of {args.runs} alternating rounds; "
+          f"{wbytes / 1e6:.1f} MB of weights per token")
     o3 = med.get("run.c -O3")
     fast = med.get("run.c -Ofast -march=native")
-    print(f"  {'configuration (per CPU second)':<34} {'tok/s':>9} {'/run.c O3':>10} {'/run.c Ofast':>13} {'weights GB/s':>13} "
-          f"{'/copy bw':>9}")
+    refs = [(short, med[label]) for label, short in REFERENCE_RATIOS if label in med]    # ratio columns
+    print(f"  {'configuration (per CPU second)':<34} {'tok/s':>9} " + "".join(f"{'/' + r:>13}" for r, _ in refs) +
+          f" {'weights GB/s':>13} {'/copy bw':>9}")
     for label, _, _ in columns:
         if label not in med:
             print(f"  {label:<34} {'(no figure)':>9}")
             continue
         rate = med[label]
         shown = label + (f" -> {isa_seen[label]}" if "policy" in label and label in isa_seen else "")
-        print(f"  {shown:<34} {rate:9.1f} {rate / o3 if o3 else float('nan'):9.2f}x "
-              f"{rate / fast if fast else float('nan'):12.2f}x {wbytes * rate / 1e9:13.2f} "
-              f"{wbytes * rate / copy_bw:8.2f}x")
+        print(f"  {shown:<34} {rate:9.1f} " + "".join(f"{rate / v:12.2f}x" for _, v in refs) +
+              f" {wbytes * rate / 1e9:13.2f} {wbytes * rate / copy_bw:8.2f}x")
+    lcpp = med.get("llama.cpp llama-bench -t 1")
+    if lcpp:
+        best_label = max((k for k in med if k.startswith("BareFlow")), key=med.get, default=None)
+        if best_label:
+            print(f"  best BareFlow: {best_label} {med[best_label]:.1f} tok/s = {med[best_label] / lcpp:.2f}x "
+                  f"llama.cpp single-thread {lcpp:.1f} tok/s (target >= 1.0)")
     fixed = {k: v for k, v in med.items() if k.startswith("BareFlow O")}
     if fixed:
         best_label = max(fixed, key=fixed.get)
         best = fixed[best_label]
-        print(f"  best fixed tier: {best_label} {best:.1f} tok/s = {best / fast if fast else float('nan'):.2f}x "
-              f"run.c -Ofast -march=native (target >= 1.0), {best / o3 if o3 else float('nan'):.2f}x run.c -O3 "
-              f"(target >= 4)")
+        if o3 and fast:
+            print(f"  best fixed tier: {best_label} {best:.1f} tok/s = {best / fast:.2f}x "
+                  f"run.c -Ofast -march=native (target >= 1.0), {best / o3:.2f}x run.c -O3 (target >= 4)")
         base = med.get("BareFlow O3 x86-64")
         top = max((v for k, v in fixed.items() if k.startswith("BareFlow O3 ")), default=None)
         if base and top:
@@ -269,7 +350,7 @@ def bench_model(name, args, levels, run_c, work, copy_bw):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--models", default="15M,42M,260K")
+    ap.add_argument("--models", default="15M,42M,260K,Q4_1,Q8_0")
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--tiers", default="O0,O1,O2,O3")

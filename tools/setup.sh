@@ -21,6 +21,9 @@ command -v fsck.fat >/dev/null || [ -x /usr/sbin/fsck.fat ] || missing+=(dosfsto
 command -v objdump >/dev/null || missing+=(binutils)
 # the fuzzer (tools/fuzz_campaign.py) builds with gcc's AddressSanitizer and UBSan runtimes
 { command -v gcc >/dev/null && gcc -print-file-name=libasan.so | grep -q /; } || missing+=(gcc libasan8 libubsan1)
+# llama.cpp, the benchmarks' outside reference (tools/llamacpp.py builds it on first use, not here)
+command -v cmake >/dev/null || missing+=(cmake)
+command -v g++ >/dev/null || missing+=(g++)
 [ -e /usr/lib/ipxe/qemu/efi-e1000.rom ] || [ -e /usr/lib/ipxe/qemu/pxe-e1000.rom ] || missing+=(ipxe-qemu)
 python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
 
