@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from buildutil import PARTITION_OFFSET, QEMU_SUCCESS, hosted, need, qemu, reference_tokens, result, tool
+from buildutil import PARTITION_OFFSET, QEMU_SUCCESS, hosted, image_file, need, qemu, reference_tokens, result, tool
 
 STEPS = 8
 MTTCG = ["-accel", "tcg,thread=multi"]
@@ -101,12 +101,34 @@ def test_bad_cores_and_smp_test_values_are_refused(default_build, tmp_path):
 
 def test_hosted_threads_give_identical_tokens(default_build, reference, tmp_path):
     for cores in (1, 2, 3):
-        status, out = hosted(default_build.hosted, _image(default_build, tmp_path, f"h{cores}", cores=cores))
+        image = _image(default_build, tmp_path, f"h{cores}", cores=cores)
+        status, out = hosted(default_build.hosted, image)
         assert status == 0, out[-3000:]
         run = result(out)
         assert run["tokens"] == reference, cores
         assert run["cores"]["started"] == run["cores"]["used"] == cores
         assert len(run["layers"]["ffn"]["core_cycles"]) == cores
+        _profile_matches_result(image_file(image, "/PROFILE.BIN"), run)
+
+
+def _profile_matches_result(data, run):
+    """/PROFILE.BIN version 3 carries the result line's per-core figures (docs/profile-file.md)."""
+    from bareflow.policy import profile
+    prof = profile.decode_profile(data)
+    assert data[4] == profile.VERSION_CORES
+    k, cps = prof.cores, run["cycles_per_second"]
+    assert (k.found, k.started, k.used) == tuple(run["cores"][key] for key in ("found", "started", "used"))
+    assert k.recorded == k.used
+    for cycles, ms in zip(k.busy_cycles, run["cores"]["busy_ms"], strict=True):
+        assert abs(cycles * 1000 / cps - ms) <= 0.0005 + 1e-9 * ms
+    for name, stats in run["layers"].items():
+        assert list(prof.layers[name].core_cycles) == stats["core_cycles"], name
+        assert list(prof.layers[name].calls) == stats["calls"], name
+    # Core 0's share of a split layer is inside its whole-call time; the busy total is the sum.
+    split = [lp for lp in prof.layers.values() if lp.core_cycles]
+    assert {lp.name for lp in split} == {"qkv", "attn", "attnout", "ffn", "classify"}
+    for c in range(k.used):
+        assert k.busy_cycles[c] == sum(lp.core_cycles[c] for lp in split)
 
 
 def test_stories260k_on_two_cores_matches_the_reference(stories_build, tmp_path):
