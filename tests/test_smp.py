@@ -57,7 +57,9 @@ def test_every_core_is_started_and_used_with_identical_tokens(default_build, ref
         assert f"bareflow-kernel: cores: MADT lists {smp}, running {smp}" in out
         # APs ran chunks.  Core 0 runs a chunk itself when its AP has not claimed it by the time
         # core 0 finished its own, so on a busy host one AP may get few or none; over the ~40 splits
-        # of every position the spinning APs claim some.
+        # of every position the spinning APs claim some.  An AP's first chunk comes seconds after
+        # it started, long after it parked (HLT, docs/smp.md "Idle cores"): this also shows the
+        # NMI wake-up works.
         assert sum(busy[1:]) > 0
         for name in ("qkv", "attn", "attnout", "ffn", "classify"):
             assert len(run["layers"][name]["core_cycles"]) == smp and run["layers"][name]["core_cycles"][0], name

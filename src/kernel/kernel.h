@@ -75,7 +75,11 @@ uint32_t lapic_id(void);                   /* the calling core's APIC id */
  * `apic_id`; returns 0, or -1 when the xAPIC's delivery status never cleared (100 ms). */
 int lapic_send_init(uint32_t apic_id);
 int lapic_send_sipi(uint32_t apic_id, uint8_t vector);
+int lapic_send_nmi(uint32_t apic_id);      /* park.c's wake-up; an AP accepts it even software-disabled */
 void udelay(uint32_t us);                  /* busy wait on the TSC (valid after tsc_init) */
+
+/* park.c: idle APs halt (park.S) until the BSP's NMI; smp.c registers each started AP. */
+void park_register(int core, uint32_t apic_id);
 
 /* percpu.c: one record per core, reached through GS base (docs/smp.md "per-CPU layout"). */
 struct percpu {

@@ -233,8 +233,10 @@ int platform_cores_start(int wanted, int test, void (*worker)(int core), int *fo
         p->ist_top = ist + AP_IST_STACK;
         p->worker = worker;
         int r = start_ap(d, (uint8_t)(pick.page >> 12), p);
-        if (r == AP_STARTED)
+        if (r == AP_STARTED) {
+            park_register(running, p->apic_id);
             started[running++] = p;
+        }
         else if (r == AP_STUCK)
             break;
     }

@@ -47,6 +47,11 @@ int platform_cores_start(int wanted, int test, void (*worker)(int core), int *fo
 /* One step of a spin-wait; `spins` counts the steps so far (the hosted build yields the CPU
  * to the OS after many, the kernel executes PAUSE). */
 void platform_spin(unsigned spins);
+/* One step of worker core `core`'s wait for *word to differ from `seen` (`spins` = steps so far):
+ * spins at first, then may sleep until platform_wake(core, word) or, hosted, a time-out; the
+ * caller re-reads the word after every step.  platform_wake() is called after changing *word. */
+void platform_wait(int core, uint32_t *word, uint32_t seen, unsigned spins);
+void platform_wake(int core, uint32_t *word);
 
 /* Thread-local storage, for the JIT's platform layer for LLVM (docs/jit.md): make `tp` the
  * calling core's thread pointer (FS_BASE), and describe the program's static TLS template
