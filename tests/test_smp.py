@@ -92,11 +92,23 @@ def test_a_corrupt_madt_gives_a_named_message_and_one_core(default_build, refere
     assert run["tokens"] == reference
 
 
+def test_an_ap_stack_overflow_hits_its_guard_page(default_build, tmp_path):
+    """smp_test=ap-stack-overflow: AP 1 recurses before taking work; the unmapped page below its
+    stack turns the overflow into a named page fault instead of corrupting the arena."""
+    image = _image(default_build, tmp_path, "overflow", smp_test="ap-stack-overflow")
+    status, out = qemu(image, extra=["-smp", "2"] + MTTCG)
+    assert status != QEMU_SUCCESS
+    assert ("BAREFLOW-PANIC: CPU exception #PF page fault (vector 14) error=0x" in out and
+            " cpu 1: kernel stack overflow (the access hit the guard page below the core's stack)" in out), out[-2000:]
+    assert "BAREFLOW-RESULT" not in out
+
+
 def test_bad_cores_and_smp_test_values_are_refused(default_build, tmp_path):
     for keys, message in [({"cores": 0}, "BAREFLOW.CFG line 3: cores = '0' is neither 'all' nor an integer in 1..64"),
                           ({"cores": "two"}, "BAREFLOW.CFG line 3: cores = 'two' is neither"),
                           ({"smp_test": "boom"},
-                           "BAREFLOW.CFG line 3: smp_test = 'boom' is not none, phantom-cpu or corrupt-madt")]:
+                           "BAREFLOW.CFG line 3: smp_test = 'boom' is not none, phantom-cpu, corrupt-madt or "
+                           "ap-stack-overflow")]:
         status, out = hosted(default_build.hosted, _image(default_build, tmp_path, "bad", **keys))
         assert status == 1 and f"BAREFLOW-PANIC: {message}" in out, out[-2000:]
 

@@ -117,8 +117,12 @@ void kernel_exception(struct exception_frame *f)
     uint32_t lo, hi;                           /* GS base 0: before percpu_init_bsp */
     __asm__ volatile("rdmsr" : "=a"(lo), "=d"(hi) : "c"(0xC0000101));
     if (lo | hi) {
+        struct percpu *p = percpu_self();
         kputs(" cpu ");
-        kput_dec((uint64_t)percpu_self()->index);
+        kput_dec((uint64_t)p->index);
+        uint64_t cr2 = read_cr2(), guard = (uint64_t)(uintptr_t)p->guard;
+        if (v == 14 && guard && cr2 >= guard && cr2 < guard + 4096)
+            kputs(": kernel stack overflow (the access hit the guard page below the core's stack)");
     }
     kputs("\n");
     platform_exit(BF_EXIT_PANIC);

@@ -42,7 +42,8 @@ int platform_cpu_isa_level(const char **missing);
  * the cores now running, and stores in *found how many the machine lists.  A core that does not
  * start in time is reported on the console and left out; nothing here hangs.  Call it once.
  * `test` simulates a fault for tests (smp_test= in /BAREFLOW.CFG; the hosted build ignores it). */
-enum { PLATFORM_SMP_TEST_NONE, PLATFORM_SMP_TEST_PHANTOM_CPU, PLATFORM_SMP_TEST_CORRUPT_MADT };
+enum { PLATFORM_SMP_TEST_NONE, PLATFORM_SMP_TEST_PHANTOM_CPU, PLATFORM_SMP_TEST_CORRUPT_MADT,
+       PLATFORM_SMP_TEST_AP_STACK_OVERFLOW };
 int platform_cores_start(int wanted, int test, void (*worker)(int core), int *found);
 /* One step of a spin-wait; `spins` counts the steps so far (the hosted build yields the CPU
  * to the OS after many, the kernel executes PAUSE). */
