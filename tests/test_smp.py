@@ -153,6 +153,9 @@ def test_stories260k_on_two_cores_matches_the_reference(stories_build, tmp_path)
     model, tok = stories()
     want = reference_tokens(model, tok, steps=STEPS)["tokens"]
     run, _ = _boot(_image(stories_build, tmp_path, "stories"), 2)
-    assert run["tokens"] == want and run["cores"]["used"] == 2
+    assert run["tokens"] == want
+    # Every core found was started and used, and the AP ran chunks (woken from its park).
+    assert run["cores"]["found"] == run["cores"]["started"] == run["cores"]["used"] == 2
+    assert len(run["cores"]["busy_ms"]) == 2 and run["cores"]["busy_ms"][1] > 0
     status, out = hosted(stories_build.hosted, _image(stories_build, tmp_path, "stories-h", cores=2))
     assert status == 0 and result(out)["tokens"] == want
