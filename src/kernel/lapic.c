@@ -114,9 +114,11 @@ static int send(uint32_t apic_id, uint32_t low)
     reg_write(REG_ICR_HIGH, apic_id << 24);
     reg_write(REG_ICR_LOW, low);
     uint64_t deadline = rdtsc() + tsc_ms_cycles(100);
-    while (reg_read(REG_ICR_LOW) & ICR_PENDING)
+    while (reg_read(REG_ICR_LOW) & ICR_PENDING) {
         if (rdtsc() > deadline)
             return -1;
+        __asm__ volatile("pause");
+    }
     return 0;
 }
 
