@@ -176,7 +176,7 @@ def test_configure_is_left_to_the_caller(make_module):
         pm.hook.bareflow_configure(variables={"MODEL": "bad"})
     assert pm.plugin_names() == ["bareflow.core.build", POLICIES, "configure_probe"]
     declared = {plugin: [v.name for v in variables] for plugin, variables in declared_variables(pm).items()}
-    assert declared[POLICIES] == ["TIER", "STOP_PROFILING", "PGO_HOT_CALLS", "JIT_COMPILE_CYCLES"]
+    assert declared[POLICIES] == ["TIER", "STOP_PROFILING", "PGO_HOT_CALLS", "JIT_COMPILE_CYCLES", "SPLIT_CYCLES"]
     assert "PROFILE" in declared["bareflow.core.build"]
 
 

@@ -8,6 +8,7 @@ import pytest
 from bareflow.policy import profile as pf
 from bareflow.errors import BareflowError
 from bareflow.policy.profile import LayerProfile, Profile
+from bareflow.policy.profile_cores import CoresProfile
 
 SAMPLE = Profile(tokens=31, cycles_per_second=2_500_000_000, total_cycles=9_000_000_000, layers={
     "qkv": LayerProfile("qkv", (8, 0, 40, 107), (80000, 0, 200000, 400000), "O3", 2),
@@ -92,6 +93,76 @@ def test_encode_errors(bad, message):
         pf.encode_profile(bad)
 
 
+SAMPLE_CORES = Profile(tokens=31, cycles_per_second=2_500_000_000, total_cycles=9_000_000_000, layers={
+    "qkv": LayerProfile("qkv", (8, 0, 40, 107), (80000, 0, 200000, 400000), "O3", 2, (300000, 280000)),
+    "rmsnorm": LayerProfile("rmsnorm", (30, 0, 322, 0), (6000, 0, 30000, 0), "O2", 1),
+}, cores=CoresProfile(found=4, started=2, used=2, busy_cycles=(300000, 280000)))
+CORES_AT = 32 + 2 * 96
+
+
+def test_version_3_cores_section_layout_and_round_trip():
+    data = pf.encode_profile(SAMPLE_CORES)
+    assert struct.unpack_from("<HH", data, 4) == (3, 2)
+    assert data[32:CORES_AT] == pf.encode_profile(SAMPLE)[32:CORES_AT]      # entries as in version 1
+    assert struct.unpack_from("<4sHBBBB6s", data, CORES_AT) == (b"BFCC", 4, 2, 2, 2, 1, bytes(6))
+    assert struct.unpack_from("<2Q", data, CORES_AT + 16) == (300000, 280000)
+    row = CORES_AT + 32
+    assert data[row:row + 8] == bytes(8)                                    # entry 0 (qkv), reserved
+    assert struct.unpack_from("<2Q", data, row + 8) == (300000, 280000)
+    end = row + 24
+    assert struct.unpack_from("<I", data, 12)[0] == zlib.crc32(data[:12] + bytes(4) + data[16:end])
+    assert not any(data[end:])
+    assert pf.decode_profile(data) == SAMPLE_CORES
+    assert pf.encode_profile(pf.decode_profile(data)) == data
+    text = pf.describe(SAMPLE_CORES)
+    assert "cores: found 4, started 2, used 2" in text and "51.7%" in text and "48.3%" in text
+
+
+def test_versions_1_and_2_still_read():
+    v1 = pf.decode_profile(pf.encode_profile(SAMPLE))
+    assert v1.cores is None and v1.layers["qkv"].core_cycles == ()
+    # A version 2 file as the JIT kernel wrote it: the compile section right after the entries.
+    data = bytearray(pf.encode_profile(SAMPLE))
+    struct.pack_into("<H", data, 4, 2)
+    record = struct.pack("<16sBBBBIQQ24s", b"qkv", 0x13, 1, 0, 0, 4096, 123456, 20, b"znver3")
+    data[CORES_AT:CORES_AT + 8 + 64] = struct.pack("<4sHH", b"BFJC", 1, 64) + record
+    struct.pack_into("<I", data, 12, 0)
+    struct.pack_into("<I", data, 12, zlib.crc32(bytes(data[:CORES_AT + 72])))
+    v2 = pf.decode_profile(bytes(data))
+    assert v2.cores is None and v2.compiles[0].cpu == "znver3"
+    # Version 3 with compile records: the cores section follows them.
+    section = bytes(pf.encode_profile(SAMPLE_CORES)[CORES_AT:CORES_AT + 56])
+    data[CORES_AT + 72:CORES_AT + 72 + 56] = section
+    struct.pack_into("<H", data, 4, 3)
+    struct.pack_into("<I", data, 12, 0)
+    struct.pack_into("<I", data, 12, zlib.crc32(bytes(data[:CORES_AT + 128])))
+    v3 = pf.decode_profile(bytes(data))
+    assert v3.compiles == v2.compiles and v3.cores == SAMPLE_CORES.cores
+    assert v3.layers["qkv"].core_cycles == (300000, 280000)
+
+
+def cores_patched(fmt, offset, *values):
+    data = bytearray(pf.encode_profile(SAMPLE_CORES))
+    struct.pack_into(fmt, data, CORES_AT + offset, *values)
+    struct.pack_into("<I", data, 12, 0)
+    struct.pack_into("<I", data, 12, zlib.crc32(bytes(data[:CORES_AT + 56])))
+    return bytes(data)
+
+
+@pytest.mark.parametrize("data, message", [
+    (cores_patched("<4s", 0, b"BFCX"), "cores section: field 'magic' is b'BFCX'"),
+    (cores_patched("<B", 7, 3), "cores started 2, used 3"),
+    (cores_patched("<B", 8, 0), "field 'recorded' is 0, expected 1..used"),
+    (cores_patched("<B", 9, 3), "field 'n_rows' is 3, but the file has 2 layer entries"),
+    (cores_patched("<B", 32, 7), "row 0: field 'layer' is entry 7"),
+    (cores_patched("<B", 33, 1), "row 0: reserved bytes must be zero"),
+    (cores_patched("<B", 12, 1), "cores section: field 'reserved' must be zero"),
+], ids=range(7))
+def test_cores_section_errors(data, message):
+    with pytest.raises(BareflowError, match=r"^PROFILE\.BIN: cores section: " + message.removeprefix("cores section: ")):
+        pf.decode_profile(data)
+
+
 def result_json(**overrides):
     result = {
         "prompt": "Once", "prompt_tokens": [1, 403], "tokens": [407, 261, 1],
@@ -116,9 +187,18 @@ def test_profile_from_result_json():
     assert profile.total_cycles == 3_000_000_000          # 3 tokens at 3 tokens/s
     assert profile.layers["qkv"] == LayerProfile("qkv", (8, 0, 12, 5), (800, 0, 600, 200), "O3", 2)
     assert pf.decode_profile(pf.encode_profile(profile)) == profile
+    cores = {"found": 2, "started": 2, "used": 2, "busy_ms": [1.5, 0.25]}
+    layers = result_json()["layers"]
+    layers["qkv"]["core_cycles"] = [4_500_000, 750_000]
+    split = pf.profile_from_result_json(result_json(cores=cores, layers=layers))
+    assert split.cores == CoresProfile(2, 2, 2, (4_500_000, 750_000))     # ms at 3e9 cycles/s
+    assert split.layers["qkv"].core_cycles == (4_500_000, 750_000)
+    assert pf.decode_profile(pf.encode_profile(split)) == split
 
 
 @pytest.mark.parametrize("result, message", [
+    (result_json(cores={"found": 2, "started": 1, "used": 2, "busy_ms": [1, 1]}), "cores: expected 1 <= used"),
+    (result_json(cores={"found": 2, "started": 2, "used": 2, "busy_ms": [1, -1]}), r"cores.busy_ms\[1\] must be"),
     ([], "expected a JSON object"),
     ({k: v for k, v in result_json().items() if k != "layers"}, "key 'layers' is missing"),
     (result_json(tokens=3), "key 'tokens' must be a list"),

@@ -60,7 +60,8 @@ def test_round_trip_and_determinism():
 
 def test_decoded_table_reads_back_in_the_summary():
     text = summary(pt.decode(table()), ORDER)
-    assert "qkv      O0 -(8 calls or 400000 cycles)-> O2 -(40 calls or 10000000 cycles)-> O3  [preload]" in text
+    assert ("qkv      O0 -(8 calls or 400000 cycles)-> O2 -(40 calls or 10000000 cycles)-> O3  [preload, at most 3 cores]"
+            in text)
 
 
 @pytest.mark.parametrize("decisions, order, message", [

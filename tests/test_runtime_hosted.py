@@ -321,8 +321,12 @@ def test_profile_written_in_place_matches_result(tmp_path):
     data = read_back(image, "/PROFILE.BIN")
     assert len(data) == 4096 and data[:4] == b"BFPR"
     version, n_layers, tokens, crc, cps, total = struct.unpack_from("<HHIIQQ", data, 4)
-    assert (version, n_layers, tokens) == (1, 9, len(r["tokens"]))
-    assert crc == zlib.crc32(data[:12] + b"\0" * 4 + data[16:32 + 96 * 9])
+    assert (version, n_layers, tokens) == (3, 9, len(r["tokens"]))
+    # Version 3: the cores section follows the entries: header, busy cycles, 5 split-layer rows.
+    used = r["cores"]["used"]
+    end = 32 + 96 * 9 + 16 + 8 * used + 5 * (8 + 8 * used)
+    assert data[32 + 96 * 9:32 + 96 * 9 + 4] == b"BFCC"
+    assert crc == zlib.crc32(data[:12] + b"\0" * 4 + data[16:end])
     assert cps == r["cycles_per_second"] and total > 0
     for i, name in enumerate(LAYERS):
         entry = data[32 + 96 * i: 32 + 96 * (i + 1)]
@@ -330,7 +334,7 @@ def test_profile_written_in_place_matches_result(tmp_path):
         assert list(struct.unpack_from("<4Q", entry, 16)) == r["layers"][name]["calls"]
         assert list(struct.unpack_from("<4Q", entry, 48)) == r["layers"][name]["cycles"]
         assert TIERS[entry[80]] == r["layers"][name]["tier"] and entry[81] == len(r["layers"][name]["changes"])
-    assert not any(data[32 + 96 * 9:])
+    assert not any(data[end:])
     # Only the profile's own sectors changed: the directory and the FAT are untouched.
     after = image.read_bytes()
     changed = {i // 512 for i in range(0, len(after), 512) if after[i:i + 512] != before[i:i + 512]}

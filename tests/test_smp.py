@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from buildutil import PARTITION_OFFSET, QEMU_SUCCESS, hosted, need, qemu, reference_tokens, result, tool
+from buildutil import PARTITION_OFFSET, QEMU_SUCCESS, hosted, image_file, need, qemu, reference_tokens, result, tool
 
 STEPS = 8
 MTTCG = ["-accel", "tcg,thread=multi"]
@@ -57,7 +57,9 @@ def test_every_core_is_started_and_used_with_identical_tokens(default_build, ref
         assert f"bareflow-kernel: cores: MADT lists {smp}, running {smp}" in out
         # APs ran chunks.  Core 0 runs a chunk itself when its AP has not claimed it by the time
         # core 0 finished its own, so on a busy host one AP may get few or none; over the ~40 splits
-        # of every position the spinning APs claim some.
+        # of every position the spinning APs claim some.  An AP's first chunk comes seconds after
+        # it started, long after it parked (HLT, docs/smp.md "Idle cores"): this also shows the
+        # NMI wake-up works.
         assert sum(busy[1:]) > 0
         for name in ("qkv", "attn", "attnout", "ffn", "classify"):
             assert len(run["layers"][name]["core_cycles"]) == smp and run["layers"][name]["core_cycles"][0], name
@@ -90,23 +92,60 @@ def test_a_corrupt_madt_gives_a_named_message_and_one_core(default_build, refere
     assert run["tokens"] == reference
 
 
+def test_an_ap_stack_overflow_hits_its_guard_page(default_build, tmp_path):
+    """smp_test=ap-stack-overflow: AP 1 recurses before taking work; the unmapped page below its
+    stack turns the overflow into a named page fault instead of corrupting the arena."""
+    image = _image(default_build, tmp_path, "overflow", smp_test="ap-stack-overflow")
+    status, out = qemu(image, extra=["-smp", "2"] + MTTCG)
+    assert status != QEMU_SUCCESS
+    assert ("BAREFLOW-PANIC: CPU exception #PF page fault (vector 14) error=0x" in out and
+            " cpu 1: kernel stack overflow (the access hit the guard page below the core's stack)" in out), out[-2000:]
+    assert "BAREFLOW-RESULT" not in out
+
+
 def test_bad_cores_and_smp_test_values_are_refused(default_build, tmp_path):
     for keys, message in [({"cores": 0}, "BAREFLOW.CFG line 3: cores = '0' is neither 'all' nor an integer in 1..64"),
                           ({"cores": "two"}, "BAREFLOW.CFG line 3: cores = 'two' is neither"),
                           ({"smp_test": "boom"},
-                           "BAREFLOW.CFG line 3: smp_test = 'boom' is not none, phantom-cpu or corrupt-madt")]:
+                           "BAREFLOW.CFG line 3: smp_test = 'boom' is not none, phantom-cpu, corrupt-madt or "
+                           "ap-stack-overflow")]:
         status, out = hosted(default_build.hosted, _image(default_build, tmp_path, "bad", **keys))
         assert status == 1 and f"BAREFLOW-PANIC: {message}" in out, out[-2000:]
 
 
 def test_hosted_threads_give_identical_tokens(default_build, reference, tmp_path):
     for cores in (1, 2, 3):
-        status, out = hosted(default_build.hosted, _image(default_build, tmp_path, f"h{cores}", cores=cores))
+        image = _image(default_build, tmp_path, f"h{cores}", cores=cores)
+        status, out = hosted(default_build.hosted, image)
         assert status == 0, out[-3000:]
         run = result(out)
         assert run["tokens"] == reference, cores
         assert run["cores"]["started"] == run["cores"]["used"] == cores
         assert len(run["layers"]["ffn"]["core_cycles"]) == cores
+        # The tiered policy keeps qkv on one core (max_cores 1: too little work per call for the
+        # barrier, bareflow/policy/cores.py); the tokens above are the same either way.
+        assert run["layers"]["qkv"]["core_cycles"][1:] == [0] * (cores - 1)
+        _profile_matches_result(image_file(image, "/PROFILE.BIN"), run)
+
+
+def _profile_matches_result(data, run):
+    """/PROFILE.BIN version 3 carries the result line's per-core figures (docs/profile-file.md)."""
+    from bareflow.policy import profile
+    prof = profile.decode_profile(data)
+    assert data[4] == profile.VERSION_CORES
+    k, cps = prof.cores, run["cycles_per_second"]
+    assert (k.found, k.started, k.used) == tuple(run["cores"][key] for key in ("found", "started", "used"))
+    assert k.recorded == k.used
+    for cycles, ms in zip(k.busy_cycles, run["cores"]["busy_ms"], strict=True):
+        assert abs(cycles * 1000 / cps - ms) <= 0.0005 + 1e-9 * ms
+    for name, stats in run["layers"].items():
+        assert list(prof.layers[name].core_cycles) == stats["core_cycles"], name
+        assert list(prof.layers[name].calls) == stats["calls"], name
+    # Core 0's share of a split layer is inside its whole-call time; the busy total is the sum.
+    split = [lp for lp in prof.layers.values() if lp.core_cycles]
+    assert {lp.name for lp in split} == {"qkv", "attn", "attnout", "ffn", "classify"}
+    for c in range(k.used):
+        assert k.busy_cycles[c] == sum(lp.core_cycles[c] for lp in split)
 
 
 def test_stories260k_on_two_cores_matches_the_reference(stories_build, tmp_path):
@@ -114,6 +153,9 @@ def test_stories260k_on_two_cores_matches_the_reference(stories_build, tmp_path)
     model, tok = stories()
     want = reference_tokens(model, tok, steps=STEPS)["tokens"]
     run, _ = _boot(_image(stories_build, tmp_path, "stories"), 2)
-    assert run["tokens"] == want and run["cores"]["used"] == 2
+    assert run["tokens"] == want
+    # Every core found was started and used, and the AP ran chunks (woken from its park).
+    assert run["cores"]["found"] == run["cores"]["started"] == run["cores"]["used"] == 2
+    assert len(run["cores"]["busy_ms"]) == 2 and run["cores"]["busy_ms"][1] > 0
     status, out = hosted(stories_build.hosted, _image(stories_build, tmp_path, "stories-h", cores=2))
     assert status == 0 and result(out)["tokens"] == want

@@ -224,7 +224,7 @@ def _unescape(value, number, key, fail):
     if len(text.encode("utf-8")) > MAX_TEXT:
         fail(number, f"{key} is longer than {MAX_TEXT} bytes")
     return text
-SMP_TESTS = ("none", "phantom-cpu", "corrupt-madt")      # config.c K_SMP_TEST
+SMP_TESTS = ("none", "phantom-cpu", "corrupt-madt", "ap-stack-overflow")      # config.c K_SMP_TEST
 
 
 def _kernel_u64(text):

@@ -68,7 +68,7 @@ class Decision:
     cycles: list[int] = field(default_factory=list)
     preload: bool = False
     stop_profiling: bool = False
-    max_cores: int = 0              # split over at most this many cores; 0 = no limit (policy table byte 18)
+    max_cores: int = 0              # split over at most this many cores; 0 = no limit (policy table byte 19)
 
 
 MAX_CORES = 64                      # BF_MAX_CORES in src/runtime/rt.h
@@ -261,6 +261,8 @@ def summary(decisions: Mapping[str, Decision], layers) -> str:
             text += f" -({_step_text(decision.calls[index], cycles[index])})-> {tier}"
         flags = [flag for flag, on in (("preload", decision.preload),
                                        ("stop-profiling", decision.stop_profiling)) if on]
+        if decision.max_cores:
+            flags.append(f"at most {decision.max_cores} core{'s' if decision.max_cores > 1 else ''}")
         if flags:
             text += "  [" + ", ".join(flags) + "]"
         lines.append(f"{name:<{width}}  {text}")

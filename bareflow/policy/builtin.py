@@ -26,6 +26,9 @@ FLOPs per call, so a call of it is "worth" many calls of a typical method.  The 
 * unlike a JIT we know the run length, so no step waits longer than a quarter of the layer's
   expected calls (calls_per_token * tokens), and no tier is left after fewer than 2 calls.
 O1 is skipped, as both runtimes skip their intermediate tier for hot code.
+
+"tiered" and "pgo" also cap the cores a split layer uses where its work per call is too small
+to pay for the split points (bareflow/policy/cores.py: Decision.max_cores).
 """
 from __future__ import annotations
 
@@ -36,6 +39,7 @@ from typing import Mapping
 from bareflow import BareflowError, hookimpl
 from bareflow.core.variables import Variable, flag
 from bareflow.policy.api import Decision, LayerInfo, Policy
+from bareflow.policy.cores import DEFAULT_SPLIT_CYCLES, max_cores, split_cycles
 from bareflow.policy.jit import DEFAULT_COMPILE_CYCLES, compile_cycles
 from bareflow.tiers import runtime as runtiers
 from bareflow.tiers.levels import TIERS
@@ -49,6 +53,10 @@ HEAVY_SHARE = 0.03
 RUN_FRACTION = 4
 MIN_CALLS = 2
 DEFAULT_FIXED_TIER = "O2"
+
+SPLIT_CYCLES_HELP = (f"cycles one split point costs per extra core (default {DEFAULT_SPLIT_CYCLES}, measured "
+                     "hosted on a 2-core EPYC VM): a split layer gets the most cores n with "
+                     "n(n-1) <= its work per call in cycles / this; 0 = never cap (bareflow/policy/cores.py)")
 
 STOP_PROFILING_HELP = ("1 = stop counting cycles once a layer reaches its last tier "
                        "(default 0: keep profiling so the run's PROFILE.BIN is complete)")
@@ -91,6 +99,7 @@ def tiered_decision(layer: LayerInfo, variables: Mapping[str, str]) -> Decision:
     if layer.jit != "none":
         from bareflow.policy.jit import add_run_time_tier
         add_run_time_tier(decision, layer, variables)
+    decision.max_cores = max_cores(layer, variables)[0]
     return decision
 
 
@@ -186,16 +195,18 @@ def pgo_decision(layer: LayerInfo, variables: Mapping[str, str]) -> Decision:
         return tiered_decision(layer, variables)      # nothing to compare against
     best = min(costs, key=lambda tier: (costs[tier], TIERS.index(tier)))
     return Decision(ladder=[best], calls=[], cycles=[], preload=False,
-                    stop_profiling=_flag(variables, "STOP_PROFILING"))
+                    stop_profiling=_flag(variables, "STOP_PROFILING"), max_cores=max_cores(layer, variables)[0])
 
 
 TIERED = Policy(
     name="tiered",
     description="Default. JIT-style climb: cheap layers O0->O2 after ~30 calls (.NET), heavy "
                 "layers O0->O2->O3 on HotSpot's 200/5000 thresholds scaled by work per call, "
-                "or on a cycle budget.",
+                "or on a cycle budget; split layers too small to pay for the split points "
+                "use fewer cores (max_cores).",
     decide=tiered_decision,
     options={"STOP_PROFILING": STOP_PROFILING_HELP,
+             "SPLIT_CYCLES": SPLIT_CYCLES_HELP,
              "JIT_COMPILE_CYCLES": "JIT=llvm: cycles one run-time compile is assumed to cost; a layer moves to "
                                    "its O3@host tier once it has spent that many cycles at its last "
                                    "ahead-of-time tier (default 100000000; docs/policies.md)"})
@@ -217,6 +228,7 @@ PGO = Policy(
                         "with a BAREFLOW-RESULT line",
              "PGO_HOT_CALLS": f"a layer is hot when the profiled run called it at least this "
                               f"often (default {DOTNET_TIER1_CALLS})",
+             "SPLIT_CYCLES": SPLIT_CYCLES_HELP,
              "STOP_PROFILING": STOP_PROFILING_HELP})
 
 
@@ -234,6 +246,8 @@ def bareflow_register_variables():
                  validator=lambda name, text: _positive_int({name: text}, name, DOTNET_TIER1_CALLS)),
         Variable("JIT_COMPILE_CYCLES", TIERED.options["JIT_COMPILE_CYCLES"], str(DEFAULT_COMPILE_CYCLES),
                  validator=lambda name, text: compile_cycles({name: text})),
+        Variable("SPLIT_CYCLES", SPLIT_CYCLES_HELP, str(DEFAULT_SPLIT_CYCLES),
+                 validator=lambda name, text: split_cycles({name: text})),
     ]
 
 
@@ -244,6 +258,8 @@ def bareflow_configure(variables):
     if policy not in ("tiered", "fixed", "pgo"):
         return
     _flag(variables, "STOP_PROFILING")
+    if policy != "fixed":
+        split_cycles(variables)
     if policy == "fixed":
         _tier(variables)
     if policy == "pgo":

@@ -1,6 +1,7 @@
 """Runtime profiles: the BFPR file the kernel writes (docs/profile-file.md) and the result line.
 
-A profile says, per layer, how often it ran and how many cycles it spent at each tier.  It
+A profile says, per layer, how often it ran and how many cycles it spent at each tier (version 3
+also: per core, the cycles inside the chunks of the split layers, profile_cores.py).  It
 reaches the build either as /PROFILE.BIN extracted from an image or as a serial/console log
 whose last `BAREFLOW-RESULT {json}` line carries the same numbers; both become a Profile.
 """
@@ -21,6 +22,8 @@ from bareflow.tiers.levels import TIERS
 MAGIC = b"BFPR"
 VERSION = 1
 VERSION_RUN_TIME = 2                         # compile records follow the layers (profile_jit.py)
+VERSION_CORES = 3                            # [compile records,] then the cores section (profile_cores.py)
+VERSIONS = (VERSION, VERSION_RUN_TIME, VERSION_CORES)
 FILE_SIZE = 4096
 HEADER_SIZE = 32
 ENTRY_SIZE = 96
@@ -40,6 +43,7 @@ class LayerProfile:
     cycles: tuple[int, int, int, int]
     final_tier: str = "O0"
     changes: int = 0
+    core_cycles: tuple[int, ...] = ()    # split layers, version 3: cycles in its chunks per core
 
     @property
     def total_calls(self) -> int:
@@ -59,7 +63,8 @@ class Profile:
     cycles_per_second: int
     total_cycles: int                # cycles of the generation loop
     layers: dict[str, LayerProfile] = field(default_factory=dict)
-    compiles: tuple = ()             # profile_jit.CompileRecord per run-time compile (version 2)
+    compiles: tuple = ()             # profile_jit.CompileRecord per run-time compile (versions 2, 3)
+    cores: object = None             # profile_cores.CoresProfile (version 3 and result lines), else None
 
     def layer(self, name: str) -> LayerProfile | None:
         return self.layers.get(name)
@@ -97,7 +102,20 @@ def encode_profile(profile: Profile) -> bytes:
     tokens = _check_int(profile.tokens, U32, "profile: tokens")
     cps = _check_int(profile.cycles_per_second, U64, "profile: cycles_per_second")
     total = _check_int(profile.total_cycles, U64, "profile: total_cycles")
-    header = _HEADER.pack(MAGIC, VERSION, len(layers), tokens, 0, cps, total)
+    version = VERSION
+    if profile.compiles:
+        raise BareflowError("profile: writing compile records is the kernel's job (src/runtime/profile.c)")
+    if profile.cores is not None:              # version 3: the cores section follows the entries
+        from bareflow.policy import profile_cores
+        for lp in layers:
+            for v in lp.core_cycles:
+                _check_int(v, U64, f"profile: layer {lp.name!r} core_cycles")
+        rows = [(i, tuple(lp.core_cycles)) for i, lp in enumerate(layers) if lp.core_cycles]
+        body += profile_cores.encode(profile.cores, rows)
+        version = VERSION_CORES
+    if len(body) > FILE_SIZE - HEADER_SIZE:
+        raise BareflowError(f"profile: {HEADER_SIZE + len(body)} bytes do not fit the {FILE_SIZE}-byte file")
+    header = _HEADER.pack(MAGIC, version, len(layers), tokens, 0, cps, total)
     data = bytearray(header + body + bytes(FILE_SIZE - HEADER_SIZE - len(body)))
     used = HEADER_SIZE + len(body)
     struct.pack_into("<I", data, 12, _crc(bytes(data[:used])))
@@ -119,20 +137,26 @@ def decode_profile(data: bytes, source: str = "PROFILE.BIN") -> Profile:
     magic, version, n_layers, tokens, crc, cps, total = _HEADER.unpack_from(data, 0)
     if magic != MAGIC:
         fail(f"field 'magic' is {magic!r}, expected {MAGIC!r}")
-    if version not in (VERSION, VERSION_RUN_TIME):
-        fail(f"field 'version' is {version}, this build reads versions {VERSION} and {VERSION_RUN_TIME}")
+    if version not in VERSIONS:
+        fail(f"field 'version' is {version}, this build reads versions {', '.join(map(str, VERSIONS))}")
     if n_layers > MAX_LAYERS:
         fail(f"field 'n_layers' is {n_layers}, at most {MAX_LAYERS}")
     used = HEADER_SIZE + ENTRY_SIZE * n_layers
     compiles = []
-    if version == VERSION_RUN_TIME:
+    cores, core_rows = None, {}
+    names = [data[HEADER_SIZE + ENTRY_SIZE * i:HEADER_SIZE + ENTRY_SIZE * i + 16].rstrip(b"\0")
+             .decode("ascii", "replace") for i in range(n_layers)]
+    if version == VERSION_RUN_TIME or (version == VERSION_CORES and data[used:used + 4] == b"BFJC"):
         from bareflow.policy import profile_jit
         compiles, used = profile_jit.decode(data, used, source)
+    if version == VERSION_CORES:
+        from bareflow.policy import profile_cores
+        cores, core_rows, used = profile_cores.decode(data, used, names, source)
     if crc != _crc(data[:used]):
         fail(f"field 'crc32' is {crc:#010x}, but the data gives {_crc(data[:used]):#010x} "
              f"(corrupt or partly written profile)")
     if any(data[used:]):
-        fail(f"bytes after the {n_layers} entries and the compile records (offset {used}..{FILE_SIZE}) "
+        fail(f"bytes after the {n_layers} entries and the sections (offset {used}..{FILE_SIZE}) "
              "must be zero")
     layers: dict[str, LayerProfile] = {}
     for index in range(n_layers):
@@ -142,11 +166,12 @@ def decode_profile(data: bytes, source: str = "PROFILE.BIN") -> Profile:
         text, where = decode_layer_name(raw_name, index, layers, fail)
         if final > 3 and (version == VERSION or runtiers.tier_name(final) is None):
             fail(f"{where}: field 'final tier' is {final}, expected 0..3"
-                 + (" or a run-time tier code" if version == VERSION_RUN_TIME else ""))
+                 + (" or a run-time tier code" if version != VERSION else ""))
         if any(reserved):
             fail(f"{where}: field 'reserved' must be zero")
-        layers[text] = LayerProfile(text, tuple(calls), tuple(cycles), runtiers.tier_name(final), changes)
-    return Profile(tokens, cps, total, layers, tuple(compiles))
+        layers[text] = LayerProfile(text, tuple(calls), tuple(cycles), runtiers.tier_name(final), changes,
+                                    core_rows.get(text, ()))
+    return Profile(tokens, cps, total, layers, tuple(compiles), cores)
 
 
 def _json_int(value, what: str, limit: int = U64) -> int:
@@ -200,9 +225,35 @@ def profile_from_result_json(result: dict, source: str = "BAREFLOW-RESULT") -> P
         changes = stats.get("changes", [])
         if not isinstance(changes, list) or len(changes) > 255:
             raise BareflowError(f"{where}.changes must be a list of at most 255 tier changes")
-        layers[name] = LayerProfile(name, values["calls"], values["cycles"], tier, len(changes))
+        per_core = stats.get("core_cycles", [])
+        if not isinstance(per_core, list) or len(per_core) > 64:
+            raise BareflowError(f"{where}.core_cycles must be a list of at most 64 numbers, not {per_core!r}")
+        per_core = tuple(_json_int(v, f"{where}.core_cycles[{i}]") for i, v in enumerate(per_core))
+        layers[name] = LayerProfile(name, values["calls"], values["cycles"], tier, len(changes), per_core)
     return Profile(_json_int(tokens, f"{source}: tokens", U32), _json_int(round(cps), f"{source}: "
-                   f"cycles_per_second"), _json_int(total, f"{source}: total cycles"), layers)
+                   f"cycles_per_second"), _json_int(total, f"{source}: total cycles"), layers,
+                   cores=_cores_from_result(result.get("cores"), cps, source))
+
+
+def _cores_from_result(cores, cps, source: str):
+    """The result line's `cores` object as a CoresProfile (busy_ms turned back into cycles at the
+    line's cycles_per_second, so within a cycle per microsecond of the kernel's count); None when
+    the line has no `cores` (runs before the work split)."""
+    if cores is None:
+        return None
+    from bareflow.policy.profile_cores import MAX_CORES, CoresProfile
+    where = f"{source}: cores"
+    if not isinstance(cores, dict):
+        raise BareflowError(f"{where} must be an object")
+    found, started, used = (_json_int(cores.get(k), f"{where}.{k}", 65535) for k in ("found", "started", "used"))
+    busy = cores.get("busy_ms")
+    if not 1 <= used <= started <= MAX_CORES or not isinstance(busy, list) or len(busy) != used:
+        raise BareflowError(f"{where}: expected 1 <= used <= started <= {MAX_CORES} and busy_ms with "
+                            f"`used` entries, got {cores!r}")
+    for i, ms in enumerate(busy):
+        if isinstance(ms, bool) or not isinstance(ms, (int, float)) or not 0 <= ms < 1e15:
+            raise BareflowError(f"{where}.busy_ms[{i}] must be a non-negative number, not {ms!r}")
+    return CoresProfile(found, started, used, tuple(round(ms * cps / 1000) for ms in busy))
 
 
 def find_result_line(text: str, source: str = "serial log") -> tuple[int, dict]:
@@ -266,7 +317,24 @@ def describe(profile: Profile) -> str:
                          else f"{calls:>9} @ {'-':>6}")
         lines.append(f"{name:<{width}}  " + "  ".join(f"{c:>18}" for c in cells)
                      + f"  {lp.final_tier:>5}  {lp.changes:>7}")
+    lines += _describe_cores(profile, width)
     return "\n".join(lines) + "\n"
+
+
+def _describe_cores(profile: Profile, width: int) -> list[str]:
+    """Per-core lines: busy cycles and each split layer's share per core (version 3)."""
+    k = profile.cores
+    if k is None:
+        return []
+    cps = profile.cycles_per_second
+    part = "" if k.recorded == k.used else f" (the first {k.recorded} recorded: the file was full)"
+    lines = [f"cores: found {k.found}, started {k.started}, used {k.used}{part}",
+             f"{'busy ms':<{width}}  " + "  ".join(f"{c * 1000 / cps if cps else 0:>10.3f}" for c in k.busy_cycles)]
+    for name, lp in profile.layers.items():
+        if lp.core_cycles:
+            total = sum(lp.core_cycles) or 1
+            lines.append(f"{name:<{width}}  " + "  ".join(f"{100 * c / total:>9.1f}%" for c in lp.core_cycles))
+    return lines
 
 
 def extract_profile(image_path) -> bytes:

@@ -8,7 +8,10 @@
  * everything (CLONE_VM|FS|FILES|SIGHAND|THREAD|SYSVSEM), as POSIX threads do; raw clone(2) is
  * used because the hosted program links no libc (see platform_linux.c), and exit_group ends
  * them all with the process.  platform_spin() yields the CPU every 256 spins, so a waiting core
- * does not starve a working one on a busy machine.  `test` is ignored: there is no MADT here.
+ * does not starve a working one on a busy machine.  platform_wait() spins the same way for the
+ * first PARK_US of an idle worker's wait, then sleeps on the mailbox word with FUTEX_WAIT (at
+ * most FUTEX_MS per sleep, so no wait depends on a wake-up arriving); platform_wake() issues
+ * FUTEX_WAKE only when that worker is asleep.  `test` is ignored: there is no MADT here.
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -19,6 +22,12 @@
 #define SYS_sched_yield 24
 #define SYS_sched_setaffinity 203
 #define SYS_sched_getaffinity 204
+#define SYS_futex 202
+#define FUTEX_WAIT_PRIVATE 128
+#define FUTEX_WAKE_PRIVATE 129
+#define PARK_US 200
+#define FUTEX_MS 100
+#define MAX_THREADS 1024
 #define CLONE_FLAGS (0x100 | 0x200 | 0x400 | 0x800 | 0x10000 | 0x40000)
 #define STACK_BYTES (256 * 1024)
 #define MASK_BYTES 128                     /* 1024 CPUs */
@@ -41,6 +50,7 @@ static long sys(long nr, long a, long b, long c)
 }
 
 static int allowed[1024], n_allowed;
+static int asleep[MAX_THREADS];
 static void (*the_worker)(int);
 
 static void pin(int core)
@@ -92,4 +102,44 @@ void platform_spin(unsigned spins)
         sys(SYS_sched_yield, 0, 0, 0);
     else
         __asm__ volatile("pause" ::: "memory");
+}
+
+static long futex(uint32_t *word, long op, uint32_t val, const long *timeout)
+{
+    long ret;
+    register long r10 __asm__("r10") = (long)timeout;
+    __asm__ volatile("syscall"
+                     : "=a"(ret)
+                     : "a"(SYS_futex), "D"(word), "S"(op), "d"(val), "r"(r10)
+                     : "rcx", "r11", "memory");
+    return ret;
+}
+
+void platform_wait(int core, uint32_t *word, uint32_t seen, unsigned spins)
+{
+    static uint64_t since[MAX_THREADS];
+    if (core <= 0 || core >= MAX_THREADS) {
+        platform_spin(spins);
+        return;
+    }
+    uint64_t now = platform_cycles();
+    if (spins == 0)
+        since[core] = now;
+    if (now - since[core] < platform_cycles_per_second() / 1000000 * PARK_US) {
+        platform_spin(spins);
+        return;
+    }
+    static const long timeout[2] = {0, FUTEX_MS * 1000000L};
+    __atomic_store_n(&asleep[core], 1, __ATOMIC_SEQ_CST);
+    futex(word, FUTEX_WAIT_PRIVATE, seen, timeout);        /* returns at once if *word != seen */
+    __atomic_store_n(&asleep[core], 0, __ATOMIC_RELAXED);
+}
+
+void platform_wake(int core, uint32_t *word)
+{
+    if (core <= 0 || core >= MAX_THREADS)
+        return;
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);               /* the word's store before the flag's load */
+    if (__atomic_load_n(&asleep[core], __ATOMIC_RELAXED))
+        futex(word, FUTEX_WAKE_PRIVATE, 1, 0);
 }

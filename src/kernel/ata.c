@@ -66,6 +66,7 @@ static int wait_status(uint8_t want, uint32_t ms)
         }
         if (rdtsc() > deadline)
             return -3;
+        __asm__ volatile("pause");
     }
 }
 
@@ -91,7 +92,7 @@ void ata_init(void)
         return;                            /* no device behind the selected drive */
     uint64_t deadline = rdtsc() + tsc_ms_cycles(PROBE_MS);
     while ((inb(ATA_STATUS) & ST_BSY) && rdtsc() < deadline)
-        ;
+        __asm__ volatile("pause");
     if (inb(ATA_LBA1) != 0 || inb(ATA_LBA2) != 0)
         return;                            /* ATAPI or SATA signature: not a PIO disk */
     if (wait_status(ST_DRQ, PROBE_MS) < 0)

@@ -7,7 +7,8 @@
  * fault.  A fault inside the handler itself skips the printing and exits at once.
  * Vectors 32-255 have no gate: raising one becomes a #GP naming that vector in its error code.
  * Every core uses this one IDT (each with its own IST1 stack, percpu.c); "cpu C" names the core
- * (0 = BSP), once its GS base is set.
+ * (0 = BSP), once its GS base is set.  Exception: an NMI on an AP is the BSP waking a parked
+ * core (park.S) and returns; only the BSP reports NMIs.
  */
 #include <bareflow/platform.h>
 #include <bareflow/runtime.h>
@@ -34,6 +35,7 @@ struct exception_frame {
 
 extern uint64_t kernel_gdt[];                  /* boot.S; entries 3-4 are the TSS slot */
 extern const uint64_t isr_stub_table[32];      /* isr.S */
+extern void nmi_entry(void);                   /* park.S: an AP's wake-up, else isr.S's stub */
 
 static struct idt_gate idt[32] __attribute__((aligned(16)));
 static struct tss64 tss __attribute__((aligned(16)));
@@ -80,7 +82,7 @@ void idt_init(void)
 {
     load_tss();
     for (int v = 0; v < 32; v++) {
-        uint64_t a = isr_stub_table[v];
+        uint64_t a = v == 2 ? (uint64_t)(uintptr_t)nmi_entry : isr_stub_table[v];
         idt[v].offset_low = (uint16_t)a;
         idt[v].selector = KERNEL_CS;
         idt[v].ist = 1;
@@ -115,8 +117,12 @@ void kernel_exception(struct exception_frame *f)
     uint32_t lo, hi;                           /* GS base 0: before percpu_init_bsp */
     __asm__ volatile("rdmsr" : "=a"(lo), "=d"(hi) : "c"(0xC0000101));
     if (lo | hi) {
+        struct percpu *p = percpu_self();
         kputs(" cpu ");
-        kput_dec((uint64_t)percpu_self()->index);
+        kput_dec((uint64_t)p->index);
+        uint64_t cr2 = read_cr2(), guard = (uint64_t)(uintptr_t)p->guard;
+        if (v == 14 && guard && cr2 >= guard && cr2 < guard + 4096)
+            kputs(": kernel stack overflow (the access hit the guard page below the core's stack)");
     }
     kputs("\n");
     platform_exit(BF_EXIT_PANIC);

@@ -17,6 +17,7 @@ isr_stub_\vec:
 
     .section .text
     .balign 16
+    .globl isr_stub_2             /* park.S's NMI entry hands the BSP's NMIs on to it */
     STUB 0, 0
     STUB 1, 0
     STUB 2, 0

@@ -75,7 +75,14 @@ uint32_t lapic_id(void);                   /* the calling core's APIC id */
  * `apic_id`; returns 0, or -1 when the xAPIC's delivery status never cleared (100 ms). */
 int lapic_send_init(uint32_t apic_id);
 int lapic_send_sipi(uint32_t apic_id, uint8_t vector);
+int lapic_send_nmi(uint32_t apic_id);      /* park.c's wake-up; an AP accepts it even software-disabled */
 void udelay(uint32_t us);                  /* busy wait on the TSC (valid after tsc_init) */
+
+/* paging.c: make one 4 KiB page of the identity map not present (a stack guard page). */
+int paging_unmap(uint64_t addr);
+
+/* park.c: idle APs halt (park.S) until the BSP's NMI; smp.c registers each started AP. */
+void park_register(int core, uint32_t apic_id);
 
 /* percpu.c: one record per core, reached through GS base (docs/smp.md "per-CPU layout"). */
 struct percpu {
@@ -85,6 +92,8 @@ struct percpu {
     uint64_t gdt[5] __attribute__((aligned(16)));  /* null, code 0x08, data 0x10, TSS 0x18 */
     struct tss64 tss __attribute__((aligned(16)));
     uint8_t *stack_top;                    /* APs: the kernel stack smp.c allocated */
+    uint8_t *guard;                        /* APs: the unmapped page below it (0 if none) */
+    int test_overflow;                     /* smp_test=ap-stack-overflow: this AP overflows */
     uint8_t *ist_top;                      /* IST1: exceptions */
     volatile int state;                    /* smp.c: PERCPU_* */
     void (*worker)(int core);

@@ -22,6 +22,7 @@
 #define MSR_X2APIC(reg) (0x800 + ((reg) >> 4))
 #define ICR_INIT 0x00000500u
 #define ICR_STARTUP 0x00000600u
+#define ICR_NMI 0x00000400u
 #define ICR_ASSERT 0x00004000u
 #define ICR_PENDING 0x00001000u
 #define PDE_PWT 0x08ull
@@ -113,9 +114,11 @@ static int send(uint32_t apic_id, uint32_t low)
     reg_write(REG_ICR_HIGH, apic_id << 24);
     reg_write(REG_ICR_LOW, low);
     uint64_t deadline = rdtsc() + tsc_ms_cycles(100);
-    while (reg_read(REG_ICR_LOW) & ICR_PENDING)
+    while (reg_read(REG_ICR_LOW) & ICR_PENDING) {
         if (rdtsc() > deadline)
             return -1;
+        __asm__ volatile("pause");
+    }
     return 0;
 }
 
@@ -127,4 +130,9 @@ int lapic_send_init(uint32_t apic_id)
 int lapic_send_sipi(uint32_t apic_id, uint8_t vector)
 {
     return send(apic_id, ICR_STARTUP | ICR_ASSERT | vector);
+}
+
+int lapic_send_nmi(uint32_t apic_id)
+{
+    return send(apic_id, ICR_NMI | ICR_ASSERT);
 }

@@ -21,9 +21,12 @@ static void set_gs_base(struct percpu *p)
     __asm__ volatile("wrmsr" : : "c"(MSR_GS_BASE), "a"((uint32_t)v), "d"((uint32_t)(v >> 32)) : "memory");
 }
 
+extern uint8_t boot_stack_guard[];         /* boot.S: the unmapped page below the BSP's stack */
+
 void percpu_init_bsp(struct percpu *p)
 {
     p->index = 0;
+    p->guard = boot_stack_guard;
     set_gs_base(p);
 }
 

@@ -9,7 +9,9 @@
  * on the console and left out; one that ran but never reported stops further start-ups (it may
  * still be using the shared boot stack slot).  A MADT that cannot be read gives one console line
  * naming the fault and a single-core run.  Started APs wait until every start-up is over, then
- * call the runtime's worker.  Each AP has a 64 KiB stack and a 16 KiB IST1 stack from the arena.
+ * call the runtime's worker.  Each AP has a 64 KiB stack with an unmapped guard page below it
+ * (paging.c; an overflow is a #PF the exception report names as a stack overflow) and a 16 KiB
+ * IST1 stack from the arena.
  */
 #include <string.h>
 
@@ -19,6 +21,7 @@
 
 #define AP_STACK (64 * 1024)
 #define AP_IST_STACK (16 * 1024)
+#define GUARD 4096                         /* unmapped page below each AP stack (paging.c) */
 #define ANSWER_MS 500
 #define LOW_PAGE_MIN 0x1000ull
 #define LOW_PAGE_MAX 0x9F000ull            /* below the EBDA; the SIPI vector holds page >> 12 */
@@ -101,12 +104,22 @@ static struct trampoline_data *install_trampoline(uint64_t page)
 
 /* ---- one AP ---- */
 
+/* smp_test=ap-stack-overflow: recurse until the stack runs into its guard page. */
+static __attribute__((noinline)) unsigned overflow(volatile unsigned char *up)
+{
+    volatile unsigned char frame[512];
+    frame[0] = up ? up[0] + 1 : 0;
+    return overflow(frame) + frame[1];      /* not a tail call: every frame stays */
+}
+
 void ap_main(struct percpu *p)
 {
     percpu_load_ap(p);
     __atomic_store_n(&p->state, PERCPU_UP, __ATOMIC_RELEASE);
     while (__atomic_load_n(&p->state, __ATOMIC_ACQUIRE) != PERCPU_RELEASED)
         __asm__ volatile("pause");
+    if (p->test_overflow)
+        overflow(0);
     p->worker(p->index);
     halt_forever();
     __builtin_unreachable();
@@ -221,7 +234,7 @@ int platform_cores_start(int wanted, int test, void (*worker)(int core), int *fo
             continue;
         }
         struct percpu *p = platform_alloc(sizeof *p, 64);
-        uint8_t *stack = platform_alloc(AP_STACK, 4096);
+        uint8_t *stack = platform_alloc(GUARD + AP_STACK, 4096);   /* the guard page, then the stack */
         uint8_t *ist = platform_alloc(AP_IST_STACK, 4096);
         if (!p || !stack || !ist) {
             kputs("bareflow-kernel: arena exhausted while starting APs; no further APs\n");
@@ -229,12 +242,19 @@ int platform_cores_start(int wanted, int test, void (*worker)(int core), int *fo
         }
         p->index = running;
         p->apic_id = cpus.apic_id[i];
-        p->stack_top = stack + AP_STACK;
+        p->stack_top = stack + GUARD + AP_STACK;
+        if (paging_unmap((uint64_t)(uintptr_t)stack) == 0)
+            p->guard = stack;
+        else
+            kputs("bareflow-kernel: no page for an AP stack's guard page table; that stack has no guard\n");
+        p->test_overflow = test == PLATFORM_SMP_TEST_AP_STACK_OVERFLOW && running == 1;
         p->ist_top = ist + AP_IST_STACK;
         p->worker = worker;
         int r = start_ap(d, (uint8_t)(pick.page >> 12), p);
-        if (r == AP_STARTED)
+        if (r == AP_STARTED) {
+            park_register(running, p->apic_id);
             started[running++] = p;
+        }
         else if (r == AP_STUCK)
             break;
     }

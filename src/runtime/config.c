@@ -196,8 +196,11 @@ static void set_value(struct bf_run_config *rc, int key, const char *value, int 
             rc->smp_test = PLATFORM_SMP_TEST_PHANTOM_CPU;
         else if (strcmp(value, "corrupt-madt") == 0)
             rc->smp_test = PLATFORM_SMP_TEST_CORRUPT_MADT;
+        else if (strcmp(value, "ap-stack-overflow") == 0)
+            rc->smp_test = PLATFORM_SMP_TEST_AP_STACK_OVERFLOW;
         else
-            bf_panic("BAREFLOW.CFG line %d: smp_test = '%s' is not none, phantom-cpu or corrupt-madt", line, value);
+            bf_panic("BAREFLOW.CFG line %d: smp_test = '%s' is not none, phantom-cpu, corrupt-madt or ap-stack-overflow",
+                     line, value);
         return;
     }
 }

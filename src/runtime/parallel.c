@@ -12,8 +12,9 @@
  * code on the same inputs whichever core does it, so results are bit-identical for any core
  * count.  Lock-free: a mailbox is written by core 0 and published by a release store of its
  * sequence word; the barrier is one atomic counter and the sense.
- * Waits spin (platform_spin); nothing here can block forever unless a core dies, which the
- * kernel reports as a CPU exception and ends the run.
+ * Waits spin (platform_spin); an idle worker spins a while, then may park until core 0 posts
+ * (platform_wait/platform_wake).  Core 0 waits for a chunk a worker took at most BARRIER_SECONDS,
+ * then ends the run naming the layer (a core that faults is reported as a CPU exception).
  */
 #include <string.h>
 
@@ -26,6 +27,7 @@
  * TAKEN) or core 0, done with its own chunk, takes it back (POSTED -> STOLEN) - one CAS decides,
  * so every chunk runs exactly once, with the same boundaries and the same code either way. */
 enum { POSTED = 1, TAKEN = 2, STOLEN = 3 };
+#define BARRIER_SECONDS 60      /* far above any chunk: the 42M shape's classify under TCG takes < 1 s */
 
 struct mailbox {
     uint32_t word;
@@ -53,7 +55,7 @@ static void worker(int core)
         unsigned spins = 0;
         uint32_t w;
         while (((w = __atomic_load_n(&mb->word, __ATOMIC_ACQUIRE)) >> 2) == seen)
-            platform_spin(spins++);
+            platform_wait(core, &mb->word, w, spins++);      /* spins, then may park */
         seen = w >> 2;
         if ((w & 3) != POSTED ||
             !__atomic_compare_exchange_n(&mb->word, &w, (w & ~3u) | TAKEN, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
@@ -153,6 +155,7 @@ void bf_parallel_call(int layer, bf_layer_fn fn, struct bf_layer_call *call, int
             bf_chunk(units, align, c, n, &mb->call.begin, &mb->call.end);
             uint32_t seq = (__atomic_load_n(&mb->word, __ATOMIC_RELAXED) >> 2) + 1;
             __atomic_store_n(&mb->word, seq << 2 | POSTED, __ATOMIC_RELEASE);
+            platform_wake(c, &mb->word);
         }
         struct bf_layer_call own = *call;
         own.split = 1;
@@ -178,8 +181,14 @@ void bf_parallel_call(int layer, bf_layer_fn fn, struct bf_layer_call *call, int
         }
         uint64_t mine = platform_cycles() - t0;
         unsigned spins = 0;
-        while (__atomic_load_n(&barrier.arrived, __ATOMIC_ACQUIRE) != taken)
+        uint64_t deadline = platform_cycles() + BARRIER_SECONDS * platform_cycles_per_second();
+        while (__atomic_load_n(&barrier.arrived, __ATOMIC_ACQUIRE) != taken) {
             platform_spin(spins++);
+            if ((spins & 1023) == 0 && platform_cycles() > deadline)
+                bf_panic("layer %s: %d of the cores that took a chunk did not finish it within %d s",
+                         bf_layer_names[layer], taken - __atomic_load_n(&barrier.arrived, __ATOMIC_ACQUIRE),
+                         BARRIER_SECONDS);
+        }
         __atomic_store_n(&barrier.arrived, 0, __ATOMIC_RELAXED);
         __atomic_add_fetch(&barrier.sense, 1, __ATOMIC_RELEASE);
         cores.busy_cycles[0] += mine;

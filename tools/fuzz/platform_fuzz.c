@@ -141,6 +141,16 @@ void platform_spin(unsigned spins)
     (void)spins;
 }
 
+void platform_wait(int core, uint32_t *word, uint32_t seen, unsigned spins)
+{
+    (void)core, (void)word, (void)seen, (void)spins;
+}
+
+void platform_wake(int core, uint32_t *word)
+{
+    (void)core, (void)word;
+}
+
 const void *platform_handed_file(const char *path, size_t *size)
 {
     (void)path;

@@ -104,7 +104,9 @@ def _model(env, v):
                       S.Action(f'"{sys.executable}" ${{SOURCES[0]}} --out-model ${{TARGETS[0]}} '
                                '--out-tokenizer ${TARGETS[1]}', "  GEN      $TARGETS"))
     # The synthetic tokenizer's vocabulary sizes the synthetic model: no size to check against here.
-    return {"model": gen[0], "tokenizer": _tokenizer_file(env, gen[1], None), "config": synthetic.CONFIG}
+    # The policy's costs need the real vocabulary (classify, sampler), so size the config with it.
+    config = dataclasses.replace(synthetic.CONFIG, vocab_size=synthetic.build_tokenizer().vocab_size)
+    return {"model": gen[0], "tokenizer": _tokenizer_file(env, gen[1], None), "config": config}
 
 
 def _weights(env, v):

@@ -42,11 +42,17 @@ int platform_cpu_isa_level(const char **missing);
  * the cores now running, and stores in *found how many the machine lists.  A core that does not
  * start in time is reported on the console and left out; nothing here hangs.  Call it once.
  * `test` simulates a fault for tests (smp_test= in /BAREFLOW.CFG; the hosted build ignores it). */
-enum { PLATFORM_SMP_TEST_NONE, PLATFORM_SMP_TEST_PHANTOM_CPU, PLATFORM_SMP_TEST_CORRUPT_MADT };
+enum { PLATFORM_SMP_TEST_NONE, PLATFORM_SMP_TEST_PHANTOM_CPU, PLATFORM_SMP_TEST_CORRUPT_MADT,
+       PLATFORM_SMP_TEST_AP_STACK_OVERFLOW };
 int platform_cores_start(int wanted, int test, void (*worker)(int core), int *found);
 /* One step of a spin-wait; `spins` counts the steps so far (the hosted build yields the CPU
  * to the OS after many, the kernel executes PAUSE). */
 void platform_spin(unsigned spins);
+/* One step of worker core `core`'s wait for *word to differ from `seen` (`spins` = steps so far):
+ * spins at first, then may sleep until platform_wake(core, word) or, hosted, a time-out; the
+ * caller re-reads the word after every step.  platform_wake() is called after changing *word. */
+void platform_wait(int core, uint32_t *word, uint32_t seen, unsigned spins);
+void platform_wake(int core, uint32_t *word);
 
 /* Thread-local storage, for the JIT's platform layer for LLVM (docs/jit.md): make `tp` the
  * calling core's thread pointer (FS_BASE), and describe the program's static TLS template
