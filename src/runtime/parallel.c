@@ -14,6 +14,11 @@
  * sequence word; the barrier is one atomic counter and the sense.
  * Waits spin (platform_spin); nothing here can block forever unless a core dies, which the
  * kernel reports as a CPU exception and ends the run.
+ * Service jobs: core 0 may hand one worker core a function to run outside the work split (the
+ * JIT's compiles, jit.c).  From the post until core 0 has collected the finished job that core
+ * is busy: the split leaves it out and cuts each phase over the remaining cores, in core order
+ * (the chunking for k cores is the same whichever cores they are, and results are identical for
+ * any k).  The worker takes a job only while it waits for a chunk, i.e. between layer calls.
  */
 #include <string.h>
 
@@ -35,6 +40,17 @@ struct mailbox {
 } __attribute__((aligned(64)));
 
 static struct mailbox boxes[BF_MAX_CORES];
+
+/* A service job's state: core 0 posts (IDLE -> POSTED, release, after writing fn and arg), the
+ * worker runs it and publishes its results with DONE (release); core 0 sees DONE (acquire),
+ * reads the results and frees the core (-> IDLE).  Only core 0 leaves IDLE and returns to it. */
+enum { S_IDLE, S_POSTED, S_RUNNING, S_DONE };
+static struct service {
+    uint32_t state;
+    void (*fn)(void *arg, int core);
+    void *arg;
+} __attribute__((aligned(64))) services[BF_MAX_CORES];
+static int n_busy;                      /* cores with a job not yet collected (core 0's count) */
 /* Sense-reversing barrier, released by core 0: workers that ran a chunk add themselves to
  * `arrived` and wait for `sense` to change; core 0 waits until every worker that TOOK a chunk
  * arrived, resets the count, then advances the sense (an episode number rather than one bit, so
@@ -48,12 +64,21 @@ static struct bf_cores cores = {1, 1, 1, {0}};
 static void worker(int core)
 {
     struct mailbox *mb = &boxes[core];
+    struct service *sv = &services[core];
     uint32_t seen = 0;
     for (;;) {
         unsigned spins = 0;
         uint32_t w;
-        while (((w = __atomic_load_n(&mb->word, __ATOMIC_ACQUIRE)) >> 2) == seen)
+        while (((w = __atomic_load_n(&mb->word, __ATOMIC_ACQUIRE)) >> 2) == seen) {
+            if (__atomic_load_n(&sv->state, __ATOMIC_ACQUIRE) == S_POSTED) {
+                __atomic_store_n(&sv->state, S_RUNNING, __ATOMIC_RELAXED);
+                sv->fn(sv->arg, core);
+                __atomic_store_n(&sv->state, S_DONE, __ATOMIC_RELEASE);
+                spins = 0;
+                continue;
+            }
             platform_spin(spins++);
+        }
         seen = w >> 2;
         if ((w & 3) != POSTED ||
             !__atomic_compare_exchange_n(&mb->word, &w, (w & ~3u) | TAKEN, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
@@ -89,6 +114,31 @@ void bf_parallel_init(const struct bf_run_config *rc)
 const struct bf_cores *bf_cores(void)
 {
     return &cores;
+}
+
+int bf_service_post(int core, void (*fn)(void *arg, int core), void *arg)
+{
+    if (core < 1 || core >= cores.started || services[core].state != S_IDLE)
+        return -1;
+    services[core].fn = fn;
+    services[core].arg = arg;
+    n_busy++;
+    __atomic_store_n(&services[core].state, S_POSTED, __ATOMIC_RELEASE);
+    return 0;
+}
+
+int bf_service_collect(int core)
+{
+    if (__atomic_load_n(&services[core].state, __ATOMIC_ACQUIRE) != S_DONE)
+        return 0;
+    services[core].state = S_IDLE;      /* only core 0 reads IDLE: no ordering needed */
+    n_busy--;
+    return 1;
+}
+
+int bf_service_busy(int core)
+{
+    return services[core].state != S_IDLE;
 }
 
 int bf_layer_phases(int layer)
@@ -132,6 +182,12 @@ void bf_parallel_call(int layer, bf_layer_fn fn, struct bf_layer_call *call, int
         fn(call);                         /* a kind that is never split */
         return;
     }
+    /* Cores with a service job sit this call out: the chunks go to the others, in core order. */
+    int who[BF_MAX_CORES], k = 0;
+    for (int c = 0; c < n; c++)
+        if (!n_busy || c == 0 || services[c].state == S_IDLE)
+            who[k++] = c;
+    n = k;
     if (n <= 1) {                         /* the whole layer on this core: split = 0 */
         uint64_t t0 = platform_cycles();
         fn(call);
@@ -145,7 +201,7 @@ void bf_parallel_call(int layer, bf_layer_fn fn, struct bf_layer_call *call, int
     for (int phase = 0; phase < phases; phase++) {
         int units = bf_layer_units(layer, phase, call->cfg);
         for (int c = 1; c < n; c++) {
-            struct mailbox *mb = &boxes[c];
+            struct mailbox *mb = &boxes[who[c]];
             mb->fn = fn;
             mb->call = *call;
             mb->call.split = 1;
@@ -165,7 +221,7 @@ void bf_parallel_call(int layer, bf_layer_fn fn, struct bf_layer_call *call, int
          * host OS or the hypervisor) are run here rather than waited for. */
         int taken = 0;
         for (int c = 1; c < n; c++) {
-            struct mailbox *mb = &boxes[c];
+            struct mailbox *mb = &boxes[who[c]];
             uint32_t w = __atomic_load_n(&mb->word, __ATOMIC_ACQUIRE);
             if ((w & 3) == POSTED &&
                 __atomic_compare_exchange_n(&mb->word, &w, (w & ~3u) | STOLEN, 0, __ATOMIC_ACQ_REL,
@@ -186,12 +242,12 @@ void bf_parallel_call(int layer, bf_layer_fn fn, struct bf_layer_call *call, int
         if (core_cycles)
             core_cycles[0] += mine;
         for (int c = 1; c < n; c++) {
-            struct mailbox *mb = &boxes[c];
+            struct mailbox *mb = &boxes[who[c]];
             if ((__atomic_load_n(&mb->word, __ATOMIC_RELAXED) & 3) != TAKEN)
                 continue;
-            cores.busy_cycles[c] += mb->cycles;
+            cores.busy_cycles[who[c]] += mb->cycles;
             if (core_cycles)
-                core_cycles[c] += mb->cycles;
+                core_cycles[who[c]] += mb->cycles;
         }
     }
 }
