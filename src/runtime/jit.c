@@ -264,6 +264,22 @@ static struct bf_jit_record *new_record(int layer, int code, uint64_t call, int 
     return r;
 }
 
+int bf_jit_reserve(void)
+{
+    static int failed;
+    if (heap_memory || failed)
+        return failed ? -1 : 0;
+    heap_memory = platform_alloc((size_t)heap_kib << 10, 4096);
+    uint8_t *stack = heap_memory ? platform_alloc(COMPILE_STACK, 4096) : NULL;
+    if (!heap_memory || !stack) {
+        heap_memory = NULL;
+        failed = 1;
+        return -1;
+    }
+    compile_stack_top = stack + COMPILE_STACK;
+    return 0;
+}
+
 /* Core 0: everything that can be refused before the compiler sees the request. */
 static int prepare(struct job *j, char *err, size_t errlen)
 {
@@ -281,16 +297,10 @@ static int prepare(struct job *j, char *err, size_t errlen)
             return -1;
         }
     }
-    if (!heap_memory) {
-        heap_memory = platform_alloc((size_t)heap_kib << 10, 4096);
-        uint8_t *stack = heap_memory ? platform_alloc(COMPILE_STACK, 4096) : NULL;
-        if (!heap_memory || !stack) {
-            heap_memory = NULL;
-            snprintf(err, errlen, "no arena memory for the %llu KiB JIT heap and its 1 MiB stack",
-                     (unsigned long long)heap_kib);
-            return -1;
-        }
-        compile_stack_top = stack + COMPILE_STACK;
+    if (bf_jit_reserve() < 0) {
+        snprintf(err, errlen, "no arena memory for the %llu KiB JIT heap and its 1 MiB stack",
+                 (unsigned long long)heap_kib);
+        return -1;
     }
     const char *path = bf_bitcode_path(j->layer);
     if (!bf_file_exists(path)) {

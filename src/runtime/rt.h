@@ -167,6 +167,10 @@ int bf_jit_request(int layer, int code, uint64_t call, bf_layer_fn *fn, int *rec
 int bf_jit_poll(int *layer, bf_layer_fn *fn, int *record);
 void bf_jit_end(void);
 int bf_jit_compiling_core(void);                /* 1 with two or more cores in use, else 0 */
+/* The compiler's heap (jit_heap_kib) and stack from the arena, once; -1 when the arena is short
+ * (the first request then fails saying so).  Called at start-up when a ladder has run-time tiers,
+ * so that zeroing 64 MiB is not a pause of core 0 in the middle of generation. */
+int bf_jit_reserve(void);
 extern int bf_jit_busy;                         /* a compile is queued or in flight (core 0 reads it) */
 uint64_t bf_jit_timeout_ms(void);
 void bf_jit_note_swap(int record, uint64_t call);

@@ -391,6 +391,8 @@ void bf_tiering_init(void)
     bf_printf("bareflow: policy%s\n", line);
     bf_printf("bareflow: modules %s, %d loaded at boot, %d on demand; profiling overhead %llu cycles/call\n",
               bf_isa_names[bf_isa], preloaded, on_demand, (unsigned long long)overhead_cycles);
+    if (run_time && bf_jit_backend())
+        bf_jit_reserve();
     if (run_time && bf_jit_compiling_core() == 0)
         bf_printf("bareflow: jit: %d run-time tiers in the ladders, compiler %s, compiles run inline on core 0\n",
                   run_time, bf_jit_backend() ? bf_jit_backend() : "none (JIT=none: they will be reported as failed)");
