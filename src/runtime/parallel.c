@@ -118,7 +118,7 @@ const struct bf_cores *bf_cores(void)
 
 int bf_service_post(int core, void (*fn)(void *arg, int core), void *arg)
 {
-    if (core < 1 || core >= cores.started || services[core].state != S_IDLE)
+    if (core < 1 || core >= cores.started || __atomic_load_n(&services[core].state, __ATOMIC_RELAXED) != S_IDLE)
         return -1;
     services[core].fn = fn;
     services[core].arg = arg;
@@ -131,14 +131,14 @@ int bf_service_collect(int core)
 {
     if (__atomic_load_n(&services[core].state, __ATOMIC_ACQUIRE) != S_DONE)
         return 0;
-    services[core].state = S_IDLE;      /* only core 0 reads IDLE: no ordering needed */
+    __atomic_store_n(&services[core].state, S_IDLE, __ATOMIC_RELAXED);   /* the worker waits for POSTED only */
     n_busy--;
     return 1;
 }
 
 int bf_service_busy(int core)
 {
-    return services[core].state != S_IDLE;
+    return __atomic_load_n(&services[core].state, __ATOMIC_RELAXED) != S_IDLE;
 }
 
 int bf_layer_phases(int layer)
@@ -185,7 +185,7 @@ void bf_parallel_call(int layer, bf_layer_fn fn, struct bf_layer_call *call, int
     /* Cores with a service job sit this call out: the chunks go to the others, in core order. */
     int who[BF_MAX_CORES], k = 0;
     for (int c = 0; c < n; c++)
-        if (!n_busy || c == 0 || services[c].state == S_IDLE)
+        if (!n_busy || c == 0 || __atomic_load_n(&services[c].state, __ATOMIC_RELAXED) == S_IDLE)
             who[k++] = c;
     n = k;
     if (n <= 1) {                         /* the whole layer on this core: split = 0 */
