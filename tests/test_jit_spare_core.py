@@ -1,13 +1,16 @@
 """Run-time compiles on the spare core, booted: QEMU `-cpu max -smp 2`, SeaBIOS and OVMF.
 
-Core 0 generates while core 1 compiles each layer's bitcode for the CPU (docs/jit.md, "Where
-compiles run"); finished compiles are swapped in between layer calls.  The model is llama2.c's
-stories260K, sampled (temperature 0.8, seed 5: 428 tokens) so that generation outlasts the first
-compiles under TCG; the tokens must equal those of the ahead-of-time-only (JIT=none) image of
-the same model and settings.  Under TCG an optimising compile takes 5-20 s, so which compiles
-finish before generation ends depends on the machine: the tests ask for at least one compiled
-on core 1 and swapped in, and for every other one to be accounted for (swapped in, or still
-compiling / queued when generation ended).
+Core 0 generates while core 1 compiles layers' bitcode for the CPU (docs/jit.md, "Where compiles
+run"); finished compiles are swapped in between layer calls.  The model is llama2.c's
+stories260K, sampled (temperature 0.8, seed 5: 428 tokens, 15-150 s under TCG depending on the
+machine's load); the tokens must equal those of the ahead-of-time-only (JIT=none) image of the
+same model and settings.  Under TCG the first compile alone costs 5-20 s (QEMU translating
+LLVM's code), and the ratio of compile to generation time moves with the host's load, so the
+image uses a test policy (a plugin written by the fixture) that gives run-time rungs to two
+cheap layers only (rmsnorm, rope: O0 > O2 > O1@host, one call each): their compiles finish well
+within generation.  The tests ask for at least one compiled on core 1 and swapped in while core 0
+went on, and for every other compile to be accounted for (swapped in, or still compiling /
+queued when generation ended).
 Skipped, saying why, without LLVM 22's static archives, the checkpoint, QEMU or OVMF.
 """
 import os
@@ -25,6 +28,19 @@ pytestmark = [pytest.mark.qemu,
                                         f"{' or '.join(llvmjit.candidates())}; run tools/setup.sh")]
 
 RUN = ("STEPS=512", "TEMPERATURE=0.8", "SEED=5")
+POLICY_PLUGIN = '''
+from bareflow import hookimpl
+from bareflow.policy.api import Decision, Policy
+
+
+@hookimpl
+def bareflow_register_policies():
+    def decide(layer, variables):
+        if layer.name in ("rmsnorm", "rope"):
+            return Decision(ladder=["O0", "O2", "O1@host"], calls=[1, 1])
+        return Decision(ladder=["O0", "O2"], calls=[1])
+    return [Policy("spare-core-test", "two cheap layers compiled at run time on the spare core", decide)]
+'''
 
 
 @pytest.fixture(scope="module")
@@ -33,8 +49,12 @@ def builds(tmp_path_factory):
     model, tok = stories()
     need("qemu-system-x86_64")
     common = (f"MODEL={model}", f"TOKENIZER={tok}", *RUN)
+    plugins = tmp_path_factory.mktemp("spare-plugin")
+    (plugins / "sparecorepolicy.py").write_text(POLICY_PLUGIN)
+    env = {"PYTHONPATH": str(plugins) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     jit = tmp_path_factory.mktemp("spare-jit")
-    scons(jit, "image", "JIT=llvm", "JIT_COMPILE_CYCLES=1", *common, timeout=1200)
+    scons(jit, "image", "JIT=llvm", "PLUGINS=sparecorepolicy", "POLICY=spare-core-test", *common, timeout=1200,
+          env=env)
     aot = tmp_path_factory.mktemp("spare-aot")
     scons(aot, "image", "hosted", "JIT=none", *common, timeout=900)
     status, out = hosted(aot / "bareflow-hosted", aot / "bareflow.img")
@@ -65,8 +85,8 @@ def _boot_smp2(builds, tmp_path, firmware):
             assert "avx2" in c["features"].split(",") and c["cycles"] > 0 and c["object_bytes"] > 0, c
             # Requested at one call, compiled while the layer kept running, swapped in later.
             assert c["swap_call"] > c["request_call"], c
-            assert layer["tier"] == "O3@host" and layer["changes"][-1]["call"] == c["swap_call"], layer
-            assert layer["calls"][3] > 0, layer
+            assert layer["tier"] == c["tier"] == "O1@host", (layer, c)
+            assert layer["changes"][-1]["call"] == c["swap_call"] and layer["calls"][1] > 0, layer
         else:
             assert "when generation ended" in c["error"] and not c.get("timed_out"), c
     return res
