@@ -130,6 +130,12 @@ def config_cases():
     yield "temperature-over-2", config(temperature="2.0000001")
     yield "prompt-1024", config(prompt="a" * 1024)
     yield "too-big", b"#" * 8193
+    yield "valid-jit-timeout-limits", config() + b"jit_timeout_ms = 1\njit_heap_kib = 4194304\n"
+    yield "valid-jit-timeout-max", config() + b"jit_timeout_ms = 3600000\n"
+    yield "jit-timeout-zero", config() + b"jit_timeout_ms = 0\n"
+    yield "jit-timeout-over-max", config() + b"jit_timeout_ms = 3600001\n"
+    yield "jit-timeout-plus-sign", config() + b"jit_timeout_ms = +5\n"
+    yield "jit-timeout-unit", config() + b"jit_timeout_ms = 5ms\n"
 
 
 def policy_cases():

@@ -27,7 +27,7 @@ def test_help_shows_each_variable_under_the_plugin_that_declares_it(tmp_path):
     groups = help_groups(tmp_path / "b")
     assert {"MODEL", "POLICY", "ISA", "BUILD_DIR", "CACHE_DIR"} <= set(groups["bareflow.core.build"])
     assert groups["bareflow.policy.builtin"] == ["TIER", "STOP_PROFILING", "PGO_HOT_CALLS", "JIT_COMPILE_CYCLES", "SPLIT_CYCLES"]
-    assert groups["bareflow.kernel.jit"] == ["JIT"]
+    assert groups["bareflow.kernel.jit"] == ["JIT", "JIT_TIMEOUT_MS"]
     assert set(groups["bareflow.image.bootconfig"]) == {"PROMPT", "STEPS", "TEMPERATURE", "TOPP", "SEED", "CHAT", "CORES"}
     assert "FIRMWARE" in groups["bareflow.boot.qemu"] and "DEVICE" in groups["bareflow.flash.builtin"]
     names = [name for group in groups.values() for name in group]

@@ -29,7 +29,7 @@ from test_runtime_hosted import base_files, hosted_program, make_image, needs_mt
 EXPECTED_VALID = {"valid", "valid-crlf", "valid-defaults-only", "valid-empty-prompt", "valid-seed-max",
                   "valid-plus-sign", "valid-leading-dot", "valid-exponent", "valid-tiny-normal", "valid-limits",
                   "valid-synthetic", "valid-small-shared", "valid-small-separate", "max-token-length-1024",
-                  "seq-len-65536", "n-layers-256"}
+                  "seq-len-65536", "n-layers-256", "valid-jit-timeout-limits", "valid-jit-timeout-max"}
 
 
 # Faults of the llama2.c tokenizer.bin layout itself (its max_token_length field, record lengths,

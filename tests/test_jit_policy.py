@@ -130,3 +130,25 @@ def test_boot_config_mirror_reads_the_jit_keys_as_config_c_does():
                           (b"jit_cpu =\n", "jit_cpu is 0 bytes")]:
         with pytest.raises(BareflowError, match=r"BAREFLOW.CFG line 1: " + re.escape(message)):
             bootconfig.parse(text)
+
+
+def test_jit_timeout_key_is_read_alike_and_written_only_for_jit_images():
+    """jit_timeout_ms: 1..3600000, default 60000 in both readers; the build writes its
+    JIT_TIMEOUT_MS into /BAREFLOW.CFG of JIT=llvm images only."""
+    from bareflow.image import bootconfig
+    assert bootconfig.parse(b"")["jit_timeout_ms"] == 60000
+    assert bootconfig.parse(b"jit_timeout_ms = 1\n")["jit_timeout_ms"] == 1
+    for value in (b"0", b"3600001", b"+5", b"5ms", b""):
+        with pytest.raises(BareflowError, match=r"BAREFLOW.CFG line 1: jit_timeout_ms = .* is not an integer "
+                                                r"in 1\.\.3600000"):
+            bootconfig.parse(b"jit_timeout_ms = " + value + b"\n")
+    plain = bootconfig.render({}, 256)
+    assert b"jit_timeout_ms" not in plain
+    jit = bootconfig.render({"jit_timeout_ms": "250"}, 256)
+    assert jit.endswith(b"jit_timeout_ms = 250\n") and bootconfig.parse(jit)["jit_timeout_ms"] == 250
+    from bareflow.kernel import jit as jit_plugin
+    variable = [v for v in jit_plugin.bareflow_register_variables() if v.name == "JIT_TIMEOUT_MS"][0]
+    assert variable.default == "60000"
+    with pytest.raises(BareflowError, match=r"JIT_TIMEOUT_MS='0': expected an integer number of milliseconds "
+                                            r"in 1\.\.3600000"):
+        variable.validator("JIT_TIMEOUT_MS", "0")

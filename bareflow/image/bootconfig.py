@@ -157,6 +157,8 @@ def bareflow_image_files(variables, files, products):
     values = {key.lower(): variables[key] for key in ("PROMPT", "STEPS", "TEMPERATURE", "TOPP", "SEED", "CORES")
               if key in variables}
     values.update(chat_values(variables))
+    if str(variables.get("JIT", "none")).strip() == "llvm":   # JIT_TIMEOUT_MS: bareflow.kernel.jit
+        values["jit_timeout_ms"] = variables.get("JIT_TIMEOUT_MS", str(JIT_TIMEOUT_MS_DEFAULT))
     files["/BAREFLOW.CFG"] = render(values, products["model_config"].seq_len)
 
 
@@ -166,7 +168,8 @@ def check_steps(text, seq_len):
 
 def render(values, seq_len):
     """Return the config file bytes for `values` (missing keys take DEFAULTS; chat_before and
-    chat_after, the chat wrapping, are written only when given)."""
+    chat_after, the chat wrapping, and jit_timeout_ms (JIT=llvm images) are written only when
+    given)."""
     merged = {k: str(values.get(k, "") or v) if k != "prompt" else values.get(k, v) for k, v in DEFAULTS.items()}
     prompt = merged["prompt"]
     _check_prompt("PROMPT", prompt)
@@ -186,6 +189,8 @@ def render(values, seq_len):
         f"seed = {seed}",
         f"cores = {cores}",
     ]
+    if values.get("jit_timeout_ms"):
+        lines.append(f"jit_timeout_ms = {_number('jit_timeout_ms', str(values['jit_timeout_ms']), int, *JIT_TIMEOUT_MS)}")
     for key in ("chat_before", "chat_after"):
         if values.get(key):
             text = values[key]
@@ -202,8 +207,10 @@ def render(values, seq_len):
 
 CFG_MAX = 8192
 _KEYS = ("prompt", "steps", "temperature", "topp", "seed", "cores", "smp_test", "chat_before", "chat_after",
-         "jit_cpu", "jit_heap_kib")
+         "jit_cpu", "jit_heap_kib", "jit_timeout_ms")
 JIT_CPU_MAX = 63                     # config.c: sizeof rc->jit_cpu - 1
+JIT_TIMEOUT_MS = (1, 3600000)        # config.c K_JIT_TIMEOUT_MS range
+JIT_TIMEOUT_MS_DEFAULT = 60000       # config.c JIT_TIMEOUT_MS_DEFAULT (when the file has no key)
 JIT_HEAP_KIB = (64, 4194304)         # config.c K_JIT_HEAP_KIB range; default 65536 (docs/boot-config.md)
 _ESCAPES = {"n": "\n", "r": "\r", "t": "\t", "s": " ", "\\": "\\"}
 
@@ -284,7 +291,8 @@ def parse(data, seq_len=None):
     if len(data) > CFG_MAX:
         fail(0, f"{len(data)} bytes, at most {CFG_MAX}")
     values = dict(prompt="Once upon a time", steps=32, temperature=0.0, topp=float32(0.9), seed=42, cores=0,
-                  smp_test="none", chat_before="", chat_after="", jit_cpu="", jit_heap_kib=65536)
+                  smp_test="none", chat_before="", chat_after="", jit_cpu="", jit_heap_kib=65536,
+                  jit_timeout_ms=JIT_TIMEOUT_MS_DEFAULT)
     data = bytes(data)
     try:
         data.decode("utf-8")
@@ -335,6 +343,12 @@ def parse(data, seq_len=None):
             n = _kernel_u64(value)
             if n is None or not JIT_HEAP_KIB[0] <= n <= JIT_HEAP_KIB[1]:
                 fail(number, f"jit_heap_kib = {value!r} is not an integer in {JIT_HEAP_KIB[0]}..{JIT_HEAP_KIB[1]}")
+            values[key] = n
+        elif key == "jit_timeout_ms":
+            n = _kernel_u64(value)
+            if n is None or not JIT_TIMEOUT_MS[0] <= n <= JIT_TIMEOUT_MS[1]:
+                fail(number, f"jit_timeout_ms = {value!r} is not an integer in "
+                             f"{JIT_TIMEOUT_MS[0]}..{JIT_TIMEOUT_MS[1]}")
             values[key] = n
         elif key == "smp_test":
             if value not in SMP_TESTS:

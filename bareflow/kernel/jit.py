@@ -1,6 +1,7 @@
 """Built-in plugin: the run-time compiler choice (JIT=none | llvm; docs/jit.md).
 
-It declares the JIT variable and, with JIT=llvm, puts every layer's tier-neutral bitcode on the
+It declares the JIT and JIT_TIMEOUT_MS variables (the latter is written into /BAREFLOW.CFG as
+jit_timeout_ms by bareflow.image.bootconfig) and, with JIT=llvm, puts every layer's tier-neutral bitcode on the
 image as /MODULES/<LAYER>.BC (docs/bitcode-file.md) through `bareflow_image_files`, the same
 hook the built-in payload uses.  With JIT=none it adds nothing: the image, the policy table and
 the kernel are those of an ahead-of-time-only build.  How LLVM is found and linked is
@@ -28,9 +29,26 @@ def mode(variables: Mapping[str, str]) -> str:
 
 @hookimpl
 def bareflow_register_variables():
+    from bareflow.image import bootconfig
     return [Variable("JIT", "run-time compiler linked into the kernel and the hosted program: none "
                      "(ahead-of-time tiers only) or llvm (LLVM 22; run-time tiers, docs/jit.md)",
-                     DEFAULT, kind="enum", allowed=MODES)]
+                     DEFAULT, kind="enum", allowed=MODES),
+            Variable("JIT_TIMEOUT_MS", "with JIT=llvm: jit_timeout_ms written to /BAREFLOW.CFG, how long a "
+                     "compile on the spare core may take before it is reported and its layer keeps its tier "
+                     f"({bootconfig.JIT_TIMEOUT_MS[0]}..{bootconfig.JIT_TIMEOUT_MS[1]})",
+                     str(bootconfig.JIT_TIMEOUT_MS_DEFAULT), validator=_timeout)]
+
+
+def _timeout(name, text):
+    from bareflow.image import bootconfig
+    try:
+        value = int(str(text).strip())
+    except ValueError:
+        value = None
+    low, high = bootconfig.JIT_TIMEOUT_MS
+    if value is None or not low <= value <= high:
+        raise BareflowError(f"{name}={text!r}: expected an integer number of milliseconds in {low}..{high}")
+    return value
 
 
 @hookimpl

@@ -30,9 +30,15 @@ class CompileRecord:
     ok: bool
     core: int
     object_bytes: int
-    cycles: int                # cycles spent reading, compiling, converting and loading
+    cycles: int                # cycles on the compiling core from bitcode to object
     swap_call: int             # calls of the layer before the compiled code took over (ok only)
     cpu: str
+    inline: bool = False       # compiled on core 0 with nothing else running (one core in use)
+    timed_out: bool = False    # no result within jit_timeout_ms; reported, the layer kept its tier
+    late: bool = False         # timed out, finished later; its result was freed unused
+
+
+FLAG_INLINE, FLAG_TIMED_OUT, FLAG_LATE = 1, 2, 4
 
 
 def decode(data: bytes, offset: int, source: str) -> tuple[list[CompileRecord], int]:
@@ -49,7 +55,7 @@ def decode(data: bytes, offset: int, source: str) -> tuple[list[CompileRecord], 
         fail(f"{n} records of {size} bytes, expected 1..{MAX_RECORDS} of {RECORD_SIZE}")
     records = []
     for i in range(n):
-        name, code, ok, core, reserved, obj, cycles, swap, cpu = _RECORD.unpack_from(
+        name, code, ok, core, flags, obj, cycles, swap, cpu = _RECORD.unpack_from(
             data, offset + _SECTION.size + RECORD_SIZE * i)
         layer = name.rstrip(b"\0").decode("ascii", "replace")
         cpu_text = cpu.rstrip(b"\0").decode("ascii", "replace")
@@ -59,9 +65,15 @@ def decode(data: bytes, offset: int, source: str) -> tuple[list[CompileRecord], 
         tier = runtiers.tier_name(code)
         if tier is None or not runtiers.is_run_time(tier):
             fail(f"{where}: field 'tier' {code:#04x} is not a run-time tier code")
-        if ok > 1 or reserved:
-            fail(f"{where}: field 'ok' must be 0 or 1 and 'reserved' 0")
+        if ok > 1:
+            fail(f"{where}: field 'ok' must be 0 or 1")
+        if flags & ~(FLAG_INLINE | FLAG_TIMED_OUT | FLAG_LATE) or (ok and flags & FLAG_TIMED_OUT) \
+                or (flags & FLAG_LATE and not flags & FLAG_TIMED_OUT):
+            fail(f"{where}: field 'flags' {flags:#04x} is not a combination of inline (1), timed_out (2) "
+                 "and late (4, only with timed_out) that a run can write")
         if b"\0" in cpu.rstrip(b"\0") or not _CPU.match(cpu_text):
             fail(f"{where}: field 'cpu' is not a NUL-padded CPU name")
-        records.append(CompileRecord(layer, tier, bool(ok), core, obj, cycles, swap, cpu_text))
+        records.append(CompileRecord(layer, tier, bool(ok), core, obj, cycles, swap, cpu_text,
+                                     inline=bool(flags & FLAG_INLINE), timed_out=bool(flags & FLAG_TIMED_OUT),
+                                     late=bool(flags & FLAG_LATE)))
     return records, offset + _SECTION.size + RECORD_SIZE * n

@@ -19,10 +19,13 @@
 #define FLOAT32_MIN_TEXT "1.17549435e-38"
 
 enum { K_PROMPT, K_STEPS, K_TEMPERATURE, K_TOPP, K_SEED, K_CORES, K_SMP_TEST, K_CHAT_BEFORE, K_CHAT_AFTER,
-       K_JIT_CPU, K_JIT_HEAP_KIB, N_KEYS };
+       K_JIT_CPU, K_JIT_HEAP_KIB, K_JIT_TIMEOUT_MS, N_KEYS };
 static const char *const key_names[N_KEYS] = {"prompt", "steps", "temperature", "topp", "seed", "cores",
                                               "smp_test", "chat_before", "chat_after", "jit_cpu",
-                                              "jit_heap_kib"};
+                                              "jit_heap_kib", "jit_timeout_ms"};
+/* The default time-out of a compile on the compiling core; the build writes its JIT_TIMEOUT_MS. */
+#define JIT_TIMEOUT_MS_DEFAULT 60000
+#define JIT_TIMEOUT_MS_MAX 3600000
 
 #define MAX_TEXT 1023
 
@@ -169,6 +172,12 @@ static void set_value(struct bf_run_config *rc, int key, const char *value, int 
             bf_panic("BAREFLOW.CFG line %d: jit_heap_kib = '%s' is not an integer in 64..4194304", line, value);
         rc->jit_heap_kib = u;
         return;
+    case K_JIT_TIMEOUT_MS:
+        if (parse_u64(value, &u) || u < 1 || u > JIT_TIMEOUT_MS_MAX)
+            bf_panic("BAREFLOW.CFG line %d: jit_timeout_ms = '%s' is not an integer in 1..%d", line, value,
+                     JIT_TIMEOUT_MS_MAX);
+        rc->jit_timeout_ms = u;
+        return;
     case K_TOPP:
         if (parse_decimal(value, &d))
             bf_panic("BAREFLOW.CFG line %d: topp = '%s' is not a decimal number", line, value);
@@ -233,7 +242,7 @@ static void parse_line(struct bf_run_config *rc, char *s, int line, int seen[N_K
         return;
     }
     bf_panic("BAREFLOW.CFG line %d: unknown key '%.40s' (known: prompt, steps, temperature, topp, seed, cores, "
-             "smp_test, chat_before, chat_after, jit_cpu, jit_heap_kib)", line, s);
+             "smp_test, chat_before, chat_after, jit_cpu, jit_heap_kib, jit_timeout_ms)", line, s);
 }
 
 void bf_config_load(struct bf_run_config *rc)
@@ -250,6 +259,7 @@ void bf_config_load(struct bf_run_config *rc)
     rc->topp = 0.9f;
     rc->seed = 42;
     rc->jit_heap_kib = 65536;
+    rc->jit_timeout_ms = JIT_TIMEOUT_MS_DEFAULT;
     if (size > CFG_MAX)
         bf_panic("BAREFLOW.CFG: %zu bytes, at most %d", size, CFG_MAX);
     memcpy(text, data, size);

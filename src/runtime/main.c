@@ -51,6 +51,7 @@ int bf_runtime_main(void)
               (unsigned long long)rc.seed, platform_arena_used(), platform_arena_size());
 
     bf_generate(&model, &tok, &rc, &run);
+    bf_jit_end();
     bf_write_profile(&run);
     bf_print_result(&rc, &run, start);
     return BF_EXIT_OK;

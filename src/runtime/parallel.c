@@ -15,6 +15,12 @@
  * Waits spin (platform_spin); an idle worker spins a while, then may park until core 0 posts
  * (platform_wait/platform_wake).  Core 0 waits for a chunk a worker took at most BARRIER_SECONDS,
  * then ends the run naming the layer (a core that faults is reported as a CPU exception).
+ * Service jobs: core 0 may hand one worker core a function to run outside the work split (the
+ * JIT's compiles, jit.c).  From the post until core 0 has collected the finished job that core
+ * is busy: the split leaves it out and cuts each phase over the remaining cores, in core order
+ * (the chunking for k cores is the same whichever cores they are, and results are identical for
+ * any k).  The worker takes a job only while it waits for a chunk, i.e. between layer calls; the
+ * post also advances the worker's mailbox word with a NOTICE, so a parked worker wakes for it.
  */
 #include <string.h>
 
@@ -26,7 +32,7 @@
  * the word with the next sequence and POSTED (release).  Either the worker claims it (POSTED ->
  * TAKEN) or core 0, done with its own chunk, takes it back (POSTED -> STOLEN) - one CAS decides,
  * so every chunk runs exactly once, with the same boundaries and the same code either way. */
-enum { POSTED = 1, TAKEN = 2, STOLEN = 3 };
+enum { NOTICE = 0, POSTED = 1, TAKEN = 2, STOLEN = 3 };   /* NOTICE: no chunk, look at the service job */
 #define BARRIER_SECONDS 60      /* far above any chunk: the 42M shape's classify under TCG takes < 1 s */
 
 struct mailbox {
@@ -37,6 +43,17 @@ struct mailbox {
 } __attribute__((aligned(64)));
 
 static struct mailbox boxes[BF_MAX_CORES];
+
+/* A service job's state: core 0 posts (IDLE -> POSTED, release, after writing fn and arg), the
+ * worker runs it and publishes its results with DONE (release); core 0 sees DONE (acquire),
+ * reads the results and frees the core (-> IDLE).  Only core 0 leaves IDLE and returns to it. */
+enum { S_IDLE, S_POSTED, S_RUNNING, S_DONE };
+static struct service {
+    uint32_t state;
+    void (*fn)(void *arg, int core);
+    void *arg;
+} __attribute__((aligned(64))) services[BF_MAX_CORES];
+static int n_busy;                      /* cores with a job not yet collected (core 0's count) */
 /* Sense-reversing barrier, released by core 0: workers that ran a chunk add themselves to
  * `arrived` and wait for `sense` to change; core 0 waits until every worker that TOOK a chunk
  * arrived, resets the count, then advances the sense (an episode number rather than one bit, so
@@ -50,12 +67,21 @@ static struct bf_cores cores = {1, 1, 1, {0}};
 static void worker(int core)
 {
     struct mailbox *mb = &boxes[core];
+    struct service *sv = &services[core];
     uint32_t seen = 0;
     for (;;) {
         unsigned spins = 0;
         uint32_t w;
-        while (((w = __atomic_load_n(&mb->word, __ATOMIC_ACQUIRE)) >> 2) == seen)
+        while (((w = __atomic_load_n(&mb->word, __ATOMIC_ACQUIRE)) >> 2) == seen) {
+            if (__atomic_load_n(&sv->state, __ATOMIC_ACQUIRE) == S_POSTED) {
+                __atomic_store_n(&sv->state, S_RUNNING, __ATOMIC_RELAXED);
+                sv->fn(sv->arg, core);
+                __atomic_store_n(&sv->state, S_DONE, __ATOMIC_RELEASE);
+                spins = 0;
+                continue;
+            }
             platform_wait(core, &mb->word, w, spins++);      /* spins, then may park */
+        }
         seen = w >> 2;
         if ((w & 3) != POSTED ||
             !__atomic_compare_exchange_n(&mb->word, &w, (w & ~3u) | TAKEN, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
@@ -91,6 +117,37 @@ void bf_parallel_init(const struct bf_run_config *rc)
 const struct bf_cores *bf_cores(void)
 {
     return &cores;
+}
+
+int bf_service_post(int core, void (*fn)(void *arg, int core), void *arg)
+{
+    if (core < 1 || core >= cores.started || __atomic_load_n(&services[core].state, __ATOMIC_RELAXED) != S_IDLE)
+        return -1;
+    services[core].fn = fn;
+    services[core].arg = arg;
+    n_busy++;
+    __atomic_store_n(&services[core].state, S_POSTED, __ATOMIC_RELEASE);
+    /* A parked worker sleeps until its mailbox word changes: advance it (no chunk is outstanding
+     * between layer calls, so nothing else writes the word now) and wake the core. */
+    struct mailbox *mb = &boxes[core];
+    uint32_t seq = (__atomic_load_n(&mb->word, __ATOMIC_RELAXED) >> 2) + 1;
+    __atomic_store_n(&mb->word, seq << 2 | NOTICE, __ATOMIC_RELEASE);
+    platform_wake(core, &mb->word);
+    return 0;
+}
+
+int bf_service_collect(int core)
+{
+    if (__atomic_load_n(&services[core].state, __ATOMIC_ACQUIRE) != S_DONE)
+        return 0;
+    __atomic_store_n(&services[core].state, S_IDLE, __ATOMIC_RELAXED);   /* the worker waits for POSTED only */
+    n_busy--;
+    return 1;
+}
+
+int bf_service_busy(int core)
+{
+    return __atomic_load_n(&services[core].state, __ATOMIC_RELAXED) != S_IDLE;
 }
 
 int bf_layer_phases(int layer)
@@ -134,6 +191,12 @@ void bf_parallel_call(int layer, bf_layer_fn fn, struct bf_layer_call *call, int
         fn(call);                         /* a kind that is never split */
         return;
     }
+    /* Cores with a service job sit this call out: the chunks go to the others, in core order. */
+    int who[BF_MAX_CORES], k = 0;
+    for (int c = 0; c < n; c++)
+        if (!n_busy || c == 0 || __atomic_load_n(&services[c].state, __ATOMIC_RELAXED) == S_IDLE)
+            who[k++] = c;
+    n = k;
     if (n <= 1) {                         /* the whole layer on this core: split = 0 */
         uint64_t t0 = platform_cycles();
         fn(call);
@@ -147,7 +210,7 @@ void bf_parallel_call(int layer, bf_layer_fn fn, struct bf_layer_call *call, int
     for (int phase = 0; phase < phases; phase++) {
         int units = bf_layer_units(layer, phase, call->cfg);
         for (int c = 1; c < n; c++) {
-            struct mailbox *mb = &boxes[c];
+            struct mailbox *mb = &boxes[who[c]];
             mb->fn = fn;
             mb->call = *call;
             mb->call.split = 1;
@@ -168,7 +231,7 @@ void bf_parallel_call(int layer, bf_layer_fn fn, struct bf_layer_call *call, int
          * host OS or the hypervisor) are run here rather than waited for. */
         int taken = 0;
         for (int c = 1; c < n; c++) {
-            struct mailbox *mb = &boxes[c];
+            struct mailbox *mb = &boxes[who[c]];
             uint32_t w = __atomic_load_n(&mb->word, __ATOMIC_ACQUIRE);
             if ((w & 3) == POSTED &&
                 __atomic_compare_exchange_n(&mb->word, &w, (w & ~3u) | STOLEN, 0, __ATOMIC_ACQ_REL,
@@ -195,12 +258,12 @@ void bf_parallel_call(int layer, bf_layer_fn fn, struct bf_layer_call *call, int
         if (core_cycles)
             core_cycles[0] += mine;
         for (int c = 1; c < n; c++) {
-            struct mailbox *mb = &boxes[c];
+            struct mailbox *mb = &boxes[who[c]];
             if ((__atomic_load_n(&mb->word, __ATOMIC_RELAXED) & 3) != TAKEN)
                 continue;
-            cores.busy_cycles[c] += mb->cycles;
+            cores.busy_cycles[who[c]] += mb->cycles;
             if (core_cycles)
-                core_cycles[c] += mb->cycles;
+                core_cycles[who[c]] += mb->cycles;
         }
     }
 }

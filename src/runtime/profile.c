@@ -101,6 +101,7 @@ void bf_write_profile(const struct bf_run *run)
             e[16] = (uint8_t)r[i].code;
             e[17] = (uint8_t)r[i].ok;
             e[18] = (uint8_t)r[i].core;
+            e[19] = (uint8_t)((r[i].is_inline ? 1 : 0) | (r[i].timed_out ? 2 : 0) | (r[i].late ? 4 : 0));
             put32(e + 20, (uint32_t)r[i].object_size);
             put64(e + 24, r[i].cycles);
             put64(e + 32, r[i].swap_call);

@@ -215,6 +215,8 @@ static void put_jit(struct out *o)
     puts_(o, ",\"jit\":{\"backend\":");
     const char *backend = bf_jit_backend() ? bf_jit_backend() : "none";
     put_string(o, backend, strlen(backend));
+    putf(o, ",\"compiling_core\":%d,\"timeout_ms\":%llu", bf_jit_compiling_core(),
+         (unsigned long long)bf_jit_timeout_ms());
     putf(o, ",\"init_cycles\":%llu,\"heap_bytes\":%zu,\"heap_used\":%zu,\"heap_peak_live\":%zu",
          (unsigned long long)bf_jit_init_cycles(), size, used, peak);
     putf(o, ",\"allocations\":%zu,\"allocations_refused\":%zu,\"stubs_reached\":%u,\"compiles\":[", allocs, failed,
@@ -225,8 +227,13 @@ static void put_jit(struct out *o)
         put_string(o, r[i].cpu, strlen(r[i].cpu));
         puts_(o, ",\"features\":");
         put_string(o, r[i].features, strlen(r[i].features));
-        putf(o, ",\"cycles\":%llu,\"object_bytes\":%llu,\"core\":%d,\"inline\":true,\"ok\":%s",
-             (unsigned long long)r[i].cycles, (unsigned long long)r[i].object_size, r[i].core, r[i].ok ? "true" : "false");
+        putf(o, ",\"cycles\":%llu,\"load_cycles\":%llu,\"object_bytes\":%llu,\"core\":%d,\"inline\":%s",
+             (unsigned long long)r[i].cycles, (unsigned long long)r[i].load_cycles,
+             (unsigned long long)r[i].object_size, r[i].core, r[i].is_inline ? "true" : "false");
+        putf(o, ",\"request_call\":%llu,\"ok\":%s", (unsigned long long)r[i].request_call,
+             r[i].ok ? "true" : "false");
+        if (r[i].timed_out)
+            putf(o, ",\"timed_out\":true,\"late\":%s", r[i].late ? "true" : "false");
         if (r[i].ok)
             putf(o, ",\"swap_call\":%llu}", (unsigned long long)r[i].swap_call);
         else {

@@ -60,6 +60,7 @@ struct bf_run_config {
     int smp_test;             /* PLATFORM_SMP_TEST_* (test-only fault simulation) */
     char jit_cpu[64];         /* run-time tiers' target CPU instead of the host's ("" = host) */
     uint64_t jit_heap_kib;    /* memory for the run-time compiler's heap */
+    uint64_t jit_timeout_ms;  /* a compile on the compiling core with no result after this is dropped */
 };
 void bf_config_load(struct bf_run_config *rc);
 void bf_config_check_steps(const struct bf_run_config *rc, int seq_len);
@@ -138,10 +139,15 @@ bf_layer_fn bf_load_module_image(const char *what, const void *image, size_t siz
 #define BF_MAX_JIT_RECORDS 32
 struct bf_jit_record {
     int layer, code, ok, core;
+    int is_inline;            /* compiled on core 0 while nothing else ran (one core in use) */
+    int timed_out;            /* no result within jit_timeout_ms: reported, result discarded */
+    int late;                 /* a timed-out compile that finished later (its result was freed) */
     char cpu[48];             /* target CPU as LLVM names it */
     char features[96];        /* the enabled vector features among those the result line names */
-    uint64_t cycles;          /* reading the bitcode, compiling, converting and loading */
+    uint64_t cycles;          /* on the compiling core: backend start-up excluded, compile to object */
+    uint64_t load_cycles;     /* on core 0: reading and checking the bitcode, converting, loading */
     uint64_t object_size;     /* bytes of the ELF object the compiler emitted */
+    uint64_t request_call;    /* calls of the layer completed when the compile was requested */
     uint64_t swap_call;       /* calls of the layer before the new code took over (ok only) */
     char error[160];          /* why it failed (not ok) */
 };
@@ -150,7 +156,23 @@ const char *bf_tier_name(int code);             /* "O2", "O3@host", "O2@x86-64-v
 const char *bf_bitcode_path(int layer);         /* "/MODULES/RMSNORM.BC"; static buffer */
 void bf_jit_configure(const struct bf_run_config *rc);
 #define BF_TIER_KIND(code) ((code) >> 4)
-bf_layer_fn bf_jit_tier(int layer, int code, int *record);
+/* Core 0 only.  bf_jit_request asks for `code` of `layer` (after `call` calls): BF_JIT_DONE with
+ * *fn the code or NULL (refused or failed; the record says why) when it was settled at once
+ * (inline compile, or refused before compiling), BF_JIT_PENDING when it was queued for the
+ * compiling core.  bf_jit_poll, between layer calls, returns 1 with the layer, record and code
+ * (NULL: failed or timed out) of a pending compile that is settled, 0 when none is.
+ * bf_jit_end records what was still compiling or queued when generation ended. */
+enum { BF_JIT_DONE, BF_JIT_PENDING };
+int bf_jit_request(int layer, int code, uint64_t call, bf_layer_fn *fn, int *record);
+int bf_jit_poll(int *layer, bf_layer_fn *fn, int *record);
+void bf_jit_end(void);
+int bf_jit_compiling_core(void);                /* 1 with two or more cores in use, else 0 */
+/* The compiler's heap (jit_heap_kib) and stack from the arena, once; -1 when the arena is short
+ * (the first request then fails saying so).  Called at start-up when a ladder has run-time tiers,
+ * so that zeroing 64 MiB is not a pause of core 0 in the middle of generation. */
+int bf_jit_reserve(void);
+extern int bf_jit_busy;                         /* a compile is queued or in flight (core 0 reads it) */
+uint64_t bf_jit_timeout_ms(void);
 void bf_jit_note_swap(int record, uint64_t call);
 const struct bf_jit_record *bf_jit_records(int *n);
 uint64_t bf_jit_init_cycles(void);
@@ -190,6 +212,13 @@ const struct bf_cores *bf_cores(void);
  * bf_chunk() over `cores` cores (1 = all on this core), with a barrier after each phase.
  * Per-core cycles of the chunks go to core_cycles[core] (may be NULL). */
 void bf_parallel_call(int layer, bf_layer_fn fn, struct bf_layer_call *call, int cores, uint64_t *core_cycles);
+/* Service jobs (core 0 only): run fn(arg, core) on worker core `core` (1..started-1) while core 0
+ * goes on; the core is left out of the work split until the job is collected.  post returns -1
+ * when the core does not exist or still has a job; collect returns 1 once the job has finished
+ * (its writes to *arg are then visible) and frees the core, 0 while it runs. */
+int bf_service_post(int core, void (*fn)(void *arg, int core), void *arg);
+int bf_service_collect(int core);
+int bf_service_busy(int core);
 /* Units (rows or heads) of phase `phase` of a layer kind, and its phase count (0: not split). */
 int bf_layer_phases(int layer);
 int bf_layer_units(int layer, int phase, const struct bf_config *cfg);

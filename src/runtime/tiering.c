@@ -10,8 +10,10 @@
  * The table has one set of entries per ISA level the image carries; the best level this CPU
  * runs is chosen and printed, and when the CPU runs none of them the run stops with an
  * "isa:" panic before any module is read.
- * Table version 2 adds run-time tiers (compiled by jit.c when the layer gets there); a failed
- * compile is reported and leaves the layer at its current tier.
+ * Table version 2 adds run-time tiers (compiled by jit.c when the layer gets there, inline or
+ * on the compiling core); a failed or timed-out compile is reported and leaves the layer at its
+ * current tier for good.  A compile on the compiling core is swapped in by core 0 between two
+ * layer calls, the same single release store.
  */
 #include <stdio.h>
 #include <string.h>
@@ -54,36 +56,81 @@ static void set_triggers(struct layer_rt *L)
     L->timing = !(last && (L->flags & F_STOP_PROFILING));
 }
 
-/* Cold path: make the next tier of the ladder ready, then swap the slot in one store.  A
- * run-time tier that fails to compile is reported; the layer stays where it is for good. */
-__attribute__((noinline)) static void promote(struct layer_rt *L)
+static uint64_t total_calls(const struct layer_rt *L)
 {
-    int next = L->step + 1, to = L->ladder[next], record = -1;
     uint64_t calls = 0;
     for (int t = 0; t < BF_N_TIERS; t++)
         calls += L->st.calls[t];
+    return calls;
+}
+
+/* The one swap: the next rung's code, already loaded and relocated, replaces the slot with a
+ * single release store.  Only ever between two layer calls. */
+static void swap_in(struct layer_rt *L, int next, uint64_t calls)
+{
+    int to = L->ladder[next];
+    L->st.changes[L->st.n_changes++] = (struct bf_tier_change){calls, (uint8_t)L->st.tier, (uint8_t)to};
+    __atomic_store_n(&L->slot, L->ready[next], __ATOMIC_RELEASE);
+    L->st.tier = to;
+    L->step = next;
+    set_triggers(L);
+}
+
+static void jit_failed(struct layer_rt *L, int to, int record, uint64_t calls)
+{
+    int n;
+    const struct bf_jit_record *r = bf_jit_records(&n);
+    if (bf_console_mid_line())
+        bf_write("\n", 1);
+    bf_printf("bareflow: jit: layer %s: %s %s at call %llu, stays at %s: %s\n", bf_layer_names[L->id],
+              bf_tier_name(to), record >= 0 && record < n && r[record].timed_out ? "timed out" : "failed",
+              (unsigned long long)calls, bf_tier_name(L->st.tier), record >= 0 && record < n ? r[record].error : "");
+    L->next_calls = L->next_cycles = NEVER;       /* for good: the layer keeps its tier */
+}
+
+/* Cold path: make the next tier of the ladder ready, then swap the slot in one store.  A
+ * run-time tier is requested from jit.c: compiled inline (one core) and swapped at once, or
+ * queued for the compiling core while the layer goes on at its tier (no further trigger until
+ * the compile is settled, collect_compiles).  A failed compile is reported; the layer stays. */
+__attribute__((noinline)) static void promote(struct layer_rt *L)
+{
+    int next = L->step + 1, to = L->ladder[next], record = -1;
+    uint64_t calls = total_calls(L);
     if (!L->ready[next] && BF_TIER_KIND(to)) {
-        L->ready[next] = bf_jit_tier(L->id, to, &record);
-        if (!L->ready[next]) {
-            int n;
-            const struct bf_jit_record *r = bf_jit_records(&n);
-            if (bf_console_mid_line())
-                bf_write("\n", 1);
-            bf_printf("bareflow: jit: layer %s: %s failed at call %llu, stays at %s: %s\n", bf_layer_names[L->id],
-                      bf_tier_name(to), (unsigned long long)calls, bf_tier_name(L->st.tier),
-                      record >= 0 && record < n ? r[record].error : "");
+        if (bf_jit_request(L->id, to, calls, &L->ready[next], &record) == BF_JIT_PENDING) {
             L->next_calls = L->next_cycles = NEVER;
+            return;
+        }
+        if (!L->ready[next]) {
+            jit_failed(L, to, record, calls);
             return;
         }
         bf_jit_note_swap(record, calls);
     }
     if (!L->ready[next])
         L->ready[next] = bf_load_module(L->id, to);
-    L->st.changes[L->st.n_changes++] = (struct bf_tier_change){calls, (uint8_t)L->st.tier, (uint8_t)to};
-    __atomic_store_n(&L->slot, L->ready[next], __ATOMIC_RELEASE);
-    L->st.tier = to;
-    L->step = next;
-    set_triggers(L);
+    swap_in(L, next, calls);
+}
+
+/* Core 0, right after a layer call returned - every core of its split is past the barrier, and
+ * no core is inside any layer - so a finished compile's code can be swapped into its layer's
+ * slot exactly as promote() does. */
+__attribute__((noinline)) static void collect_compiles(void)
+{
+    int id, record;
+    bf_layer_fn fn;
+    while (bf_jit_poll(&id, &fn, &record)) {
+        struct layer_rt *L = &layers[id];
+        int next = L->step + 1;
+        uint64_t calls = total_calls(L);
+        if (!fn) {
+            jit_failed(L, L->ladder[next], record, calls);
+            continue;
+        }
+        L->ready[next] = fn;
+        bf_jit_note_swap(record, calls);
+        swap_in(L, next, calls);
+    }
 }
 
 /* The slot is read once per call and every core of the call gets that one function, and
@@ -104,6 +151,8 @@ static inline __attribute__((always_inline)) void dispatch(struct layer_rt *L, s
     /* Tiers only climb, so the counts at the current tier are the counts of this ladder step. */
     if (++L->st.calls[t] >= L->next_calls || L->st.cycles[t] >= L->next_cycles)
         promote(L);
+    if (__builtin_expect(bf_jit_busy != 0, 0))
+        collect_compiles();
 }
 
 void bf_call(int layer, struct bf_layer_call *call)
@@ -342,7 +391,14 @@ void bf_tiering_init(void)
     bf_printf("bareflow: policy%s\n", line);
     bf_printf("bareflow: modules %s, %d loaded at boot, %d on demand; profiling overhead %llu cycles/call\n",
               bf_isa_names[bf_isa], preloaded, on_demand, (unsigned long long)overhead_cycles);
-    if (run_time)
+    if (run_time && bf_jit_backend())
+        bf_jit_reserve();
+    if (run_time && bf_jit_compiling_core() == 0)
         bf_printf("bareflow: jit: %d run-time tiers in the ladders, compiler %s, compiles run inline on core 0\n",
                   run_time, bf_jit_backend() ? bf_jit_backend() : "none (JIT=none: they will be reported as failed)");
+    else if (run_time)
+        bf_printf("bareflow: jit: %d run-time tiers in the ladders, compiler %s, compiles run on core %d while core 0 "
+                  "generates (time-out %llu ms)\n", run_time,
+                  bf_jit_backend() ? bf_jit_backend() : "none (JIT=none: they will be reported as failed)",
+                  bf_jit_compiling_core(), (unsigned long long)bf_jit_timeout_ms());
 }

@@ -13,7 +13,7 @@ from . import commands
 
 # bareflow/jit.h: what the backend gives the runtime.  With JIT=llvm the backend's objects stay
 # out of the libc selection (they reference LLVM, not libc), so these count as provided.
-BACKEND_SYMBOLS = {"bf_jit_backend", "bf_jit_init", "bf_jit_host", "bf_jit_compile", "bf_jit_release",
+BACKEND_SYMBOLS = {"bf_jit_backend", "bf_jit_init", "bf_jit_thread", "bf_jit_host", "bf_jit_compile", "bf_jit_release",
                    "bf_jit_disabled", "bf_jit_stubs_reached", "bf_jit_heap"}
 
 

@@ -1,12 +1,14 @@
 /* backend.c - bareflow/jit.h over LLVM 22: thread pointer, constructors, the compile boundary.
  *
- * Promise: before LLVM runs a single instruction, the calling core's thread pointer points at
- * a TCB laid out as LLVM's (glibc-targeted) code expects — the TLS block copied from the
+ * Promise: before LLVM runs a single instruction on a core, that core's thread pointer points
+ * at its own TCB laid out as LLVM's (glibc-targeted) code expects — the TLS block copied from the
  * program's template right below it, a self-pointer at %fs:0 and a stack-protector canary at
  * %fs:0x28 — and every static constructor (.init_array) has run once.  Each compile runs
  * inside a setjmp boundary: abort(), a stub, a failed _chk check or an exhausted heap inside
  * LLVM comes back here as a failed compile with a reason, and the backend then refuses further
- * compiles (LLVM's global state may be half-updated); the run itself goes on.
+ * compiles (LLVM's global state may be half-updated); the run itself goes on.  After each
+ * compile the core's TCB is checked (self-pointer and canary unchanged).  Any core may compile,
+ * one compile at a time (the runtime's jit.c keeps to that); the heap is locked (heap.c).
  */
 #include <stdint.h>
 #include <string.h>
@@ -79,11 +81,26 @@ void bf_jit_heap(size_t *used, size_t *peak, size_t *allocs, size_t *failed, siz
     bf_llvm_heap_stats(used, peak, allocs, failed, size);
 }
 
+/* Each core that runs LLVM has its own TCB (the TLS block, errno-like thread-locals and the
+ * canary are per thread in LLVM's and libstdc++'s code).  One compile at a time still holds:
+ * the setjmp boundary and LLVM's own global state are shared. */
+#define MAX_TCB_CORES 64
+static uint8_t *tcb[MAX_TCB_CORES];
+static uint64_t tcb_canary[MAX_TCB_CORES];
+
 /* TLS variant II (x86-64): the block ends at the thread pointer, the TCB starts there. */
-static int setup_tls(char *err, size_t errlen)
+static int setup_tls(int core, char *err, size_t errlen)
 {
     const void *init = 0;
     size_t init_size = 0, mem_size = 0, align = 16;
+    if (core < 0 || core >= MAX_TCB_CORES) {
+        copy(err, errlen, "core index out of range for a TCB");
+        return -1;
+    }
+    if (tcb[core]) {
+        platform_set_thread_pointer(tcb[core]);
+        return 0;
+    }
     if (platform_tls_template(&init, &init_size, &mem_size, &align) < 0)
         init_size = mem_size = 0;            /* no thread-locals: the TCB alone */
     if (!align || (align & (align - 1)) || align > 4096) {
@@ -100,21 +117,46 @@ static int setup_tls(char *err, size_t errlen)
     uint8_t *tp = (uint8_t *)(((uintptr_t)area + block + tp_align - 1) & ~(uintptr_t)(tp_align - 1));
     memset(tp - block, 0, block + 256);
     memcpy(tp - block, init, init_size);
-    uint64_t self = (uint64_t)(uintptr_t)tp, canary = platform_cycles() * 0x9E3779B97F4A7C15ull;
+    uint64_t self = (uint64_t)(uintptr_t)tp;
+    uint64_t canary = (platform_cycles() + (uint64_t)core) * 0x9E3779B97F4A7C15ull;
     canary &= ~(uint64_t)0xff;               /* a zero low byte stops string overruns, as glibc does */
     memcpy(tp, &self, 8);                    /* %fs:0: the TCB points at itself */
     memcpy(tp + 0x28, &canary, 8);           /* %fs:0x28: the stack-protector canary */
+    tcb[core] = tp;
+    tcb_canary[core] = canary;
     platform_set_thread_pointer(tp);
     return 0;
 }
 
-int bf_jit_init(void *heap, size_t heap_size, char *err, size_t errlen)
+/* The TCB of `core` after LLVM ran on it: self-pointer and canary must be as set up. */
+static int tcb_intact(int core, char *err, size_t errlen)
+{
+    uint64_t self, canary;
+    __asm__ volatile("movq %%fs:0, %0" : "=r"(self));
+    __asm__ volatile("movq %%fs:0x28, %0" : "=r"(canary));
+    if (self != (uint64_t)(uintptr_t)tcb[core] || canary != tcb_canary[core]) {
+        copy(err, errlen, "the thread control block (self-pointer or stack canary at %fs:0x28) was overwritten");
+        return -1;
+    }
+    return 0;
+}
+
+int bf_jit_thread(int core, char *err, size_t errlen)
+{
+    if (!started || disabled) {
+        copy(err, errlen, started ? "the JIT was disabled by an earlier aborted compile" : "the JIT was not started");
+        return -1;
+    }
+    return setup_tls(core, err, errlen);
+}
+
+int bf_jit_init(void *heap, size_t heap_size, int core, char *err, size_t errlen)
 {
     if (started)
         return disabled ? -1 : 0;
     started = 1;
     bf_llvm_heap_init(heap, heap_size);
-    if (setup_tls(err, errlen) < 0) {
+    if (setup_tls(core, err, errlen) < 0) {
         disabled = 1;
         return -1;
     }
@@ -150,7 +192,7 @@ int bf_jit_host(char *cpu, size_t cpu_len, char *features, size_t features_len)
     return 0;
 }
 
-int bf_jit_compile(const void *bitcode, size_t size, const char *name, int level, const char *cpu,
+int bf_jit_compile(int core, const void *bitcode, size_t size, const char *name, int level, const char *cpu,
                    const char *features, void **obj, size_t *obj_size, char *err, size_t errlen)
 {
     static struct bf_llvm_object o;
@@ -160,6 +202,8 @@ int bf_jit_compile(const void *bitcode, size_t size, const char *name, int level
         copy(err, errlen, started ? "the JIT was disabled by an earlier aborted compile" : "the JIT was not started");
         return -1;
     }
+    if (setup_tls(core, err, errlen) < 0)
+        return -1;
     in_compile = 1;
     failed_before = heap_failures();
     if (bf_llvm_setjmp(boundary)) {
@@ -170,6 +214,11 @@ int bf_jit_compile(const void *bitcode, size_t size, const char *name, int level
     }
     int rc = bf_llvm_compile(bitcode, size, name, level, cpu, features, &o, err, errlen);
     in_compile = 0;
+    if (rc == 0 && tcb_intact(core, err, errlen) < 0) {
+        bf_llvm_free_object(&o);
+        disabled = 1;                 /* something wrote where it must not: trust nothing more */
+        return -1;
+    }
     if (rc == 0) {
         *obj = o.data;
         *obj_size = o.size;

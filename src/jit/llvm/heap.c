@@ -8,7 +8,11 @@
  * few MiB).  The heap is one region handed over by bf_llvm_heap_init (from the runtime's
  * arena); when it is exhausted malloc returns NULL and counts the failure — the caller (LLVM)
  * then aborts the compile through bf_llvm_abort, which the JIT reports.
- * Why our own: there is no OS underneath and one core at a time uses it; ~100 lines.
+ * Thread safety: one spinlock guards the free lists and the carving pointer, so a compile on a
+ * spare core may allocate while core 0 frees the previous compile's object (the only two
+ * callers; nothing else in the runtime allocates here).  Uncontended it costs one atomic
+ * exchange per call, nothing next to LLVM's work per allocation.
+ * Why our own: there is no OS underneath; ~120 lines.
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -25,6 +29,19 @@ struct block { struct block *next; };
 static uint8_t *heap_base, *heap_cur, *heap_end;
 static struct block *free_list[N_CLASSES];
 static size_t live_bytes, peak_bytes, n_allocs, n_failed;
+static int heap_lock;
+
+static void lock(void)
+{
+    while (__atomic_exchange_n(&heap_lock, 1, __ATOMIC_ACQUIRE))
+        while (__atomic_load_n(&heap_lock, __ATOMIC_RELAXED))
+            __builtin_ia32_pause();
+}
+
+static void unlock(void)
+{
+    __atomic_store_n(&heap_lock, 0, __ATOMIC_RELEASE);
+}
 
 void bf_llvm_heap_init(void *base, size_t size)
 {
@@ -57,8 +74,8 @@ static size_t class_size(int c)
     return ((size_t)1 << log2) + (size_t)steps * ((size_t)1 << (log2 - 2));
 }
 
-/* A block of class c whose payload starts at a multiple of align (16..4096). */
-static void *take(size_t n, size_t align)
+/* A block of class c whose payload starts at a multiple of align (16..4096); lock held. */
+static void *take_locked(size_t n, size_t align)
 {
     size_t rounded;
     int c = class_of(n + (align > 16 ? align : 0), &rounded);
@@ -90,6 +107,14 @@ static void *take(size_t n, size_t align)
     return p;
 }
 
+static void *take(size_t n, size_t align)
+{
+    lock();
+    void *p = take_locked(n, align);
+    unlock();
+    return p;
+}
+
 void *bf_llvm_malloc(size_t n)
 {
     return take(n, 16);
@@ -102,9 +127,11 @@ void bf_llvm_free(void *ptr)
     uint32_t meta[2];
     memcpy(meta, (uint8_t *)ptr - 8, 8);
     struct block *b = (struct block *)((uint8_t *)ptr - meta[1]);
+    lock();
     b->next = free_list[meta[0]];
     free_list[meta[0]] = b;
     live_bytes -= class_size((int)meta[0]);
+    unlock();
 }
 
 static size_t usable(void *ptr)
@@ -116,11 +143,13 @@ static size_t usable(void *ptr)
 
 void bf_llvm_heap_stats(size_t *used, size_t *peak, size_t *allocs, size_t *failed, size_t *size)
 {
+    lock();
     *used = (size_t)(heap_cur - heap_base);
     *peak = peak_bytes;
     *allocs = n_allocs;
     *failed = n_failed;
     *size = (size_t)(heap_end - heap_base);
+    unlock();
 }
 
 /* The C names LLVM and libstdc++ call. */

@@ -17,12 +17,17 @@ static int refuse(char *err, size_t n)
 }
 
 const char *bf_jit_backend(void) { return 0; }
-int bf_jit_init(void *heap, size_t heap_size, char *err, size_t n) { (void)heap; (void)heap_size; return refuse(err, n); }
+int bf_jit_init(void *heap, size_t heap_size, int core, char *err, size_t n)
+{
+    (void)heap; (void)heap_size; (void)core;
+    return refuse(err, n);
+}
+int bf_jit_thread(int core, char *err, size_t n) { (void)core; return refuse(err, n); }
 int bf_jit_host(char *cpu, size_t a, char *f, size_t b) { (void)f; (void)b; return refuse(cpu, a); }
-int bf_jit_compile(const void *bc, size_t size, const char *name, int level, const char *cpu, const char *features,
+int bf_jit_compile(int core, const void *bc, size_t size, const char *name, int level, const char *cpu, const char *features,
                    void **obj, size_t *obj_size, char *err, size_t n)
 {
-    (void)bc; (void)size; (void)name; (void)level; (void)cpu; (void)features;
+    (void)core; (void)bc; (void)size; (void)name; (void)level; (void)cpu; (void)features;
     *obj = 0;
     *obj_size = 0;
     return refuse(err, n);
