@@ -58,13 +58,18 @@ def test_unknown_tool_and_missing_gguf_are_named(cache):
         llamacpp.requantize(cache / "nope.gguf")
 
 
-def test_cached_binaries_skip_the_build(cache):
-    """When all three tools exist nothing is extracted or configured (no sdist needed)."""
+def _fake_binaries():
+    """Executable stand-ins for the three llama.cpp tools where the cache keeps them."""
     for name in llamacpp.TOOLS:
         p = llamacpp.binary(name)
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_text("#!/bin/sh\n")
         p.chmod(0o755)
+
+
+def test_cached_binaries_skip_the_build(cache):
+    """When all three tools exist nothing is extracted or configured (no sdist needed)."""
+    _fake_binaries()
     assert llamacpp.ensure_built(quiet=True) == {n: llamacpp.binary(n) for n in llamacpp.TOOLS}
     assert not llamacpp.source_dir().exists()
 
@@ -83,11 +88,7 @@ def test_greedy_program_needs_the_build_first(cache):
 
 def test_greedy_program_names_missing_libraries(cache):
     """Binaries present but the libraries gone (a half-deleted cache): the message lists them."""
-    for name in llamacpp.TOOLS:
-        p = llamacpp.binary(name)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_text("#!/bin/sh\n")
-        p.chmod(0o755)
+    _fake_binaries()
     (llamacpp.source_dir() / "include").mkdir(parents=True)
     (llamacpp.source_dir() / "include" / "llama.h").write_text("")
     with pytest.raises(llamacpp.LlamaCppError, match=r"libllama\.a"):
