@@ -16,6 +16,7 @@
 void platform_exit(int code)
 {
     outl(DEBUG_EXIT_PORT, code == 0 ? DEBUG_EXIT_SUCCESS : (uint32_t)code);
+    console_hold_new_line();
     kputs("BAREFLOW-HALT code=");
     if (code < 0) {
         kputs("-");
@@ -30,6 +31,7 @@ void platform_exit(int code)
 
 void kernel_fail(const char *msg)
 {
+    console_hold_new_line();
     kputs("BAREFLOW-PANIC: ");
     kputs(msg);
     kputs("\n");
@@ -38,6 +40,7 @@ void kernel_fail(const char *msg)
 
 void kernel_fail2(const char *msg, uint64_t value)
 {
+    console_hold_new_line();
     kputs("BAREFLOW-PANIC: ");
     kputs(msg);
     kput_hex(value);

@@ -104,6 +104,7 @@ void kernel_exception(struct exception_frame *f)
     }
     active = 1;
     uint64_t v = f->vector;
+    console_hold_new_line();                   /* whole, on its own line, even with other cores printing */
     kputs("BAREFLOW-PANIC: CPU exception ");
     kputs(v < 32 ? exception_names[v] : "unknown");
     kputs(" (vector ");

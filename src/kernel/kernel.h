@@ -14,6 +14,9 @@ void serial_init(void);
 void kputs(const char *s);                 /* "\n" becomes "\r\n", like platform_console_write */
 void kput_hex(uint64_t v);                 /* 0x-prefixed, no leading zeros */
 void kput_dec(uint64_t v);
+void console_hold(void);                   /* keep the console for this core across writes */
+void console_release(void);                /* one release per hold; the last one frees it */
+void console_hold_new_line(void);          /* hold, and start a new line if mid-line */
 
 /* exit.c: print "BAREFLOW-PANIC: <msg>" and end the run with BF_EXIT_PANIC. */
 void kernel_fail(const char *msg) __attribute__((noreturn));

@@ -3,6 +3,12 @@
  * Promises: platform_console_write() sends every byte, turning "\n" into "\r\n" so a raw
  * terminal shows lines; each byte waits for the transmitter at most a bounded number of
  * status reads, so a machine without a UART still runs (silently) instead of hanging.
+ *
+ * Several cores share the UART.  Each platform_console_write call is written whole, and
+ * console_hold()/console_release() let a core keep the console across several calls (a line
+ * built from kputs pieces, a panic report), so another core's line never lands inside it.
+ * The hold is recursive per core and bounded: a core that waits longer than HOLD_SPIN_LIMIT
+ * pauses (the holder died in the middle of a write) takes the console over instead of hanging.
  */
 #include <bareflow/platform.h>
 #include "io.h"
@@ -11,6 +17,12 @@
 #define COM1 0x3F8
 #define LSR_THR_EMPTY 0x20
 #define TX_SPIN_LIMIT 100000
+#define HOLD_SPIN_LIMIT (1L << 26)
+#define MSR_GS_BASE 0xC0000101
+
+static uint64_t holder;      /* console_self() of the holding core, 0 when free */
+static int hold_depth;       /* written only by the holder */
+static int mid_line;         /* the last byte written was not "\n" */
 
 void serial_init(void)
 {
@@ -31,13 +43,62 @@ static void put_raw(char c)
     outb(COM1, (uint8_t)c);
 }
 
+/* A core's identity before and after percpu set-up: its GS base (0 on the BSP until
+ * percpu_init_bsp, when no AP runs yet), plus one so that no core is 0. */
+static uint64_t console_self(void)
+{
+    uint32_t lo, hi;
+    __asm__ volatile("rdmsr" : "=a"(lo), "=d"(hi) : "c"(MSR_GS_BASE));
+    return ((uint64_t)hi << 32 | lo) + 1;
+}
+
+void console_hold(void)
+{
+    uint64_t me = console_self();
+    if (__atomic_load_n(&holder, __ATOMIC_ACQUIRE) == me) {
+        hold_depth++;
+        return;
+    }
+    for (long i = 0; i < HOLD_SPIN_LIMIT; i++) {
+        uint64_t free_word = 0;
+        if (__atomic_compare_exchange_n(&holder, &free_word, me, 0, __ATOMIC_ACQUIRE,
+                                        __ATOMIC_RELAXED)) {
+            hold_depth = 1;
+            return;
+        }
+        __asm__ volatile("pause");
+    }
+    __atomic_store_n(&holder, me, __ATOMIC_SEQ_CST);   /* the holder never let go */
+    hold_depth = 1;
+}
+
+void console_release(void)
+{
+    if (__atomic_load_n(&holder, __ATOMIC_RELAXED) != console_self())
+        return;
+    if (--hold_depth == 0)
+        __atomic_store_n(&holder, 0, __ATOMIC_RELEASE);
+}
+
+void console_hold_new_line(void)
+{
+    console_hold();
+    if (mid_line)
+        platform_console_write("\n", 1);
+}
+
 void platform_console_write(const char *buf, size_t len)
 {
+    if (!len)
+        return;
+    console_hold();
     for (size_t i = 0; i < len; i++) {
         if (buf[i] == '\n')
             put_raw('\r');
         put_raw(buf[i]);
     }
+    mid_line = buf[len - 1] != '\n';
+    console_release();
 }
 
 void kputs(const char *s)

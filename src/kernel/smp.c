@@ -140,11 +140,13 @@ static int wait_until(volatile uint32_t *word, uint32_t above, volatile int *sta
 
 static void report(uint32_t apic_id, const char *what)
 {
+    console_hold();
     kputs("bareflow-kernel: cpu with APIC id ");
     kput_dec(apic_id);
     kputs(": ");
     kputs(what);
     kputs("\n");
+    console_release();
 }
 
 enum { AP_STARTED, AP_SILENT, AP_STUCK };
@@ -191,9 +193,11 @@ int platform_cores_start(int wanted, int test, void (*worker)(int core), int *fo
     const char *why = acpi_find_cpus(rsdp_hint, test == PLATFORM_SMP_TEST_CORRUPT_MADT ? ACPI_TEST_CORRUPT_MADT : 0,
                                      &cpus);
     if (why) {
+        console_hold();
         kputs("bareflow-kernel: ");
         kputs(why);
         kputs("; running on one core\n");
+        console_release();
         return 1;
     }
     if (test == PLATFORM_SMP_TEST_PHANTOM_CPU && cpus.n < ACPI_MAX_CPUS) {
@@ -260,10 +264,12 @@ int platform_cores_start(int wanted, int test, void (*worker)(int core), int *fo
     }
     for (int i = 1; i < running; i++)
         __atomic_store_n(&started[i]->state, PERCPU_RELEASED, __ATOMIC_RELEASE);
+    console_hold();
     kputs("bareflow-kernel: cores: MADT lists ");
     kput_dec((uint64_t)*found);
     kputs(", running ");
     kput_dec((uint64_t)running);
     kputs(lapic_is_x2apic() ? " (x2APIC)\n" : " (xAPIC)\n");
+    console_release();
     return running;
 }
