@@ -277,16 +277,7 @@ static void bpe_word(const struct bf_tokenizer *t, struct bf_tok_work *w, int m,
         bpe_add(t, w, l->prev, b.left);
         bpe_add(t, w, b.left, l->next);
     }
-    for (int i = ns ? 0 : -1; i != -1; i = w->sym[i].next) {
-        const uint8_t *s = w->text + w->sym[i].start;
-        int id = bf_tok_lookup(t, s, (size_t)w->sym[i].len);
-        if (id >= 0) {
-            bf_tok_emit(out, n, cap, id);
-            continue;
-        }
-        for (int k = 0; k < w->sym[i].len; k++)
-            bf_tok_emit(out, n, cap, bf_tok_lookup(t, s + k, 1));
-    }
+    bf_tok_emit_symbols(t, w, ns, NULL, out, n, cap);
 }
 
 void bf_tok_bpe(const struct bf_tokenizer *t, struct bf_tok_work *w, const uint8_t *text, size_t len, int *out,
