@@ -16,6 +16,8 @@ from bareflow.core.variables import flag, unknown_variables
 from bareflow.errors import BareflowError
 from bareflow.image import fat16
 
+from . import settings
+
 TARGETS_HELP = """
 Targets:
   scons image      build BUILD_DIR/bareflow.img (default)
@@ -34,7 +36,8 @@ def load(env):
     Raises BareflowError for a plugin that cannot load, a malformed declaration, an unknown
     variable on the command line, or a value its variable refuses.
     """
-    arguments = dict(S.ARGUMENTS)
+    arguments = settings.reuse(dict(S.ARGUMENTS))        # a bare `scons run`/`flash`: the image's own
+    env["BF_TYPED_VARIABLES"] = arguments
     pm = manager.load_plugins({k: arguments.get(k, "") for k in ("PLUGINS", "BLOCK_PLUGINS")})
     declared = core_build.declared_variables(pm)
     S.Help(help_text(declared, arguments), append=False)

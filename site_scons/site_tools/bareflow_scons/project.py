@@ -24,7 +24,7 @@ from bareflow.policy import profile
 from bareflow.policy import table as policy_table
 from bareflow.tiers.levels import parse_isa_list
 
-from . import commands, configure
+from . import commands, configure, settings
 from . import jit as jit_wiring
 
 # Every directory the build writes under BUILD_DIR: `scons -c` removes them whole.
@@ -70,6 +70,7 @@ def _setup(env):
         products["bitcode"] = jit_wiring.bitcode_files(env, bitcode)
     env.AddPostAction(products["policy_table"], commands.action_print(lambda: summary))
     image = _image(env, pm, v, products)                               # 8. image
+    settings.remember_after_build(env, image, env["BF_TYPED_VARIABLES"])
 
     S.Alias("image", image)
     S.Alias("hosted", hosted)
