@@ -1,8 +1,12 @@
 """`scons run`, `scons hosted` and `scons flash` as a user types them."""
 import json
+import signal
 import subprocess
+import sys
+import time
+from pathlib import Path
 
-from buildutil import PARTITION_OFFSET, need, scons, tool
+from buildutil import PARTITION_OFFSET, ROOT, need, scons, tool
 
 
 def test_scons_run_streams_the_serial_console_and_succeeds(default_build, tmp_path):
@@ -35,6 +39,7 @@ def test_scons_run_gives_up_on_a_hung_boot(default_build, tmp_path):
     proc = scons(default_build.dir, "run", f"IMAGE={image}", "QEMU_TIMEOUT=5", check=False, timeout=120)
     assert proc.returncode != 0
     assert "bareflow: error: QEMU did not finish within 5 s (QEMU_TIMEOUT)" in proc.stdout
+    assert "the serial console stayed silent: the image may not be bootable" in proc.stdout
 
 
 def test_scons_flash_to_a_file_target(default_build, tmp_path):
@@ -88,3 +93,33 @@ def test_a_bare_flash_flashes_the_image_as_it_was_built(tmp_path):
     assert "uses the variables" not in out, out
     assert (tmp_path / "b.img").read_bytes() != built
     assert json.loads((build / "image-settings.json").read_text()) == {"STEPS": "9"}
+
+
+def _qemu_running_on(image):
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            args = cmdline.read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if args and args[0].endswith(b"qemu-system-x86_64") and any(str(image).encode() in a for a in args):
+            return True
+    return False
+
+
+def test_a_signal_to_scons_run_stops_qemu(default_build, tmp_path):
+    """A job killer that signals only scons must not leave QEMU running until QEMU_TIMEOUT."""
+    need("qemu-system-x86_64")
+    image = tmp_path / "silent.img"
+    image.write_bytes(bytes(4 << 20))                      # nothing to boot: QEMU would wait
+    proc = subprocess.Popen([sys.executable, "-m", "SCons", f"BUILD_DIR={default_build.dir}", "run",
+                             f"IMAGE={image}", "QEMU_TIMEOUT=300"], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 120                     # wait until QEMU runs (a loaded machine is slow)
+    while not _qemu_running_on(image) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.5)
+    assert _qemu_running_on(image), "QEMU never started"
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode != 0
+    assert "bareflow: error: interrupted by SIGTERM: QEMU was stopped" in out, out[-2000:]
+    assert not _qemu_running_on(image)

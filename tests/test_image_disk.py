@@ -198,6 +198,8 @@ def test_bootloader_conflicts(tmp_path):
         check_bootloader(type("X", (), {"name": "x"})())
     with pytest.raises(BareflowError, match="'grub' is not registered.*syslinux"):
         select_bootloaders([syslinux_plugin.SyslinuxBootloader()], ["grub"])
+    with pytest.raises(BareflowError, match="BOOTLOADERS is empty: the image could not boot.*syslinux"):
+        select_bootloaders([syslinux_plugin.SyslinuxBootloader()], [])
 
 
 def test_custom_mbr_code(tmp_path):

@@ -8,7 +8,11 @@ reaches every boot at once.  The kernel leaves QEMU through the isa-debug-exit d
 from __future__ import annotations
 
 import functools
+import os
+import signal
 import subprocess
+import sys
+import threading
 from dataclasses import dataclass
 
 from bareflow import hookimpl
@@ -97,8 +101,8 @@ def qemu_command(*, image=None, kernel=None, firmware="bios", disk="ide", memory
 class QemuTimeout(BareflowError):
     """QEMU ran past its time limit; `serial` holds what the console printed until then."""
 
-    def __init__(self, seconds: float, serial: str):
-        self.seconds, self.serial = seconds, serial
+    def __init__(self, seconds: float, serial: str, silent: bool = False):
+        self.seconds, self.serial, self.silent = seconds, serial, silent
         tail = f"; serial so far:\n{serial[-3000:]}" if serial else ""
         super().__init__(f"QEMU did not finish within {seconds:g} s{tail}")
 
@@ -114,19 +118,67 @@ def run_qemu(cmd, *, timeout: float, capture: bool = True) -> QemuRun:
     capture=False, streamed to this process's stdout.
 
     Raises BareflowError when QEMU is not installed or runs past `timeout` seconds (the message
-    carries the last serial output, so a hung kernel shows where it stopped).
+    carries the last serial output, so a hung kernel shows where it stopped), and, when streaming
+    in the main thread, when SIGINT or SIGTERM arrives (QEMU is stopped first, not left running).
     """
+    if not capture:
+        return _run_streaming(cmd, timeout)
     try:
         proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, timeout=timeout,
-                              stdout=subprocess.PIPE if capture else None,
-                              stderr=subprocess.STDOUT if capture else None)
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     except FileNotFoundError:
         raise BareflowError(f"{QEMU} is not installed (Debian package qemu-system-x86)") from None
     except subprocess.TimeoutExpired as exc:
         out = (exc.stdout or b"").decode("utf-8", "replace")
         raise QemuTimeout(timeout, out) from None
-    text = proc.stdout.decode("utf-8", "replace").replace("\r\n", "\n") if capture else ""
-    return QemuRun(proc.returncode, text)
+    return QemuRun(proc.returncode, proc.stdout.decode("utf-8", "replace").replace("\r\n", "\n"))
+
+
+def _run_streaming(cmd, timeout: float) -> QemuRun:
+    """run_qemu(capture=False): copy QEMU's output to stdout as it comes (one reader thread), so
+    a silent console can be told apart from a slow kernel, and stop QEMU on SIGINT/SIGTERM
+    (SCons's own handlers only mark the build interrupted and would wait for QEMU to end)."""
+    try:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT)
+    except FileNotFoundError:
+        raise BareflowError(f"{QEMU} is not installed (Debian package qemu-system-x86)") from None
+    seen = bytearray()                    # the last few KB, for the time-out message
+
+    def copy():
+        while chunk := os.read(proc.stdout.fileno(), 65536):
+            sys.stdout.buffer.write(chunk)
+            sys.stdout.buffer.flush()
+            seen.extend(chunk)
+            del seen[:-4096]
+    reader = threading.Thread(target=copy, daemon=True)
+    reader.start()
+    caught = []
+
+    def stop(signum, _frame):
+        caught.append(signal.Signals(signum).name)
+        proc.terminate()
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        reader.join(5)
+        raise QemuTimeout(timeout, bytes(seen).decode("utf-8", "replace").replace("\r\n", "\n"),
+                          silent=not seen) from None
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    reader.join(5)
+    if caught:
+        raise BareflowError(f"interrupted by {caught[0]}: QEMU was stopped")
+    return QemuRun(proc.returncode, "")
 
 
 def parse_timeout(text) -> float:

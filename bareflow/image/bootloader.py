@@ -102,8 +102,12 @@ def check_bootloader(obj, origin="a plugin"):
 
 
 def select_bootloaders(registered, names):
-    """Pick bootloaders by name, in the order given; unknown names list the known ones."""
+    """Pick bootloaders by name, in the order given; unknown names list the known ones, and an
+    empty list is refused: an image nothing can boot would only time out in QEMU."""
     by_name = {b.name: b for b in registered}
+    if not names:
+        known = ", ".join(sorted(by_name)) or "none registered"
+        raise BareflowError(f"BOOTLOADERS is empty: the image could not boot; name at least one (known: {known})")
     chosen = []
     for n in names:
         if n not in by_name:

@@ -74,20 +74,22 @@ def run_target(env, v, image):
             print(" ".join(cmd))
         try:
             status = qemu.run_qemu(cmd, timeout=timeout, capture=False).status
-        except qemu.QemuTimeout:
-            raise BareflowError(f"QEMU did not finish within {timeout:g} s (QEMU_TIMEOUT)") from None
-        if builds_own:
-            print(f"bareflow: this run's /PROFILE.BIN is in {boot} (scons profile reads it); "
-                  f"{image_path} and its block map are unchanged, ready for scons flash")
-        else:
-            # The kernel wrote /PROFILE.BIN into the user's image: keep a block map beside it true.
+        except qemu.QemuTimeout as exc:
+            hint = ("; the serial console stayed silent: the image may not be bootable (no bootloader, "
+                    "or not a disk image) or this firmware cannot start it (try FIRMWARE=uefi or bios)"
+                    if exc.silent else "")
+            raise BareflowError(f"QEMU did not finish within {timeout:g} s (QEMU_TIMEOUT){hint}") from None
+        if not builds_own:
+            # The kernel may have written /PROFILE.BIN into the user's image: keep a block map beside it true.
             bmap_path = default_bmap_path(image_path)
             if os.path.exists(bmap_path):
                 blockmap.write_bmap(blockmap.block_map_from_image(image_path), bmap_path)
-                print(f"bareflow: {image_path} now holds this run's /PROFILE.BIN; {bmap_path} was "
-                      "updated to match")
+                print(f"bareflow: {image_path} may now hold this run's /PROFILE.BIN; {bmap_path} was updated to match")
         if status != qemu.EXIT_SUCCESS:
             raise BareflowError(f"the kernel failed: QEMU exit status {status} (kernel code {status >> 1})")
+        if builds_own:
+            print(f"bareflow: this run's /PROFILE.BIN is in {boot} (scons profile reads it); "
+                  f"{image_path} and its block map are unchanged, ready for scons flash")
     deps = image if builds_own else [image_path]
     S.Alias("run", deps, S.Action(report_errors(run), None))
     S.AlwaysBuild("run")

@@ -272,6 +272,8 @@ def _kernel(env, providers, cppath, tier_objs, jit="none"):
 def _image(env, pm, v, products):
     """BUILD_DIR/bareflow.img (+ .bmap) from the files the plugins put on it and the bootloaders."""
     loaders = [name.strip() for name in v["BOOTLOADERS"].split(",") if name.strip()]
+    from bareflow.image import bootloader
+    bootloader.select_bootloaders(pm.registered("bootloaders").values(), loaders)   # refused before building
     nodes = {}
     for key, value in products.items():
         if key not in ("modules", "bitcode", "model_config"):
