@@ -58,3 +58,14 @@ def test_profile_of_a_garbage_file_is_a_clear_error(tmp_path):
     junk.write_bytes(b"\x00garbage" * 100)
     proc = scons(tmp_path / "b", "profile", f"IMAGE={junk}", check=False)
     assert proc.returncode != 0 and "junk.bin" in proc.stdout
+
+
+def test_profile_of_an_unrun_image_is_refused_and_keeps_the_last_one(default_build, tmp_path):
+    build = tmp_path / "b"
+    build.mkdir()
+    kept = build / "profile.bin"
+    kept.write_bytes(b"an earlier, good profile")
+    proc = scons(build, "profile", f"IMAGE={default_build.image}", check=False)
+    assert proc.returncode != 0, proc.stdout[-2000:]
+    assert f"{default_build.image}: /PROFILE.BIN is empty: no run has written it back" in proc.stdout
+    assert kept.read_bytes() == b"an earlier, good profile"

@@ -115,8 +115,13 @@ def profile_target(env, v):
             data = profile.extract_profile(source)          # a disk image the kernel wrote back to
         else:                                               # a PROFILE.BIN, or a serial log
             data = profile.encode_profile(profile.load_profile(source))
+        decoded = profile.decode_profile(data)
+        if not decoded.layers:      # the image's placeholder: no run wrote it back
+            raise BareflowError(f"{source}: /PROFILE.BIN is empty: no run has written it back (scons run "
+                                f"first; a run with DISK=usb or one that failed writes none); {out} was left "
+                                f"as it was")
         write_atomic(out, data)
-        print(profile.describe(profile.decode_profile(data)))
+        print(profile.describe(decoded))
         print(f"profile written to {out}; use: scons image PROFILE={out}")
     S.Alias("profile", [], S.Action(report_errors(extract), None))
     S.AlwaysBuild("profile")
