@@ -128,3 +128,10 @@ def test_unusable_build_and_cache_directories_are_one_line_errors(tmp_path):
     assert proc.returncode == 2 and "Traceback" not in proc.stdout, proc.stdout[-2000:]
     assert f"bareflow: error: CACHE_DIR={a_file / 'cache'}: cannot use it as the build cache" in proc.stdout
     assert not (tmp_path / "build" / "bareflow.img").exists()
+
+
+def test_a_misspelled_target_is_named_with_the_right_one(tmp_path):
+    proc = scons(tmp_path / "b", "imgae", check=False)
+    assert proc.returncode == 2, proc.stdout[-2000:]
+    assert "bareflow: error: unknown target 'imgae': did you mean 'image'?" in proc.stdout
+    assert not (tmp_path / "b" / "bareflow.img").exists()

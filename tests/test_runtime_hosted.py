@@ -372,9 +372,10 @@ def test_lowercase_paths_and_crlf_config(tmp_path):
     assert run.result["steps"] == 9
 
 
-def test_usage_without_image():
-    proc = subprocess.run([str(hosted_program())], capture_output=True, timeout=RUN_TIMEOUT)
-    assert proc.returncode == 2 and b"usage: bareflow-hosted IMAGE" in proc.stderr
+def test_usage_without_image_or_with_an_option():
+    for args in ([], ["--help"], ["-h"]):
+        proc = subprocess.run([str(hosted_program()), *args], capture_output=True, timeout=RUN_TIMEOUT)
+        assert proc.returncode == 2 and b"usage: bareflow-hosted IMAGE" in proc.stderr, (args, proc.stdout)
 
 
 def test_unreadable_image_panics(tmp_path):

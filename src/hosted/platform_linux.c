@@ -240,7 +240,7 @@ void hosted_main(long *sp)
     long argc = sp[0];
     char **argv = (char **)(sp + 1);
     int tokenize = argc == 3 && argv[2][0] == '-' && argv[2][1] == '-' && argv[2][2] == 't';
-    if (argc != 2 && !tokenize) {
+    if ((argc != 2 && !tokenize) || argv[1][0] == '-') {     /* --help, -h, or a misplaced option */
         say(2, "usage: bareflow-hosted IMAGE [--tokenize]\n  runs BareFlow on a disk image file (MBR + FAT16 "
                "partition);\n  --tokenize: only tokenize the texts in /TOKTEST.BIN (tests)\n");
         platform_exit(2);

@@ -50,6 +50,22 @@ def load(env):
     return pm, values
 
 
+TARGETS = ("image", "hosted", "run", "profile", "flash", "plugins")
+
+
+def check_targets():
+    """Refuse a command-line target that is neither one of TARGETS nor a file path (a typo such as
+    `scons imgae` otherwise gets SCons's bare "Do not know how to make File target")."""
+    import difflib
+    for target in S.COMMAND_LINE_TARGETS:
+        if target in TARGETS or "/" in target or "." in target:
+            continue
+        close = difflib.get_close_matches(target, TARGETS, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise BareflowError(f"unknown target {target!r}: {hint}the targets are {', '.join(TARGETS)} "
+                            f"(scons -h lists them)")
+
+
 def help_text(declared, arguments) -> str:
     """The variable table of `scons -h`: one block per plugin, each variable with its kind."""
     lines = ["BareFlow build variables (NAME=value on the command line), by the plugin that declares them:"]

@@ -43,6 +43,7 @@ def setup(env):
 
 def _setup(env):
     pm, v = configure.load(env)
+    configure.check_targets()
     configure.build_dir(env, v)
     commands.plugins_target(pm)
     if S.GetOption("help") or set(S.COMMAND_LINE_TARGETS) == {"plugins"}:
