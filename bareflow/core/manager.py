@@ -354,7 +354,11 @@ def _split_names(value: Any, variable: str) -> list[str]:
         if not item:
             continue
         if not _MODULE_NAME.match(item):
-            raise BareflowError(f"{variable}: {item!r} is not a plugin or module name")
+            hint = ""
+            if "/" in item or item.endswith(".py"):
+                hint = ("; name the module as Python imports it (x for x.py) and put its directory on "
+                        "PYTHONPATH, or pip install the plugin")
+            raise BareflowError(f"{variable}: {item!r} is not a plugin or module name{hint}")
         if item not in names:
             names.append(item)
     return names
