@@ -433,8 +433,11 @@ def load_plugins(variables: Mapping[str, str], *, entry_points: bool = True,
             try:
                 plugin = ep.load()
             except Exception as exc:
+                dist = getattr(getattr(ep, "dist", None), "name", None)
+                remedy = f"pip uninstall {dist}" if dist else "uninstall it"
                 raise BareflowError(f"plugin {ep.name!r} (entry point {ep.value!r} of {label}) "
-                                    f"cannot be loaded: {type(exc).__name__}: {exc}") from exc
+                                    f"cannot be loaded: {type(exc).__name__}: {exc}; build without it with "
+                                    f"BLOCK_PLUGINS={ep.name}, or {remedy}") from exc
             if pm.is_registered(plugin):
                 continue
             version = ep.dist.version if getattr(ep, "dist", None) is not None else "unknown"
