@@ -36,6 +36,9 @@ def bareflow_register_variables():
         Variable("DISK", "how `scons run` attaches the image (usb: usb-storage on xHCI)", "ide",
                  kind="enum", allowed=DISKS),
         Variable("QEMU_TIMEOUT", "seconds before `scons run` gives up on QEMU", "600"),
+        Variable("QEMU_CPU", "CPU model `scons run` gives QEMU (-cpu); empty: `max` when every ISA level of "
+                 "the build's image needs more than QEMU's default CPU (x86-64-v2 and up), else QEMU's default",
+                 ""),
     ]
 
 

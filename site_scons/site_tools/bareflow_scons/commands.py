@@ -8,6 +8,7 @@ from bareflow.bitcode import toolchain
 from bareflow.core.atomicfile import replace_atomically
 from bareflow.boot import qemu
 from bareflow.errors import BareflowError
+from bareflow.tiers.levels import parse_isa_list
 
 from .actions import report_errors, write_atomic
 
@@ -68,8 +69,12 @@ def run_target(env, v, image):
             with open(image_path, "rb") as src, replace_atomically(boot) as dst:
                 shutil.copyfileobj(src, dst, 1 << 20)
             print(f"bareflow: booting a copy of {image_path}: {boot}")
+        cpu = v.get("QEMU_CPU") or None
+        if cpu is None and builds_own and parse_isa_list(v["ISA"])[0] != "x86-64":
+            cpu = "max"                       # QEMU's default CPU (qemu64) has no SSE4.2, AVX2, ...
+            print(f"bareflow: ISA={v['ISA']} needs more than QEMU's default CPU: -cpu max (QEMU_CPU= to choose)")
         cmd = qemu.qemu_command(image=boot, firmware=v.get("FIRMWARE", "bios"), disk=v.get("DISK", "ide"),
-                                smp=v.get("SMP", "2"))
+                                smp=v.get("SMP", "2"), cpu=cpu)
         if verbose:
             print(" ".join(cmd))
         try:
