@@ -37,10 +37,10 @@ import os
 from typing import Mapping
 
 from bareflow import BareflowError, hookimpl
-from bareflow.core.variables import Variable, flag
-from bareflow.policy.api import Decision, LayerInfo, Policy
-from bareflow.policy.cores import DEFAULT_SPLIT_CYCLES, max_cores, split_cycles
-from bareflow.policy.jit import DEFAULT_COMPILE_CYCLES, compile_cycles
+from bareflow.core.variables import Variable, flag, parse_int
+from bareflow.policy.api import MAX_CALLS, Decision, LayerInfo, Policy
+from bareflow.policy.cores import DEFAULT_SPLIT_CYCLES, SPLIT_CYCLES_RANGE, max_cores, split_cycles
+from bareflow.policy.jit import COMPILE_CYCLES_RANGE, DEFAULT_COMPILE_CYCLES
 from bareflow.tiers import runtime as runtiers
 from bareflow.tiers.levels import TIERS
 
@@ -73,15 +73,10 @@ def _tier(variables: Mapping[str, str]) -> str:
     return tier
 
 
-def _positive_int(variables: Mapping[str, str], key: str, default: int) -> int:
-    raw = str(variables.get(key, default)).strip()
-    try:
-        value = int(raw)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise BareflowError(f"{key}={raw!r}: expected a positive integer")
-    return value
+def _hot_calls(variables: Mapping[str, str]) -> int:
+    """PGO_HOT_CALLS as an int (1..MAX_CALLS, the policy table's call limit)."""
+    return parse_int(variables.get("PGO_HOT_CALLS", DOTNET_TIER1_CALLS), "PGO_HOT_CALLS", 1, MAX_CALLS,
+                     "calls that make a profiled layer hot")
 
 
 # --- tiered ------------------------------------------------------------------------------
@@ -186,7 +181,7 @@ def measured_costs(layer: LayerInfo, lp) -> dict[str, float]:
 
 
 def pgo_decision(layer: LayerInfo, variables: Mapping[str, str]) -> Decision:
-    hot_calls = _positive_int(variables, "PGO_HOT_CALLS", DOTNET_TIER1_CALLS)
+    hot_calls = _hot_calls(variables)
     lp = _profile_for(layer, variables)
     if lp is None or lp.total_calls < hot_calls:
         return tiered_decision(layer, variables)
@@ -243,11 +238,11 @@ def bareflow_register_variables():
         Variable("TIER", FIXED.options["TIER"], DEFAULT_FIXED_TIER, kind="enum", allowed=runtiers.ALL_TIERS),
         Variable("STOP_PROFILING", STOP_PROFILING_HELP, "no", kind="bool"),
         Variable("PGO_HOT_CALLS", PGO.options["PGO_HOT_CALLS"], str(DOTNET_TIER1_CALLS),
-                 validator=lambda name, text: _positive_int({name: text}, name, DOTNET_TIER1_CALLS)),
+                 kind="int", low=1, high=MAX_CALLS),
         Variable("JIT_COMPILE_CYCLES", TIERED.options["JIT_COMPILE_CYCLES"], str(DEFAULT_COMPILE_CYCLES),
-                 validator=lambda name, text: compile_cycles({name: text})),
+                 kind="int", low=COMPILE_CYCLES_RANGE[0], high=COMPILE_CYCLES_RANGE[1]),
         Variable("SPLIT_CYCLES", SPLIT_CYCLES_HELP, str(DEFAULT_SPLIT_CYCLES),
-                 validator=lambda name, text: split_cycles({name: text})),
+                 kind="int", low=SPLIT_CYCLES_RANGE[0], high=SPLIT_CYCLES_RANGE[1]),
     ]
 
 
@@ -263,7 +258,7 @@ def bareflow_configure(variables):
     if policy == "fixed":
         _tier(variables)
     if policy == "pgo":
-        _positive_int(variables, "PGO_HOT_CALLS", DOTNET_TIER1_CALLS)
+        _hot_calls(variables)
         if not str(variables.get("PROFILE", "")).strip():
             raise BareflowError("POLICY=pgo needs PROFILE=path (a PROFILE.BIN from "
                                 "`scons profile` or a log with a BAREFLOW-RESULT line)")

@@ -14,23 +14,19 @@ from __future__ import annotations
 
 from typing import Mapping
 
-from bareflow.errors import BareflowError
+from bareflow.core.variables import parse_int
 from bareflow.policy.api import Decision, LayerInfo
 
 DEFAULT_COMPILE_CYCLES = 100_000_000
+COMPILE_CYCLES_RANGE = (1, 10**15)         # 10^15: the policy table's limit on a cycle trigger
 RUN_TIME_TIER = "O3@host"
 MAX_TIERS = 4
 
 
 def compile_cycles(variables: Mapping[str, str]) -> int:
-    raw = str(variables.get("JIT_COMPILE_CYCLES", DEFAULT_COMPILE_CYCLES)).strip()
-    try:
-        value = int(raw)
-    except ValueError:
-        value = 0
-    if not 1 <= value <= 10**15:
-        raise BareflowError(f"JIT_COMPILE_CYCLES={raw!r}: expected an integer in 1..10^15")
-    return value
+    """JIT_COMPILE_CYCLES as an int (1..10^15); BareflowError naming the variable otherwise."""
+    return parse_int(variables.get("JIT_COMPILE_CYCLES", DEFAULT_COMPILE_CYCLES), "JIT_COMPILE_CYCLES",
+                     *COMPILE_CYCLES_RANGE, "cycles one run-time compile costs")
 
 
 def add_run_time_tier(decision: Decision, layer: LayerInfo, variables: Mapping[str, str]) -> None:
