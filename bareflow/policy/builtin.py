@@ -28,7 +28,9 @@ FLOPs per call, so a call of it is "worth" many calls of a typical method.  The 
 O1 is skipped, as both runtimes skip their intermediate tier for hot code.
 
 "tiered" and "pgo" also cap the cores a split layer uses where its work per call is too small
-to pay for the split points (bareflow/policy/cores.py: Decision.max_cores).
+to pay for the split points (bareflow/policy/cores.py: Decision.max_cores).  With JIT=llvm,
+"tiered" adds a run-time rung whose cycle trigger is what a compile costs core 0, less when a
+spare core compiles (bareflow/policy/jit.py).
 """
 from __future__ import annotations
 
@@ -202,9 +204,11 @@ TIERED = Policy(
     decide=tiered_decision,
     options={"STOP_PROFILING": STOP_PROFILING_HELP,
              "SPLIT_CYCLES": SPLIT_CYCLES_HELP,
-             "JIT_COMPILE_CYCLES": "JIT=llvm: cycles one run-time compile is assumed to cost; a layer moves to "
-                                   "its O3@host tier once it has spent that many cycles at its last "
-                                   "ahead-of-time tier (default 100000000; docs/policies.md)"})
+             "JIT_COMPILE_CYCLES": "JIT=llvm: cycles one run-time compile is assumed to take (default "
+                                   "100000000); a layer moves to its O3@host tier once it has spent what "
+                                   "the compile costs core 0 at its last ahead-of-time tier: all of it "
+                                   "with CORES=1 or all, only core 1's lost split share with CORES=2 or "
+                                   "more (bareflow/policy/jit.py, docs/policies.md)"})
 
 FIXED = Policy(
     name="fixed",
