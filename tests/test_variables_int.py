@@ -1,6 +1,7 @@
 """The one integer reader for build variables (bareflow.core.variables.parse_int, kind "int"):
 the range is enforced at both ends, and every refusal names the variable, the value as typed and
-the range.  Used by SPLIT_CYCLES, JIT_COMPILE_CYCLES, PGO_HOT_CALLS, JIT_TIMEOUT_MS and SMP."""
+the range.  Used by SPLIT_CYCLES, JIT_COMPILE_CYCLES, PGO_HOT_CALLS, JIT_TIMEOUT_MS, SMP, and the
+whole numbers of /BAREFLOW.CFG and the model (STEPS, SEED, CORES, SEQ_LEN)."""
 import pytest
 
 from bareflow.boot import qemu
@@ -66,3 +67,18 @@ def test_the_declared_variables_are_ints_with_the_readers_ranges():
         assert var.convert(var.default) == int(var.default)
     with pytest.raises(BareflowError, match=r"SMP='65': expected an integer in 1\.\.64 \(virtual CPUs\)"):
         qemu.smp_args("65")
+
+
+def test_the_boot_and_model_numbers_use_it_too():
+    from bareflow.image import bootconfig
+    from bareflow.model import weights_build
+    assert bootconfig.check_steps(" 512 ", 512) == 512 and bootconfig.check_cores("64") == "64"
+    with pytest.raises(BareflowError, match=r"^STEPS='513': expected an integer in 1\.\.512$"):
+        bootconfig.check_steps("513", 512)
+    with pytest.raises(BareflowError, match=r"^CORES='1_0': expected an integer in 1\.\.64$"):
+        bootconfig.check_cores("1_0")
+    with pytest.raises(BareflowError, match=r"^SEED='-1': expected an integer in 0\.\.18446744073709551615$"):
+        bootconfig.render({"seed": "-1"}, 256)
+    assert weights_build._seq_cap("") is None and weights_build._seq_cap("100") == 100
+    with pytest.raises(BareflowError, match=r"^SEQ_LEN='lots': expected an integer in 1\.\.1048576 \(positions"):
+        weights_build._seq_cap("lots")
