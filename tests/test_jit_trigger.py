@@ -1,6 +1,6 @@
 """The tiered policy's run-time rung: its cycle trigger is what one compile costs core 0 —
 the whole compile inline (CORES=1, or CORES=all where a spare core is not certain), only core 1's
-lost share of the split layers when a spare core compiles (CORES>=2): C·f / (n − 1 + f)
+lost share of the split layers when a spare core compiles (CORES>=2): C·f / (n·(n − 1 − (n − 2)·f))
 (bareflow/policy/jit.py, docs/policies.md "Run-time rung").  No LLVM needed."""
 import dataclasses
 
@@ -29,8 +29,9 @@ def _info(cores, split_share=1.0, share=0.3):
     (0, 1.0, C),                           # CORES=all: a spare core is not certain
     (2, 1.0, C // 2),                      # core 0 alone does what two did: half the compile's time lost
     (4, 1.0, C // 4),                      # f = 1: C/n
-    (2, 0.5, round(C * 0.5 / 1.5)),        # half the time outside split layers: core 0 loses a third
-    (3, 0.25, round(C * 0.25 / 2.25)),
+    (2, 0.5, C // 4),                      # two cores: C·f/2 (a token 0.5 + 0.5/2 -> 0.5 + 0.5 = 4/3 slower)
+    (3, 0.25, round(C * 0.25 / (3 * 1.75))),   # U + S/3 = 5/6 of a token -> U + S/2 = 7/8: loses C/21
+
     (2, 0.0, 1),                           # nothing split: the compile costs core 0 ~nothing (floor 1)
 ])
 def test_compile_cost_arithmetic(cores, split_share, cost):
@@ -42,7 +43,7 @@ def test_the_trigger_comes_earlier_with_a_spare_core():
     two = tiered_decision(_info(2, 0.5), {"JIT_COMPILE_CYCLES": "6000"})
     assert one.ladder == two.ladder == ["O0", "O2", "O3", "O3@host"]
     assert one.cycles[:-1] == two.cycles[:-1] and one.calls == two.calls
-    assert one.cycles[-1] == 6000 and two.cycles[-1] == 2000        # 6000 * 0.5 / (1 + 0.5)
+    assert one.cycles[-1] == 6000 and two.cycles[-1] == 1500        # 6000 * 0.5 / 2
     # The ski-rental decision differs as predicted: a layer that spends 3000 cycles at its last
     # ahead-of-time tier over the whole run is compiled with a spare core, never inline.
     spent = 3000
@@ -66,4 +67,4 @@ def test_split_share_is_the_split_layers_work_share(monkeypatch):
     for name in LAYER_NAMES:
         inline, spare = for_cores[1][name], for_cores[2][name]
         assert inline.ladder[-1] == spare.ladder[-1] == "O3@host", name
-        assert inline.cycles[-1] == C and spare.cycles[-1] == round(C * share / (1 + share)), name
+        assert inline.cycles[-1] == C and spare.cycles[-1] == round(C * share / 2), name

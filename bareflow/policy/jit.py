@@ -11,12 +11,12 @@ What a compile costs core 0 depends on where it runs (docs/jit.md "Where compile
 * inline, with one core (CORES=1): core 0 stops for the whole compile, C cycles
   (JIT_COMPILE_CYCLES);
 * on core 1, with n >= 2 cores (CORES=n): core 0 goes on generating; what it loses is core 1's
-  share of the split layers while core 1 compiles.  If a fraction f of core 0's time is spent in
-  split layers (LayerInfo.split_share, the work share of those layers), the split phases run on
-  n − 1 cores instead of n for those C cycles, so generation advances as if
-  C / (1 + f/(n − 1)) cycles had passed: the loss is C·f / (n − 1 + f) — C/2 for n = 2 and f = 1,
-  about C·f/n in general.  f counts every split layer, even one a cap (Decision.max_cores) keeps
-  off core 1, so this is an upper bound on the loss.
+  share of the split layers while core 1 compiles.  With a token's work split S : unsplit U
+  (f = S/(S+U), LayerInfo.split_share), core 0 takes U + S/n cycles a token, and U + S/(n − 1)
+  while core 1 is out of the split; over the C cycles the compile lasts it falls behind by
+  C·(S/(n − 1) − S/n) / (U + S/(n − 1)) = C·f / (n·(n − 1 − (n − 2)·f)) —
+  C·f/2 with two cores, C/n when everything is split, at most C·f/n.  f counts every split
+  layer, even one a cap (Decision.max_cores) keeps off core 1, so this is an upper bound.
 * CORES=all (LayerInfo.cores = 0): the build cannot know whether a second core will start, so the
   inline cost is kept.  It is the safe guess both ways: with one core it is the break-even rule;
   with more, each layer waits at most C cycles longer than it needed to.
@@ -48,7 +48,8 @@ def compile_cost(layer: LayerInfo, variables: Mapping[str, str]) -> tuple[int, s
 
     cycles is JIT_COMPILE_CYCLES (C) when the compile runs inline (layer.cores == 1) or the core
     count is unknown (layer.cores == 0); with n = layer.cores >= 2 it is the split share core 0
-    loses while core 1 compiles, round(C·f / (n − 1 + f)) with f = layer.split_share, at least 1.
+    loses while core 1 compiles, round(C·f / (n·(n − 1 − (n − 2)·f))) with f = layer.split_share,
+    at least 1.
     Raises BareflowError for a bad JIT_COMPILE_CYCLES.
     """
     full = compile_cycles(variables)
@@ -58,8 +59,8 @@ def compile_cost(layer: LayerInfo, variables: Mapping[str, str]) -> tuple[int, s
     if n == 0:
         return full, f"CORES=all: a spare core is not certain, inline cost {full} cycles"
     f = min(1.0, max(0.0, layer.split_share))
-    lost = max(1, round(full * f / (n - 1 + f)))
-    return lost, f"on core 1 of {n}: {full} cycles x split share {f:.2f} / ({n - 1} + {f:.2f}) = {lost}"
+    lost = max(1, round(full * f / (n * (n - 1 - (n - 2) * f))))
+    return lost, f"on core 1 of {n}: {full} cycles, split share {f:.3f}: core 0 loses {lost}"
 
 
 def add_run_time_tier(decision: Decision, layer: LayerInfo, variables: Mapping[str, str]) -> None:
