@@ -1,4 +1,5 @@
 """`scons run`, `scons hosted` and `scons flash` as a user types them."""
+import json
 import subprocess
 
 from buildutil import PARTITION_OFFSET, need, scons, tool
@@ -71,3 +72,19 @@ def test_scons_run_names_a_bad_qemu_timeout(tmp_path):
     proc = scons(tmp_path / "b", "run", f"IMAGE={image}", "QEMU_TIMEOUT=soon", check=False)
     assert proc.returncode != 0 and "QEMU_TIMEOUT='soon'" in proc.stdout, proc.stdout[-2000:]
     assert "Traceback" not in proc.stdout
+
+
+def test_a_bare_flash_flashes_the_image_as_it_was_built(tmp_path):
+    """`scons image STEPS=7` then `scons flash DEVICE=…`: the image built with STEPS=7 is flashed,
+    not a rebuild with the defaults; naming an image variable builds that image instead."""
+    build = tmp_path / "build"
+    scons(build, "image", "STEPS=7", "PROMPT=remembered")
+    built = (build / "bareflow.img").read_bytes()
+    assert json.loads((build / "image-settings.json").read_text()) == {"PROMPT": "remembered", "STEPS": "7"}
+    out = scons(build, "flash", f"DEVICE={tmp_path / 'a.img'}", "FLASH_TARGET=file", "YES=1").stdout
+    assert "flash uses the variables the image in" in out and "PROMPT=remembered STEPS=7" in out, out
+    assert (build / "bareflow.img").read_bytes() == built == (tmp_path / "a.img").read_bytes()
+    out = scons(build, "flash", "STEPS=9", f"DEVICE={tmp_path / 'b.img'}", "FLASH_TARGET=file", "YES=1").stdout
+    assert "uses the variables" not in out, out
+    assert (tmp_path / "b.img").read_bytes() != built
+    assert json.loads((build / "image-settings.json").read_text()) == {"STEPS": "9"}

@@ -116,3 +116,15 @@ def test_model_and_tokenizer_only_together(tmp_path):
     given.write_bytes(bytes(64))
     assert "TOKENIZER is set but MODEL is not" in _fails(tmp_path / "b", f"TOKENIZER={given}")
     assert "MODEL is set but TOKENIZER is not" in _fails(tmp_path / "c", f"MODEL={given}")
+
+
+def test_unusable_build_and_cache_directories_are_one_line_errors(tmp_path):
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a directory\n")
+    proc = scons(a_file / "build", "image", check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stdout, proc.stdout[-2000:]
+    assert f"bareflow: error: BUILD_DIR={a_file / 'build'}: cannot create the build directory" in proc.stdout
+    proc = scons(tmp_path / "build", "image", f"CACHE_DIR={a_file / 'cache'}", check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stdout, proc.stdout[-2000:]
+    assert f"bareflow: error: CACHE_DIR={a_file / 'cache'}: cannot use it as the build cache" in proc.stdout
+    assert not (tmp_path / "build" / "bareflow.img").exists()

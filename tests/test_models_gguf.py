@@ -103,6 +103,19 @@ def test_scons_refuses_bad_gguf_before_writing(tmp_path):
     assert not (out / "model").exists() and not (out / "bareflow.img").exists()
 
 
+def test_a_noop_rebuild_does_not_rewrite_the_weights_file(tmp_path):
+    from buildutil import scons
+    p = gguf_file(tmp_path, types={k: "Q8_0" for k in wf.BLOCK_KINDS})
+    _, tok = rt.synthetic_model()
+    out = tmp_path / "build"
+    first = scons(out, "image", f"MODEL={p}", f"TOKENIZER={tok}", "STEPS=8").stdout
+    assert "  WEIGHTS " in first, first[-2000:]
+    again = scons(out, "image", f"MODEL={p}", f"TOKENIZER={tok}", "STEPS=8").stdout
+    assert "  WEIGHTS " not in again and "is up to date" in again, again[-2000:]
+    other = scons(out, "image", f"MODEL={p}", f"TOKENIZER={tok}", "STEPS=9").stdout
+    assert "  WEIGHTS " not in other, other[-2000:]            # STEPS does not touch the weights
+
+
 def test_refuses_model_over_kernel_memory(tmp_path):
     p = gguf_file(tmp_path, context_length=1 << 20, n_layers=6)     # KV cache of 1M positions: 1.5 GiB
     with pytest.raises(BareflowError, match=r"bytes of kernel memory .* set SEQ_LEN lower"):

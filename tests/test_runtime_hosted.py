@@ -19,23 +19,14 @@ from pathlib import Path
 
 import pytest
 
-import mtools_image  # tools/ (conftest puts it on the path)
-
-from bareflow.bitcode import compile as bitcode
-
-from bareflow.libc import selection as libc
-
-from bareflow.modules import modformat
-
-from bareflow.model import reference
-
-from bareflow.model import synthetic
-
-from bareflow.model import tokenizer_v2
-
-from bareflow.tiers import compile as tiers
+import fuzz_campaign  # tools/ (conftest puts it on the path)
+import mtools_image  # tools/
 
 from bareflow.bitcode import toolchain
+from bareflow.libc import selection as libc
+from bareflow.model import reference, synthetic, tokenizer_v2
+from bareflow.modules import modformat
+
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
 LAYERS = ["embed", "rmsnorm", "qkv", "rope", "attn", "attnout", "ffn", "classify", "sampler"]
@@ -66,19 +57,7 @@ def _cc(args):
 @functools.lru_cache(maxsize=None)
 def module_files():
     """{"/MODULES/EMBED.O0": bytes, ...}: every layer at O0, O1 and O2, baseline ISA."""
-    work = Path(tempfile.mkdtemp(prefix="bf-rt-modules-"))
-    exports = set(libc.ProjectLibc(REPO / "src" / "libc", []).symbols())
-    files = {}
-    for layer in LAYERS:
-        bc = work / f"{layer}.bc"
-        bitcode.compile_bitcode(REPO / "modules" / f"{layer}.c", bc, cflags=toolchain.FREESTANDING_CFLAGS,
-                                include_dirs=[REPO / "src/include", REPO / "src/libc/include",
-                                              REPO / "modules/include"], what=f"module {layer}")
-        for tier in ("O0", "O1", "O2"):
-            obj = tiers.compile_tier(bc.read_bytes(), tier, "x86-64", module_name=layer)
-            files[modformat.file_name(layer, tier)] = modformat.pack(obj, layer=layer, tier=tier, isa="x86-64",
-                                                                     exports=exports)
-    return files
+    return fuzz_campaign.build_module_files(Path(tempfile.mkdtemp(prefix="bf-rt-modules-")))
 
 
 @functools.lru_cache(maxsize=None)

@@ -10,7 +10,6 @@ tools/setup.sh fills (SmolLM2) and tools/gen_tinyllama_gguf.py writes (TinyLlama
     python tools/bench_gguf.py [--steps 48] [--tinyllama] [--tiny-steps 8] [--firmware bios]
 """
 import argparse
-import json
 import subprocess
 import sys
 import time
@@ -21,19 +20,10 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tools"))
 
 import fetch_models  # noqa: E402
+from benchutil import result_of, scons  # noqa: E402
 import gen_tinyllama_gguf  # noqa: E402
 from bareflow.boot import qemu as qemu_runner  # noqa: E402
 from bareflow.model import gguf_model  # noqa: E402
-
-
-def scons(build, *args):
-    subprocess.run([sys.executable, "-m", "SCons", "-Q", f"BUILD_DIR={build}", *args], cwd=ROOT, check=True,
-                   stdout=subprocess.DEVNULL)
-
-
-def result_of(output):
-    line = [l for l in output.splitlines() if l.startswith("BAREFLOW-RESULT ")][-1]
-    return json.loads(line.split(" ", 1)[1])
 
 
 # Forked from this process, the child's peak RSS would start at ours (we hold the GGUF's metadata):

@@ -18,7 +18,6 @@ present, else the synthetic model.  Needs LLVM 22 (tools/setup.sh).
     python tools/bench_jit.py [--steps 256] [--runs 5]
 """
 import argparse
-import json
 import shutil
 import statistics
 import subprocess
@@ -29,12 +28,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
+sys.path.insert(0, str(ROOT / "tools"))
+from bench_runtime import qemu_first_token  # noqa: E402
+from benchutil import result_of, scons  # noqa: E402
+
 LAYERS = ["embed", "rmsnorm", "qkv", "rope", "attn", "attnout", "ffn", "classify", "sampler"]
-
-
-def scons(build, *args):
-    subprocess.run([sys.executable, "-m", "SCons", "-Q", f"BUILD_DIR={build}", *args], cwd=ROOT, check=True,
-                   stdout=subprocess.DEVNULL)
 
 
 PARTITION = 2048 * 512
@@ -63,8 +61,7 @@ def run(build, runs, cores="1"):
         text = subprocess.run([str(build / "bareflow-hosted"), str(image)], capture_output=True, text=True,
                               check=True).stdout
         wall = time.perf_counter() - start
-        line = [l for l in text.splitlines() if l.startswith("BAREFLOW-RESULT ")][-1]
-        out.append((json.loads(line.split(" ", 1)[1]), wall))
+        out.append((result_of(text), wall))
     return out
 
 
@@ -81,8 +78,6 @@ def loop_seconds(results):
 
 def qemu_boot(image):
     """(seconds to the kernel's first line, to 'generating', whole run) under QEMU TCG, SeaBIOS."""
-    sys.path.insert(0, str(ROOT / "tools"))
-    from bench_runtime import qemu_first_token
     ready, _, total, res = qemu_first_token(image)
     return ready, total, res
 
@@ -108,6 +103,9 @@ def main():
         tiered = tmp / "tiered"
         scons(tiered, "image", "hosted", "POLICY=tiered", *common)
         tiered_runs = run(tiered, args.runs, cores="all")
+        plain = tmp / "plain"                   # the same policy without the JIT: AOT tiers only
+        scons(plain, "image", "hosted", "POLICY=tiered", *[a for a in common if a != "JIT=llvm"])
+        plain_runs = run(plain, args.runs, cores="all")
         spare = tmp / "tiered-cores2"
         scons(spare, "image", "hosted", "POLICY=tiered", "CORES=2", *common)
         spare_runs = run(spare, args.runs, cores="all")
@@ -132,7 +130,8 @@ def main():
               f"off core 0) and whole program:")
         rows = [(f"fixed {t}", all_cores[t]) for t in ("O0", "O1", "O2", "O3")]
         best_name, best_runs = min(rows, key=lambda row: loop_seconds(row[1]))
-        rows += [("JIT policy, CORES=all trigger", tiered_runs), ("JIT policy, CORES=2 trigger", spare_runs)]
+        rows += [("tiered, JIT=none (AOT ladder)", plain_runs), ("JIT policy, CORES=all trigger", tiered_runs),
+                 ("JIT policy, CORES=2 trigger", spare_runs)]
         base = loop_seconds(best_runs)
         for name, results in rows:
             loop = loop_seconds(results)
@@ -151,8 +150,6 @@ def main():
 
         if args.no_qemu or not shutil.which("qemu-system-x86_64"):
             return
-        plain = tmp / "plain"
-        scons(plain, "image", "POLICY=tiered", *[a for a in common if a != "JIT=llvm"])
         print("\nQEMU (TCG), SeaBIOS + syslinux, tiered policy: the cost of the 36 MB kernel")
         for name, build in (("JIT=none", plain), ("JIT=llvm", tiered)):
             image = build / "qemu.img"

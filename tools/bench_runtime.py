@@ -10,7 +10,6 @@ synthetic model.
     python tools/bench_runtime.py [--steps 256] [--runs 5] [--model M --tokenizer T]
 """
 import argparse
-import json
 import os
 import selectors
 import shutil
@@ -24,17 +23,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tools"))
+from benchutil import result_of, scons  # noqa: E402
 from bareflow.boot import qemu as qemu_runner  # noqa: E402
-
-
-def scons(build, *args):
-    subprocess.run([sys.executable, "-m", "SCons", "-Q", f"BUILD_DIR={build}", *args], cwd=ROOT, check=True,
-                   stdout=subprocess.DEVNULL)
-
-
-def result_of(output):
-    line = [l for l in output.splitlines() if l.startswith("BAREFLOW-RESULT ")][-1]
-    return json.loads(line.split(" ", 1)[1])
 
 
 def hosted_runs(build, runs):

@@ -19,7 +19,6 @@ the start and after each model: read ratios measured under load with care.
     python tools/bench_smp.py [--runs 3] [--steps 32] [--tier O2] [--isa x86-64-v3] [--no-qemu]
 """
 import argparse
-import json
 import os
 import shutil
 import statistics
@@ -37,6 +36,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tools"))
 
 import fetch_models  # noqa: E402
+from benchutil import result_of, scons  # noqa: E402
 
 from bareflow.model.checkpoint import ModelConfig, tensor_shapes  # noqa: E402
 from bareflow.model.tokenizer import write_tokenizer  # noqa: E402
@@ -67,18 +67,6 @@ def write_random_tokenizer(path, vocab):
     pieces = [b"<unk>", b"<s>", b"</s>"] + [bytes([c]) for c in range(32, 127)]
     pieces += [f"p{i}".encode() for i in range(vocab - len(pieces))]
     write_tokenizer(path, pieces, [float(-i) for i in range(vocab)])
-
-
-def scons(build, *args):
-    subprocess.run([sys.executable, "-m", "SCons", "-Q", f"BUILD_DIR={build}", "image", "hosted", *args],
-                   cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
-
-
-def result_of(output):
-    lines = [l for l in output.splitlines() if l.startswith("BAREFLOW-RESULT ")]
-    if not lines:
-        raise SystemExit(f"no result line:\n{output[-2000:]}")
-    return json.loads(lines[-1].split(" ", 1)[1])
 
 
 def load():
@@ -181,12 +169,12 @@ def main():
             if not model.exists():
                 write_random_checkpoint(model, config)
                 write_random_tokenizer(tok, config.vocab_size)
-            scons(d / "build", f"MODEL={model}", f"TOKENIZER={tok}", *common)
+            scons(d / "build", "image", "hosted", f"MODEL={model}", f"TOKENIZER={tok}", *common)
             bench(name, d / "build", args, "256M" if name == "15M-shape" else None)
         smollm = fetch_models.smollm2_path()
         if smollm.is_file():
             d = work / "smollm2"
-            scons(d / "build", f"MODEL={smollm}", *common)
+            scons(d / "build", "image", "hosted", f"MODEL={smollm}", *common)
             bench("SmolLM2", d / "build", args, None)
         else:
             print(f"SmolLM2    not measured: {smollm} is not cached (tools/setup.sh fetches it when online)")

@@ -30,9 +30,7 @@ The "memory" columns put weight bytes read per token x tok/s against a measured 
 Other engines plug in through EXTERNAL_REFERENCES below (llama.cpp does).
 """
 import argparse
-import json
 import os
-import re
 import shutil
 import statistics
 import subprocess
@@ -50,6 +48,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tools"))
 
 import gen_random_model  # noqa: E402
+from benchutil import result_of, scons  # noqa: E402
 from bareflow.model.checkpoint import read_config  # noqa: E402
 
 PROMPT = "Once upon a time"
@@ -154,11 +153,6 @@ def build_run_c(work):
     return out
 
 
-def scons(build, *args):
-    subprocess.run([sys.executable, "-m", "SCons", "-Q", f"BUILD_DIR={build}", *args], cwd=ROOT, check=True,
-                   stdout=subprocess.DEVNULL)
-
-
 def timed(argv):
     """Run argv; return (stdout, stderr, CPU seconds it used).  CPU time, not wall time: on a
     machine shared with other jobs the wall clock mostly measures the scheduler's share."""
@@ -179,8 +173,7 @@ def bareflow_run(hosted, image, work):
     run_img = work / "run.img"
     shutil.copyfile(image, run_img)         # the run writes PROFILE.BIN back into its image
     out, _, cpu = timed([str(hosted), str(run_img)])
-    line = [l for l in out.splitlines() if l.startswith("BAREFLOW-RESULT ")][-1]
-    r = json.loads(line.split(" ", 1)[1])
+    r = result_of(out)
     done = len(r["prompt_tokens"]) - 1 + len(r["tokens"])
     passes = min(r["steps"], done + (1 if done < r["steps"] else 0))     # +1: the pass that sampled BOS
     return (passes, cpu), r, out

@@ -72,7 +72,10 @@ def missing_tools():
 
 # ---------------------------------------------------------------- seeds
 
-def _modules(work):
+def build_module_files(work):
+    """{"/MODULES/EMBED.O0": module file bytes, ...}: every layer at O0, O1 and O2 for the baseline
+    ISA, compiled by the project's pipeline functions outside SCons (bitcode in `work`).  The
+    hosted-runtime tests build their images from the same set."""
     exports = set(libc.ProjectLibc(REPO / "src" / "libc", []).symbols())
     files = {}
     for layer in LAYERS:
@@ -103,7 +106,7 @@ def prepare_seeds(work, modules=None):
     if (seeds / ".done").exists():
         return seeds
     tmp = Path(tempfile.mkdtemp(prefix="bf-fuzz-build-", dir=work))
-    modules = modules or _modules(tmp)
+    modules = modules or build_module_files(tmp)
     syn = synthetic.write(tmp / "MODEL.BIN", tmp / "TOKENIZR.BIN")
     # The kernel reads TOKENIZR.BIN v2: the llama2.c tokenizer is converted as the build does.
     model = (tmp / "MODEL.BIN").read_bytes()

@@ -20,7 +20,6 @@ llama.cpp is built on first use by tools/llamacpp.py; BareFlow by scons (one hos
 image rebuilt per prompt, as the SmolLM2 tests do).
 """
 import argparse
-import json
 import subprocess
 import sys
 import tempfile
@@ -32,19 +31,17 @@ sys.path.insert(0, str(ROOT / "tools"))
 
 import fetch_models  # noqa: E402
 import llamacpp  # noqa: E402
+from benchutil import result_of, scons  # noqa: E402
 
 PROMPTS = ["Once upon a time", "The capital of France is", "def fibonacci(n):"]    # tests/test_models_smollm2.py
 
 
 def bareflow_generate(build: Path, model: Path, prompt: str, steps: int) -> dict:
     """Build the image for `prompt` and run it hosted; the BAREFLOW-RESULT JSON."""
-    subprocess.run([sys.executable, "-m", "SCons", "-Q", f"BUILD_DIR={build}", "image", "hosted", "-j2",
-                    f"MODEL={model}", f"PROMPT={prompt}", f"STEPS={steps}"], cwd=ROOT, check=True,
-                   stdout=subprocess.DEVNULL)
+    scons(build, "image", "hosted", "-j2", f"MODEL={model}", f"PROMPT={prompt}", f"STEPS={steps}")
     out = subprocess.run([str(build / "bareflow-hosted"), str(build / "bareflow.img")], capture_output=True,
                          text=True, check=True).stdout
-    line = [l for l in out.splitlines() if l.startswith("BAREFLOW-RESULT ")][-1]
-    return json.loads(line.split(" ", 1)[1])
+    return result_of(out)
 
 
 def agreeing(a, b) -> int:

@@ -20,6 +20,7 @@ import stat
 import time
 
 from bareflow.image import blockmap, fat16, syslinux
+from bareflow.core.atomicfile import replace_atomically
 from bareflow.errors import BareflowError
 from bareflow.flash import pathrules
 from bareflow.flash.target import Capabilities, DeviceInfo, FlashReport, FlashTarget, refusal
@@ -165,11 +166,6 @@ class TftpTarget(FlashTarget):
 
 def _install(root, rel, data):
     dest = os.path.join(root, *rel.split("/"))
-    os.makedirs(os.path.dirname(dest), exist_ok=True)
-    tmp = dest + ".bareflow-tmp"
-    with open(tmp, "wb") as f:
+    # 0644: TFTP servers usually run unprivileged and need read access.
+    with replace_atomically(dest, permissions=0o644, fsync=True) as f:
         f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.chmod(tmp, 0o644)          # TFTP servers usually run unprivileged and need read access
-    os.replace(tmp, dest)

@@ -13,9 +13,9 @@ the last cluster).  Free clusters are skipped because the filesystem never reads
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 
+from bareflow.core.atomicfile import replace_atomically
 from bareflow.image import fat16, mbr
 from bareflow.errors import BareflowError
 
@@ -186,17 +186,8 @@ def block_map_from_image(image_path, strict=True):
 
 def write_bmap(bmap, path):
     """Write atomically: a reader never sees half a map."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".bmap-", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="ascii") as fh:
-            fh.write(bmap.to_json())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with replace_atomically(path, "w") as fh:
+        fh.write(bmap.to_json())
 
 
 def read_bmap(path):

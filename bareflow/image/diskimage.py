@@ -28,10 +28,10 @@ DiskImage fields: path, bmap_path, size, sha256, partition_offset, layout (FatLa
 from the final image, including the installer's files), block_map (BlockMap).
 """
 import os
-import tempfile
 import types
 from dataclasses import dataclass
 
+from bareflow.core.atomicfile import replace_atomically
 from bareflow.image import blockmap
 
 from bareflow.image import fat16
@@ -155,24 +155,15 @@ def build_disk_image(out_path, files, *, volume_id, disk_signature, bootloaders=
     head = mbr_sector(code, disk_signature, PARTITION_START_LBA, layout.total_sectors, PARTITION_TYPE).ljust(PARTITION_OFFSET, b"\0")
 
     out_path = os.fspath(out_path)
-    directory = os.path.dirname(os.path.abspath(out_path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(out_path)}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "w+b") as fh:
-            fh.write(head)
-            fat16.write_fat16(fh, PARTITION_OFFSET, all_files, layout)
+    with replace_atomically(out_path, "w+b") as fh:
+        fh.write(head)
+        fat16.write_fat16(fh, PARTITION_OFFSET, all_files, layout)
+        fh.flush()                                 # the boot loaders' installers reopen it by name
         final = layout
         for b in loaders:
-            b.install(tmp, PARTITION_OFFSET, layout)
-            final = _check_install(tmp, b.name, head, size, layout, all_files)
-        bmap = blockmap.block_map_for_layout(tmp, PARTITION_OFFSET, final)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, out_path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+            b.install(fh.name, PARTITION_OFFSET, layout)
+            final = _check_install(fh.name, b.name, head, size, layout, all_files)
+        bmap = blockmap.block_map_for_layout(fh.name, PARTITION_OFFSET, final)
     final.epoch = epoch
     if bmap_path is None:
         bmap_path = os.path.splitext(out_path)[0] + ".bmap"

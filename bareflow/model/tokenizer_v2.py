@@ -124,6 +124,17 @@ class _Symbols:
             yield self.text(k)
             k = self.next[k]
 
+    def emit(self, ids: dict, out: list, byte_id) -> None:
+        """Append each surviving symbol's id (ids: bytes -> id) to `out`; a symbol without one goes
+        out byte by byte as byte_id(b), skipped where that is None (tokenizer.c's
+        bf_tok_emit_symbols does the same in the kernel)."""
+        for s in self.texts():
+            tid = ids.get(s, -1)
+            if tid >= 0:
+                out.append(tid)
+            else:
+                out.extend(t for t in map(byte_id, s) if t is not None)
+
 
 @dataclass
 class Vocab:
@@ -243,12 +254,7 @@ class Vocab:
             if not syms.length[left] or not syms.length[right] or syms.length[left] + syms.length[right] != size:
                 continue
             syms.join(left, right, add)
-        for s in syms.texts():
-            tid = ids.get(s, -1)
-            if tid >= 0:
-                out.append(tid)
-            else:
-                out.extend(self._byte_id(b, ids) for b in s)
+        syms.emit(ids, out, lambda b: self._byte_id(b, ids))
 
     def _bpe(self, word, ids, out):
         """llama.cpp's llm_tokenizer_bpe_session on one pre-tokenized word (already in the
@@ -277,12 +283,7 @@ class Vocab:
             if syms.length[left] != ln or syms.length[right] != rn or syms.next[left] != right:
                 continue
             syms.join(left, right, add)
-        for s in syms.texts():
-            tid = ids.get(s, -1)
-            if tid >= 0:
-                out.append(tid)
-            else:
-                out.extend(ids[bytes([b])] for b in s if bytes([b]) in ids)
+        syms.emit(ids, out, lambda b: ids.get(bytes([b])))
 
     def _llama2c(self, data, ids):
         """llama2.c's encode (BOS, dummy-prefix " ", one token per UTF-8 character or byte

@@ -7,11 +7,11 @@ is src/runtime/weights.c; both sides check the same rules.
 """
 from __future__ import annotations
 
-import os
 import struct
 import zlib
 from dataclasses import dataclass
 
+from bareflow.core.atomicfile import replace_atomically
 from bareflow.errors import BareflowError
 
 MAGIC = b"BFWT"
@@ -134,18 +134,15 @@ def write(path, cfg: WeightsConfig, tensors) -> int:
     if [(k, b) for k, b, _, _ in tensors] != [(k, b) for k, b, _, _ in order]:
         raise BareflowError(f"weights file {path}: tensors are not in the documented order")
     entries, size = layout(cfg, types)
-    tmp = f"{path}.tmp"
-    with open(tmp, "wb") as f:
+    with replace_atomically(path) as f:
         f.write(header_and_table(cfg, entries))
         for (kind, block, t, _, _, off, n), (_, _, _, data) in zip(entries, tensors):
             mv = memoryview(data).cast("B")
             if mv.nbytes != n:
-                os.unlink(tmp)
                 raise BareflowError(f"weights file {path}: tensor {tensor_name(kind, block)} has {mv.nbytes} "
                                     f"bytes, its shape and type {TYPE_NAMES[t]} need {n}")
             f.write(b"\0" * (off - f.tell()))
             f.write(mv)
-    os.replace(tmp, path)
     return size
 
 

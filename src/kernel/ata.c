@@ -146,56 +146,53 @@ static int check_range(uint64_t lba, uint32_t count)
     return 0;
 }
 
-int platform_disk_read(uint64_t lba, uint32_t count, void *buf)
+/* PIO transfer of count sectors (count > 0, range checked) in commands of at most 256 sectors;
+ * a write waits for each command to finish.  Returns 0 or wait_status's negative code. */
+static int transfer(uint64_t lba, uint32_t count, uint8_t *p, int write)
 {
-    int rc = check_range(lba, count);
-    uint8_t *p = buf;
-    if (rc < 0 || count == 0)
-        return count == 0 && disk_sectors ? 0 : rc;
     while (count) {
         uint32_t n = count < 256 ? count : 256;
-        if ((rc = wait_status(0, IO_MS)) < 0)
+        int rc = wait_status(0, IO_MS);
+        if (rc < 0)
             return rc;
-        issue(lba, n, CMD_READ28, CMD_READ48);
+        if (write)
+            issue(lba, n, CMD_WRITE28, CMD_WRITE48);
+        else
+            issue(lba, n, CMD_READ28, CMD_READ48);
         for (uint32_t i = 0; i < n; i++) {
             if ((rc = wait_status(ST_DRQ, IO_MS)) < 0)
                 return rc;
-            insw(ATA_DATA, p, 256);
+            if (write)
+                outsw(ATA_DATA, p, 256);
+            else
+                insw(ATA_DATA, p, 256);
             p += 512;
             settle();
         }
+        if (write && (rc = wait_status(0, IO_MS)) < 0)
+            return rc;
         lba += n;
         count -= n;
     }
     return 0;
 }
 
+int platform_disk_read(uint64_t lba, uint32_t count, void *buf)
+{
+    int rc = check_range(lba, count);
+    if (rc < 0 || count == 0)
+        return count == 0 && disk_sectors ? 0 : rc;
+    return transfer(lba, count, buf, 0);
+}
+
 int platform_disk_write(uint64_t lba, uint32_t count, const void *buf)
 {
     int rc = check_range(lba, count);
-    const uint8_t *p = buf;
-    int used48 = 0;
     if (rc < 0 || count == 0)
         return count == 0 && disk_sectors ? 0 : rc;
-    while (count) {
-        uint32_t n = count < 256 ? count : 256;
-        if ((rc = wait_status(0, IO_MS)) < 0)
-            return rc;
-        used48 |= lba + n > LBA28_LIMIT;
-        issue(lba, n, CMD_WRITE28, CMD_WRITE48);
-        for (uint32_t i = 0; i < n; i++) {
-            if ((rc = wait_status(ST_DRQ, IO_MS)) < 0)
-                return rc;
-            outsw(ATA_DATA, p, 256);
-            p += 512;
-            settle();
-        }
-        if ((rc = wait_status(0, IO_MS)) < 0)
-            return rc;
-        lba += n;
-        count -= n;
-    }
-    outb(ATA_STATUS, used48 ? CMD_FLUSH48 : CMD_FLUSH28);
+    if ((rc = transfer(lba, count, (uint8_t *)buf, 1)) < 0)
+        return rc;
+    outb(ATA_STATUS, lba + count > LBA28_LIMIT ? CMD_FLUSH48 : CMD_FLUSH28);
     settle();
     rc = wait_status(0, FLUSH_MS);
     return rc < 0 ? rc : 0;

@@ -123,6 +123,11 @@ void bf_generate(const struct bf_model *m, const struct bf_tokenizer *t, const s
 
     uint64_t rng = rc->seed ? rc->seed : 0x853c49e6748fea9bull;
     int token = run->prompt_tokens[0], pos = 0;
+    if (token != t->bos) {                 /* no BOS (add_bos false): the first piece is prompt text */
+        size_t len;
+        const char *piece = bf_decode(t, t->bos, token, &len);
+        stream(piece, len);
+    }
     uint64_t start = platform_cycles();
     while (pos < rc->steps) {
         forward(m, token, pos);

@@ -32,6 +32,21 @@ void bf_tok_emit(int *out, int *n, int cap, int id)
     out[(*n)++] = id;
 }
 
+void bf_tok_emit_symbols(const struct bf_tokenizer *t, const struct bf_tok_work *w, int ns,
+                         const int *byte_ids, int *out, int *n, int cap)
+{
+    for (int i = ns ? 0 : -1; i != -1; i = w->sym[i].next) {
+        const uint8_t *s = w->text + w->sym[i].start;
+        int id = bf_tok_lookup(t, s, (size_t)w->sym[i].len);
+        if (id >= 0) {
+            bf_tok_emit(out, n, cap, id);
+            continue;
+        }
+        for (int k = 0; k < w->sym[i].len; k++)
+            bf_tok_emit(out, n, cap, byte_ids ? byte_ids[s[k]] : bf_tok_lookup(t, s + k, 1));
+    }
+}
+
 /* Binary min-heap on key (ties cannot matter: keys carry the left index). */
 void bf_tok_heap_push(struct bf_tok_work *w, uint64_t key, int left, int right, int size)
 {
@@ -145,16 +160,7 @@ static void spm(const struct bf_tokenizer *t, struct bf_tok_work *w, const uint8
         spm_add(t, w, l->prev, b.left);
         spm_add(t, w, b.left, l->next);
     }
-    for (int i = ns ? 0 : -1; i != -1; i = w->sym[i].next) {
-        const uint8_t *s = w->text + w->sym[i].start;
-        int id = bf_tok_lookup(t, s, (size_t)w->sym[i].len);
-        if (id >= 0) {
-            bf_tok_emit(out, n, cap, id);
-            continue;
-        }
-        for (int k = 0; k < w->sym[i].len; k++)
-            bf_tok_emit(out, n, cap, t->byte_ids[s[k]]);
-    }
+    bf_tok_emit_symbols(t, w, ns, t->byte_ids, out, n, cap);
 }
 
 /* ------------------------------------------------------------------ llama2.c */

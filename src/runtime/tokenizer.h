@@ -51,6 +51,11 @@ void bf_tok_join(struct bf_tok_work *w, int left, int right);
 
 /* Appends ids to out[*n] (capacity cap); panics when full. */
 void bf_tok_emit(int *out, int *n, int cap, int id);
+/* Emits the id of each symbol left after merging, in order (ns symbols from bf_tok_symbols).  A
+ * symbol with no token of its own goes out byte by byte: through byte_ids (SentencePiece's <0xXX>
+ * fallback) or, when byte_ids is NULL, as each byte's one-byte token (byte-level BPE). */
+void bf_tok_emit_symbols(const struct bf_tokenizer *t, const struct bf_tok_work *w, int ns,
+                         const int *byte_ids, int *out, int *n, int cap);
 
 /* tokenizer_bpe.c: GPT-2 byte-level BPE over one text fragment (no special tokens inside). */
 void bf_tok_bpe(const struct bf_tokenizer *t, struct bf_tok_work *w, const uint8_t *text, size_t len,

@@ -118,6 +118,21 @@ static int contraction(const struct split *s, int p, int fold)
     return 0;
 }
 
+/* The last alternatives of both patterns, \s+(?!\S)|\s+, for the nw >= 0 white-space characters
+ * at pos: a run followed by more text leaves its last space to start the next piece, and where
+ * there is no white space one character makes a piece.  Adds the piece; returns where it ends. */
+static int add_spaces(struct split *s, int pos, int nw)
+{
+    if (nw > 1 && cp_at(s, pos + nw) != OUT_OF_RANGE)
+        pos += nw - 1;
+    else if (nw > 0)
+        pos += nw;
+    else
+        pos++;
+    add(s, pos);
+    return pos;
+}
+
 /* 's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+ */
 static void split_gpt2(struct split *s)
 {
@@ -146,17 +161,7 @@ static void split_gpt2(struct split *s)
         int nw = 0;
         while (cls_at(s, pos + nw) == BF_UC_SPACE)
             nw++;
-        if (nw > 1 && cp_at(s, pos + nw) != OUT_OF_RANGE) {
-            pos += nw - 1;
-            add(s, pos);
-            continue;
-        }
-        if (nw > 0) {
-            pos += nw;
-            add(s, pos);
-            continue;
-        }
-        add(s, ++pos);
+        pos = add_spaces(s, pos, nw);
     }
 }
 
@@ -213,17 +218,7 @@ static void split_llama3(struct split *s)
             add(s, pos);
             continue;
         }
-        if (nw > 1 && cp_at(s, pos + nw) != OUT_OF_RANGE) {
-            pos += nw - 1;
-            add(s, pos);
-            continue;
-        }
-        if (nw > 0) {
-            pos += nw;
-            add(s, pos);
-            continue;
-        }
-        add(s, ++pos);
+        pos = add_spaces(s, pos, nw);
     }
 }
 
@@ -277,16 +272,7 @@ static void bpe_word(const struct bf_tokenizer *t, struct bf_tok_work *w, int m,
         bpe_add(t, w, l->prev, b.left);
         bpe_add(t, w, b.left, l->next);
     }
-    for (int i = ns ? 0 : -1; i != -1; i = w->sym[i].next) {
-        const uint8_t *s = w->text + w->sym[i].start;
-        int id = bf_tok_lookup(t, s, (size_t)w->sym[i].len);
-        if (id >= 0) {
-            bf_tok_emit(out, n, cap, id);
-            continue;
-        }
-        for (int k = 0; k < w->sym[i].len; k++)
-            bf_tok_emit(out, n, cap, bf_tok_lookup(t, s + k, 1));
-    }
+    bf_tok_emit_symbols(t, w, ns, NULL, out, n, cap);
 }
 
 void bf_tok_bpe(const struct bf_tokenizer *t, struct bf_tok_work *w, const uint8_t *text, size_t len, int *out,

@@ -7,6 +7,7 @@ import os
 import sys
 import threading
 
+from bareflow.core.atomicfile import replace_atomically
 from bareflow.errors import BareflowError
 
 # llvmlite shares one LLVM context per process; SCons runs Python actions in threads under -j.
@@ -31,12 +32,8 @@ def report_errors(func):
 
 
 def write_atomic(path, data):
-    path = str(path)
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "wb") as handle:
+    with replace_atomically(path) as handle:
         handle.write(data)
-    os.replace(tmp, path)
 
 
 def read(node):

@@ -1,9 +1,11 @@
 """Command targets (plugins, run, profile, flash) and the C environment for kernel objects."""
 import os
+import shutil
 
 import SCons.Script as S
 
 from bareflow.bitcode import toolchain
+from bareflow.core.atomicfile import replace_atomically
 from bareflow.boot import qemu
 from bareflow.errors import BareflowError
 
@@ -63,12 +65,8 @@ def run_target(env, v, image):
         boot = image_path
         if builds_own:
             boot = run_copy_path(env)
-            os.makedirs(os.path.dirname(boot), exist_ok=True)
-            tmp = boot + ".tmp"
-            with open(image_path, "rb") as src, open(tmp, "wb") as dst:
-                while chunk := src.read(1 << 20):
-                    dst.write(chunk)
-            os.replace(tmp, boot)
+            with open(image_path, "rb") as src, replace_atomically(boot) as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)
             print(f"bareflow: booting a copy of {image_path}: {boot}")
         cmd = qemu.qemu_command(image=boot, firmware=v.get("FIRMWARE", "bios"), disk=v.get("DISK", "ide"),
                                 smp=v.get("SMP", "2"))

@@ -7,12 +7,16 @@ that declares it; `scons -h` prints the table grouped by plugin.
 """
 import os
 
+import SCons.Errors
 import SCons.Script as S
 
 from bareflow.core import build as core_build
 from bareflow.core import manager
 from bareflow.core.variables import flag, span, unknown_variables
+from bareflow.errors import BareflowError
 from bareflow.image import fat16
+
+from . import settings
 
 TARGETS_HELP = """
 Targets:
@@ -32,7 +36,8 @@ def load(env):
     Raises BareflowError for a plugin that cannot load, a malformed declaration, an unknown
     variable on the command line, or a value its variable refuses.
     """
-    arguments = dict(S.ARGUMENTS)
+    arguments = settings.reuse(dict(S.ARGUMENTS))        # a bare `scons run`/`flash`: the image's own
+    env["BF_TYPED_VARIABLES"] = arguments
     pm = manager.load_plugins({k: arguments.get(k, "") for k in ("PLUGINS", "BLOCK_PLUGINS")})
     declared = core_build.declared_variables(pm)
     S.Help(help_text(declared, arguments), append=False)
@@ -74,8 +79,15 @@ def build_dir(env, v):
     directory = v["BUILD_DIR"] or "build"
     env["BF_VERBOSE"] = flag(v, "VERBOSE")
     env["BF_BUILD"] = directory if os.path.isabs(directory) else "#" + directory
-    root = env.Dir("$BF_BUILD").abspath
-    os.makedirs(root, exist_ok=True)
+    try:
+        root = env.Dir("$BF_BUILD").abspath
+        os.makedirs(root, exist_ok=True)
+    except (OSError, TypeError) as exc:        # SCons: TypeError when a file stands on the path
+        raise BareflowError(f"BUILD_DIR={directory}: cannot create the build directory "
+                            f"({getattr(exc, 'strerror', None) or exc}); choose a writable directory") from None
+    if not os.access(root, os.W_OK | os.X_OK):
+        raise BareflowError(f"BUILD_DIR={directory}: the build directory {root} is not writable; "
+                            f"choose a writable directory")
     env.SConsignFile(os.path.join(root, ".sconsign"))
     env["BF_IMAGE_DEFAULTED"] = not v["IMAGE"]
     v["IMAGE"] = v["IMAGE"] or os.path.join(root, "bareflow.img")
@@ -87,5 +99,9 @@ def build_dir(env, v):
     env["BF_EPOCH"] = fat16.epoch_from_environ()
     os.environ["SOURCE_DATE_EPOCH"] = str(env["BF_EPOCH"])
     if v["CACHE_DIR"]:
-        env.CacheDir(os.path.abspath(v["CACHE_DIR"]))
+        try:
+            env.CacheDir(os.path.abspath(v["CACHE_DIR"]))
+        except (OSError, SCons.Errors.SConsEnvironmentError) as exc:
+            raise BareflowError(f"CACHE_DIR={v['CACHE_DIR']}: cannot use it as the build cache ({exc}); "
+                                f"choose a writable directory") from None
     return root

@@ -24,7 +24,7 @@ from bareflow.policy import profile
 from bareflow.policy import table as policy_table
 from bareflow.tiers.levels import parse_isa_list
 
-from . import commands, configure
+from . import commands, configure, settings
 from . import jit as jit_wiring
 
 # Every directory the build writes under BUILD_DIR: `scons -c` removes them whole.
@@ -70,6 +70,7 @@ def _setup(env):
         products["bitcode"] = jit_wiring.bitcode_files(env, bitcode)
     env.AddPostAction(products["policy_table"], commands.action_print(lambda: summary))
     image = _image(env, pm, v, products)                               # 8. image
+    settings.remember_after_build(env, image, env["BF_TYPED_VARIABLES"])
 
     S.Alias("image", image)
     S.Alias("hosted", hosted)
@@ -126,15 +127,20 @@ def _weights(env, v):
     config = weights_build.model_config(plan.config)
     per_weight = weights_build.weight_bytes_per_value(plan)
 
-    def build(target, source, env):
-        print(weights_build.write(plan, str(target[0])))
-
+    # The plan reaches the action through the environment, not a closure: SCons signs a Python
+    # action by its code and closure contents, and the plan's pickled form differs from run to run,
+    # which rewrote the weights file on every no-op build.  The Value source carries the plan.
     node = env.Command("$BF_BUILD/model/WEIGHTS.BIN", [env.File(plan.source), env.Value(repr(plan))],
-                       S.Action(build, "  WEIGHTS  $TARGET"))
+                       S.Action(_write_weights, "  WEIGHTS  $TARGET"), BF_WEIGHTS_PLAN=plan)
     env.Depends(node, ["#bareflow/model/gguf_model.py", "#bareflow/model/weightsfile.py",
                        "#bareflow/model/weights_build.py"])
     return {"model": node[0], "tokenizer": _tokenizer_file(env, tok_source, plan.config.vocab_size),
             "config": config, "bytes_per_weight": per_weight}
+
+
+def _write_weights(target, source, env):
+    from bareflow.model import weights_build
+    print(weights_build.write(env["BF_WEIGHTS_PLAN"], str(target[0])))
 
 
 def _tokenizer_file(env, source, vocab_size):
