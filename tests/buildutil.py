@@ -80,9 +80,41 @@ def image_file(image, path):
     """Read one file out of the image's FAT16 partition with mtools (an independent reader)."""
     need("mtype")
     proc = subprocess.run([tool("mtype"), "-i", f"{image}@@{PARTITION_OFFSET}", f"::{path}"],
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=dict(os.environ, MTOOLS_SKIP_CHECK="1"))
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=MTOOLS_ENV)
     assert proc.returncode == 0, f"mtype {path}: {proc.stderr.decode()}"
     return proc.stdout
+
+
+MTOOLS_ENV = dict(os.environ, MTOOLS_SKIP_CHECK="1")
+
+
+def image_with_files(image, directory, files=None, name="run.img"):
+    """A copy of `image` as directory/name with `files` ({FAT16 path: bytes}) written into its
+    partition by mtools' mcopy (an independent FAT16 writer); returns the copy's path."""
+    directory = Path(directory)
+    copy = directory / name
+    copy.write_bytes(Path(image).read_bytes())
+    if files:
+        need("mcopy")
+    for path, data in (files or {}).items():
+        local = directory / Path(path).name
+        local.write_bytes(data)
+        proc = subprocess.run([tool("mcopy"), "-o", "-i", f"{copy}@@{PARTITION_OFFSET}", str(local), f"::{path}"],
+                              capture_output=True, env=MTOOLS_ENV)
+        assert proc.returncode == 0, f"mcopy {path}: {proc.stderr.decode()}"
+    return copy
+
+
+def module_bitcode(directory, name, source):
+    """directory/name.bc: the layer-module C `source` (after `#include "bareflow/layer_abi.h"`)
+    compiled to bitcode with the build's freestanding flags, as test modules need."""
+    from bareflow.bitcode import compile as bitcode
+    from bareflow.bitcode import toolchain
+    src, bc = Path(directory) / f"{name}.c", Path(directory) / f"{name}.bc"
+    src.write_text('#include "bareflow/layer_abi.h"\n' + source)
+    bitcode.compile_bitcode(src, bc, cflags=toolchain.FREESTANDING_CFLAGS, include_dirs=[ROOT / "src/include"],
+                            what=f"test module {name}")
+    return bc
 
 
 def reference_tokens(model, tokenizer, prompt="Once upon a time", steps=32, temperature=0.0, topp=0.9, seed=42):

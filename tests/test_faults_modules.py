@@ -91,16 +91,11 @@ def test_real_modules_follow_the_rules():
 
 
 def _pack_source(tmp_path, source):
-    from bareflow.bitcode import compile as bitcode
     from bareflow.libc import selection as libc
     from bareflow.tiers import compile as tiers
-    from bareflow.bitcode import toolchain
+    from buildutil import module_bitcode
     from test_runtime_hosted import REPO
-    src = tmp_path / "m.c"
-    src.write_text('#include "bareflow/layer_abi.h"\n' + source)
-    bc = tmp_path / "m.bc"
-    bitcode.compile_bitcode(src, bc, cflags=toolchain.FREESTANDING_CFLAGS, include_dirs=[REPO / "src/include"],
-                            what="test module")
+    bc = module_bitcode(tmp_path, "m", source)
     obj = tiers.compile_tier(bc.read_bytes(), "O1", "x86-64", module_name="embed")
     exports = set(libc.ProjectLibc(REPO / "src" / "libc", []).symbols())
     return lambda: modformat.pack(obj, layer="embed", tier="O1", isa="x86-64", exports=exports)

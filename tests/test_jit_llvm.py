@@ -5,22 +5,19 @@ editing copies of its image with mtools (an independent FAT16 writer).  Every te
 the run finishes with the same tokens as the numpy reference, whatever the JIT did.
 Skipped, saying why, when LLVM 22's static archives are absent (tools/setup.sh fetches them).
 """
-import os
 import re
 import subprocess
-from pathlib import Path
 
 import pytest
 
-from bareflow.bitcode import bitcodefile, toolchain
-from bareflow.bitcode import compile as bitcode
+from bareflow.bitcode import bitcodefile
 from bareflow.kernel import llvmjit
-from buildutil import ROOT, hosted, need, reference_tokens, result, scons, tool
+from buildutil import ROOT, hosted, image_file, image_with_files, module_bitcode, need, reference_tokens, result, \
+    scons, tool
 
 pytestmark = pytest.mark.skipif(llvmjit.find_llvm() is None,
                                 reason=f"LLVM 22 static archives ({llvmjit.DEB_PACKAGE}) not found in "
                                        f"{' or '.join(llvmjit.candidates())}; run tools/setup.sh")
-PARTITION = 2048 * 512
 LAYERS = ["embed", "rmsnorm", "qkv", "rope", "attn", "attnout", "ffn", "classify", "sampler"]
 # cores = 1: compiles run inline, so every compile here finishes within the short run (the
 # spare-core path, where a run may end before its compiles do, is tests/test_jit_spare_core.py).
@@ -37,22 +34,10 @@ def jit_build(tmp_path_factory):
     return build, expected
 
 
-def _mtools(cmd, image, *args):
-    proc = subprocess.run([tool(cmd), "-i", f"{image}@@{PARTITION}", *args], capture_output=True,
-                          env=dict(os.environ, MTOOLS_SKIP_CHECK="1"))
-    assert proc.returncode == 0, proc.stderr.decode()
-    return proc.stdout
-
-
 def _run(jit_build, tmp_path, files=None):
-    """Run a copy of the image with `files` ({image path: bytes}) replaced; (result, output)."""
+    """Run a copy of the image with `files` ({image path: bytes}) replaced; (result, output, image)."""
     build, expected = jit_build
-    image = tmp_path / "run.img"
-    image.write_bytes((build / "bareflow.img").read_bytes())
-    for path, data in (files or {}).items():
-        local = tmp_path / Path(path).name
-        local.write_bytes(data)
-        _mtools("mcopy", image, "-o", str(local), f"::{path}")
+    image = image_with_files(build / "bareflow.img", tmp_path, files)
     status, out = hosted(build / "bareflow-hosted", image)
     assert status == 0, out[-3000:]
     res = result(out)
@@ -83,7 +68,7 @@ def test_every_layer_compiled_for_the_host_and_swapped_in(jit_build, tmp_path):
     assert "compiles run inline on core 0" in out
     # /PROFILE.BIN (version 2) records the same compiles.
     from bareflow.policy import profile
-    prof = profile.decode_profile(_mtools("mtype", image, "::/PROFILE.BIN"))
+    prof = profile.decode_profile(image_file(image, "/PROFILE.BIN"))
     assert [(r.layer, r.tier, r.ok, r.swap_call, r.core, r.inline, r.cycles) for r in prof.compiles] == \
         [(c["layer"], c["tier"], c["ok"], c["swap_call"], 0, True, c["cycles"]) for c in jit["compiles"]]
     assert prof.layers["ffn"].final_tier == "O3@host"
@@ -108,12 +93,8 @@ def test_corrupt_bitcode_is_refused_before_llvm_and_the_layer_stays(jit_build, t
 
 
 def test_bitcode_with_an_unresolvable_import(jit_build, tmp_path):
-    src = tmp_path / "ffn.c"
-    src.write_text('#include "bareflow/layer_abi.h"\nfloat bf_test_not_exported(float);\n'
-                   "void bf_layer_entry(struct bf_layer_call *c) { c->s->x[0] = bf_test_not_exported(c->s->x[0]); }\n")
-    bc = tmp_path / "ffn.bc"
-    bitcode.compile_bitcode(src, bc, cflags=toolchain.FREESTANDING_CFLAGS, include_dirs=[ROOT / "src/include"],
-                            what="test module")
+    bc = module_bitcode(tmp_path, "ffn", "float bf_test_not_exported(float);\n"
+                        "void bf_layer_entry(struct bf_layer_call *c) { c->s->x[0] = bf_test_not_exported(c->s->x[0]); }\n")
     res, _, _ = _run(jit_build, tmp_path, {"/MODULES/FFN.BC": bitcodefile.pack(bc.read_bytes(), layer="ffn")})
     error = _failed(res, "ffn")
     assert "imports 'bf_test_not_exported', which the kernel does not export" in error, error
@@ -149,7 +130,7 @@ def test_compile_on_the_spare_core_that_times_out_is_reported_and_dropped(jit_bu
         assert c.get("timed_out") or "when generation ended" in c["error"], c
     assert all(layer["tier"] != "O3@host" for layer in res["layers"].values())
     from bareflow.policy import profile
-    prof = profile.decode_profile(_mtools("mtype", image, "::/PROFILE.BIN"))
+    prof = profile.decode_profile(image_file(image, "/PROFILE.BIN"))
     assert prof.compiles[0].timed_out and not prof.compiles[0].inline and prof.compiles[0].core == 1
 
 
@@ -208,12 +189,7 @@ def test_stubs_are_listed_linked_and_never_reached(jit_build, tmp_path):
 def _boot(jit_build, tmp_path, firmware, files=None):
     from buildutil import QEMU_SUCCESS, qemu
     build, expected = jit_build
-    image = tmp_path / "boot.img"
-    image.write_bytes((build / "bareflow.img").read_bytes())
-    for path, data in (files or {}).items():
-        local = tmp_path / Path(path).name
-        local.write_bytes(data)
-        _mtools("mcopy", image, "-o", str(local), f"::{path}")
+    image = image_with_files(build / "bareflow.img", tmp_path, files, name="boot.img")
     status, out = qemu(image, firmware=firmware, cpu="max", timeout=600)
     assert status == QEMU_SUCCESS, out[-3000:]
     res = result(out)

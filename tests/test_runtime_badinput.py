@@ -13,7 +13,7 @@ from bareflow.modules import modformat
 
 from bareflow.tiers import compile as tiers
 
-from bareflow.bitcode import toolchain
+from buildutil import module_bitcode
 from test_runtime_hosted import (LAYERS, PART_LBA, PRELOAD, base_files, config, expect_panic, make_image,
                                  needs_mtools, policy_table, recrc_module, run_image, simple_policy)
 
@@ -664,14 +664,7 @@ def test_corrupt_disk_panics(tmp_path, edit, fragment):
 
 def test_sampler_result_out_of_range_panics(tmp_path):
     """A module that returns a token id outside the vocabulary is caught, not used as an index."""
-    src = tmp_path / "bad_sampler.c"
-    src.write_text('#include "bareflow/layer_abi.h"\n'
-                   "void bf_layer_entry(struct bf_layer_call *c) { c->result = 1 << 20; }\n")
-    bc = tmp_path / "bad_sampler.bc"
-    from bareflow.bitcode import compile as bitcode
-    from test_runtime_hosted import REPO
-    bitcode.compile_bitcode(src, bc, cflags=toolchain.FREESTANDING_CFLAGS, include_dirs=[REPO / "src/include"],
-                            what="bad sampler")
+    bc = module_bitcode(tmp_path, "bad_sampler", "void bf_layer_entry(struct bf_layer_call *c) { c->result = 1 << 20; }\n")
     obj = tiers.compile_tier(bc.read_bytes(), "O1", "x86-64", module_name="sampler")
     files = base_files(policy=[(n, ["O1" if n == "sampler" else "O0"], [], [], 0) for n in LAYERS])
     files["/MODULES/SAMPLER.O1"] = modformat.pack(obj, layer="sampler", tier="O1", isa="x86-64", exports=set())

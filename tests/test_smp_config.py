@@ -24,7 +24,7 @@ def test_smp_arguments():
     args = qemu.smp_args("4")
     assert args[:2] == ["-smp", "4"] and args[2:] in ([], ["-accel", "tcg,thread=multi"])
     for bad in ("0", "65", "x"):
-        with pytest.raises(BareflowError, match=r"SMP='.*': expected a number of virtual CPUs, 1\.\.64"):
+        with pytest.raises(BareflowError, match=r"SMP='.*': expected an integer in 1\.\.64 \(virtual CPUs\)"):
             qemu.smp_args(bad)
 
 

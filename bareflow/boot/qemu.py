@@ -16,7 +16,7 @@ import threading
 from dataclasses import dataclass
 
 from bareflow import hookimpl
-from bareflow.core.variables import Variable
+from bareflow.core.variables import Variable, parse_int
 from bareflow.errors import BareflowError
 
 QEMU = "qemu-system-x86_64"
@@ -25,13 +25,14 @@ EXIT_SUCCESS = 33                             # the kernel wrote 0x10 to the exi
 EXIT_PANIC = (1 << 1) | 1                     # BF_EXIT_PANIC (code 1)
 FIRMWARES = ("bios", "uefi")
 DISKS = ("ide", "usb")
+MAX_SMP = 64                                  # BF_MAX_CORES (src/runtime/rt.h)
 
 
 @hookimpl
 def bareflow_register_variables():
     return [
         Variable("SMP", "virtual CPUs `scons run` gives QEMU (-smp), with multi-threaded TCG when QEMU "
-                 "has it", "2", validator=lambda name, text: smp_args(text, name)),
+                 "has it", "2", kind="int", low=1, high=MAX_SMP),
         Variable("FIRMWARE", "firmware for `scons run`", "bios", kind="enum", allowed=FIRMWARES),
         Variable("DISK", "how `scons run` attaches the image (usb: usb-storage on xHCI)", "ide",
                  kind="enum", allowed=DISKS),
@@ -45,12 +46,7 @@ def bareflow_register_variables():
 def smp_args(text, name="SMP") -> list[str]:
     """-smp N, plus multi-threaded TCG (one host thread per virtual CPU) when this QEMU accepts it
     for x86 guests; N must be a whole number 1..64 (BareflowError naming `name` otherwise)."""
-    try:
-        n = int(text)
-    except ValueError:
-        n = 0
-    if not 1 <= n <= 64:
-        raise BareflowError(f"{name}={text!r}: expected a number of virtual CPUs, 1..64")
+    n = parse_int(text, name, 1, MAX_SMP, "virtual CPUs")
     args = ["-smp", str(n)]
     if n > 1 and _has_mttcg():
         args += ["-accel", "tcg,thread=multi"]

@@ -6,6 +6,7 @@ the loaded plugins, grouped by plugin, and a blocked plugin's variables are gone
 the semantics of SCons's own variable types (the SCons glue builds BoolVariable, EnumVariable,
 ListVariable and PathVariable from them), so `LIBC_INLINE=true` means yes everywhere and
 `LIBC_INLINE=maybe` stops the build with a message naming the variable and the allowed values.
+SCons has no integer type, so "int" (a whole number in a closed range, `parse_int`) is ours.
 
 Values stay the text the user typed: nothing is substituted or re-spaced (`PROMPT='Tom has $5'`
 reaches the image as written); `Variable.convert` turns that text into the typed value.
@@ -22,7 +23,7 @@ from SCons.Variables.BoolVariable import FALSE_STRINGS, TRUE_STRINGS
 
 from bareflow.errors import BareflowError
 
-KINDS = ("string", "bool", "enum", "list", "path")
+KINDS = ("string", "bool", "enum", "list", "path", "int")
 _NAME = re.compile(r"[A-Z][A-Z0-9_]*\Z")
 
 
@@ -36,8 +37,9 @@ class Variable:
     kind       "string" (any text), "bool" (SCons BoolVariable words: yes/no, true/false, 1/0,
                on/off, y/n, t/f, all/none), "enum" (one of `allowed`), "list" (comma-separated
                names from `allowed`, or all/none, as SCons ListVariable), "path" (a file name;
-               with `must_exist`, the file must exist)
+               with `must_exist`, the file must exist), "int" (a whole number in low..high)
     allowed    the names an enum or list accepts
+    low, high  the range an "int" accepts, both ends included
     validator  optional callable(name, text) that raises BareflowError for a bad value; it runs
                after the kind's own check, on the text as typed
     """
@@ -48,6 +50,8 @@ class Variable:
     allowed: tuple = ()
     validator: Optional[Callable[[str, str], Any]] = None
     must_exist: bool = False
+    low: Optional[int] = None
+    high: Optional[int] = None
 
     def check_declaration(self, where: str) -> None:
         """BareflowError naming `where` (the plugin) for a malformed declaration."""
@@ -61,11 +65,15 @@ class Variable:
             raise BareflowError(f"{where}: variable {self.name}: help and default must be strings")
         if self.kind in ("enum", "list") and not self.allowed:
             raise BareflowError(f"{where}: variable {self.name}: an {self.kind} needs `allowed` names")
+        if self.kind == "int" and not (_whole(self.low) and _whole(self.high) and self.low <= self.high):
+            raise BareflowError(f"{where}: variable {self.name}: an int needs whole numbers low <= high, "
+                                f"not {self.low!r}..{self.high!r}")
         if self.validator is not None and not callable(self.validator):
             raise BareflowError(f"{where}: variable {self.name}: validator must be callable")
 
     def convert(self, text: str):
-        """The typed value of `text`: bool for "bool", tuple of names for "list", else the text.
+        """The typed value of `text`: bool for "bool", tuple of names for "list", int for "int",
+        else the text.
 
         Raises BareflowError naming the variable, the value and what is allowed.
         """
@@ -77,6 +85,8 @@ class Variable:
             value = text
         elif self.kind == "list":
             value = parse_list(text, self.name, self.allowed)
+        elif self.kind == "int":
+            value = parse_int(text, self.name, self.low, self.high)
         elif self.kind == "path":
             if text and self.must_exist and not os.path.isfile(text):
                 raise BareflowError(f"{self.name}={text!r}: no such file")
@@ -99,6 +109,39 @@ def parse_bool(text, name: str) -> bool:
         return False
     raise BareflowError(f"{name}={text!r}: expected a yes/no value: {', '.join(TRUE_STRINGS)} "
                         f"or {', '.join(FALSE_STRINGS)}")
+
+
+_INTEGER = re.compile(r"[+-]?[0-9]+\Z")
+
+
+def _whole(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def span(value: int) -> str:
+    """`value` as the messages write it: 10^9 for a power of ten from a million up, else digits."""
+    text = str(value)
+    if value >= 10**6 and text == "1" + "0" * (len(text) - 1):
+        return f"10^{len(text) - 1}"
+    return text
+
+
+def parse_int(text, name: str, low: int, high: int, meaning: str = "") -> int:
+    """The whole number `text` (ASCII digits, optional sign, blanks around ignored) in low..high.
+
+    Raises BareflowError naming the variable, the value as typed and the range, with `meaning`
+    (what the number counts, e.g. "cycles one split point costs") in brackets when given:
+    `SPLIT_CYCLES='x': expected an integer in 0..10^9 (cycles ...)`.
+    """
+    if _whole(text):
+        word, value = str(text), text
+    else:
+        word = str(text).strip()
+        value = int(word) if _INTEGER.match(word) else None
+    if value is None or not low <= value <= high:
+        why = f" ({meaning})" if meaning else ""
+        raise BareflowError(f"{name}={text!r}: expected an integer in {span(low)}..{span(high)}{why}")
+    return value
 
 
 def parse_list(text: str, name: str, allowed) -> tuple:

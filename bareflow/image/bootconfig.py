@@ -11,7 +11,7 @@ import os
 import struct
 
 from bareflow import hookimpl
-from bareflow.core.variables import Variable, flag
+from bareflow.core.variables import Variable, flag, parse_int
 from bareflow.errors import BareflowError
 
 DEFAULTS = {"prompt": "Once upon a time", "steps": "32", "temperature": "0", "topp": "0.9", "seed": "42",
@@ -20,6 +20,8 @@ MAX_CORES = 64                  # BF_MAX_CORES in src/runtime/rt.h
 
 
 def _number(name, text, kind, low, high, low_open=False):
+    if kind is int:
+        return parse_int(text, name.upper(), low + 1 if low_open else low, high)
     try:
         value = kind(text)
     except ValueError:

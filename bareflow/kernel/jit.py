@@ -36,19 +36,8 @@ def bareflow_register_variables():
             Variable("JIT_TIMEOUT_MS", "with JIT=llvm: jit_timeout_ms written to /BAREFLOW.CFG, how long a "
                      "compile on the spare core may take before it is reported and its layer keeps its tier "
                      f"({bootconfig.JIT_TIMEOUT_MS[0]}..{bootconfig.JIT_TIMEOUT_MS[1]})",
-                     str(bootconfig.JIT_TIMEOUT_MS_DEFAULT), validator=_timeout)]
-
-
-def _timeout(name, text):
-    from bareflow.image import bootconfig
-    try:
-        value = int(str(text).strip())
-    except ValueError:
-        value = None
-    low, high = bootconfig.JIT_TIMEOUT_MS
-    if value is None or not low <= value <= high:
-        raise BareflowError(f"{name}={text!r}: expected an integer number of milliseconds in {low}..{high}")
-    return value
+                     str(bootconfig.JIT_TIMEOUT_MS_DEFAULT), kind="int", low=bootconfig.JIT_TIMEOUT_MS[0],
+                     high=bootconfig.JIT_TIMEOUT_MS[1])]
 
 
 @hookimpl

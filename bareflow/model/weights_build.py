@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from . import gguf_model
 from . import weightsfile as wf
+from bareflow.core.variables import parse_int
 from bareflow.errors import BareflowError
 
 # The runtime allocates from one arena: the hosted program maps 1 GiB (src/hosted/platform_linux.c)
@@ -31,13 +32,7 @@ class Plan:
 def _seq_cap(text):
     if not text:
         return None
-    try:
-        value = int(text)
-    except ValueError:
-        raise BareflowError(f"SEQ_LEN={text!r}: not a valid int") from None
-    if not 1 <= value <= 1 << 20:
-        raise BareflowError(f"SEQ_LEN={text!r}: out of range [1, {1 << 20}]")
-    return value
+    return parse_int(text, "SEQ_LEN", 1, 1 << 20, "positions the model is cut to")
 
 
 def runtime_bytes(cfg: wf.WeightsConfig, positions: int) -> int:

@@ -45,6 +45,7 @@ class LayerInfo:
     cores: int = 0                 # CORES: cores the run splits layers over; 0 = all that start (unknown here)
     split: bool = False            # the kernel splits this layer's calls across cores (docs/runtime.md)
     jit: str = "none"              # the image's run-time compiler: "none" or "llvm" (docs/jit.md)
+    split_share: float = 1.0       # fraction of one token's work in split layers, 0..1 (1 = unknown: all)
 
     @property
     def work_per_call(self) -> int:

@@ -28,7 +28,9 @@ FLOPs per call, so a call of it is "worth" many calls of a typical method.  The 
 O1 is skipped, as both runtimes skip their intermediate tier for hot code.
 
 "tiered" and "pgo" also cap the cores a split layer uses where its work per call is too small
-to pay for the split points (bareflow/policy/cores.py: Decision.max_cores).
+to pay for the split points (bareflow/policy/cores.py: Decision.max_cores).  With JIT=llvm,
+"tiered" adds a run-time rung whose cycle trigger is what a compile costs core 0, less when a
+spare core compiles (bareflow/policy/jit.py).
 """
 from __future__ import annotations
 
@@ -37,10 +39,10 @@ import os
 from typing import Mapping
 
 from bareflow import BareflowError, hookimpl
-from bareflow.core.variables import Variable, flag
-from bareflow.policy.api import Decision, LayerInfo, Policy
-from bareflow.policy.cores import DEFAULT_SPLIT_CYCLES, max_cores, split_cycles
-from bareflow.policy.jit import DEFAULT_COMPILE_CYCLES, compile_cycles
+from bareflow.core.variables import Variable, flag, parse_int
+from bareflow.policy.api import MAX_CALLS, Decision, LayerInfo, Policy
+from bareflow.policy.cores import DEFAULT_SPLIT_CYCLES, SPLIT_CYCLES_RANGE, max_cores, split_cycles
+from bareflow.policy.jit import COMPILE_CYCLES_RANGE, DEFAULT_COMPILE_CYCLES
 from bareflow.tiers import runtime as runtiers
 from bareflow.tiers.levels import TIERS
 
@@ -73,15 +75,10 @@ def _tier(variables: Mapping[str, str]) -> str:
     return tier
 
 
-def _positive_int(variables: Mapping[str, str], key: str, default: int) -> int:
-    raw = str(variables.get(key, default)).strip()
-    try:
-        value = int(raw)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise BareflowError(f"{key}={raw!r}: expected a positive integer")
-    return value
+def _hot_calls(variables: Mapping[str, str]) -> int:
+    """PGO_HOT_CALLS as an int (1..MAX_CALLS, the policy table's call limit)."""
+    return parse_int(variables.get("PGO_HOT_CALLS", DOTNET_TIER1_CALLS), "PGO_HOT_CALLS", 1, MAX_CALLS,
+                     "calls that make a profiled layer hot")
 
 
 # --- tiered ------------------------------------------------------------------------------
@@ -186,7 +183,7 @@ def measured_costs(layer: LayerInfo, lp) -> dict[str, float]:
 
 
 def pgo_decision(layer: LayerInfo, variables: Mapping[str, str]) -> Decision:
-    hot_calls = _positive_int(variables, "PGO_HOT_CALLS", DOTNET_TIER1_CALLS)
+    hot_calls = _hot_calls(variables)
     lp = _profile_for(layer, variables)
     if lp is None or lp.total_calls < hot_calls:
         return tiered_decision(layer, variables)
@@ -207,9 +204,11 @@ TIERED = Policy(
     decide=tiered_decision,
     options={"STOP_PROFILING": STOP_PROFILING_HELP,
              "SPLIT_CYCLES": SPLIT_CYCLES_HELP,
-             "JIT_COMPILE_CYCLES": "JIT=llvm: cycles one run-time compile is assumed to cost; a layer moves to "
-                                   "its O3@host tier once it has spent that many cycles at its last "
-                                   "ahead-of-time tier (default 100000000; docs/policies.md)"})
+             "JIT_COMPILE_CYCLES": "JIT=llvm: cycles one run-time compile is assumed to take (default "
+                                   "100000000); a layer moves to its O3@host tier once it has spent what "
+                                   "the compile costs core 0 at its last ahead-of-time tier: all of it "
+                                   "with CORES=1 or all, only core 1's lost split share with CORES=2 or "
+                                   "more (bareflow/policy/jit.py, docs/policies.md)"})
 
 FIXED = Policy(
     name="fixed",
@@ -243,11 +242,11 @@ def bareflow_register_variables():
         Variable("TIER", FIXED.options["TIER"], DEFAULT_FIXED_TIER, kind="enum", allowed=runtiers.ALL_TIERS),
         Variable("STOP_PROFILING", STOP_PROFILING_HELP, "no", kind="bool"),
         Variable("PGO_HOT_CALLS", PGO.options["PGO_HOT_CALLS"], str(DOTNET_TIER1_CALLS),
-                 validator=lambda name, text: _positive_int({name: text}, name, DOTNET_TIER1_CALLS)),
+                 kind="int", low=1, high=MAX_CALLS),
         Variable("JIT_COMPILE_CYCLES", TIERED.options["JIT_COMPILE_CYCLES"], str(DEFAULT_COMPILE_CYCLES),
-                 validator=lambda name, text: compile_cycles({name: text})),
+                 kind="int", low=COMPILE_CYCLES_RANGE[0], high=COMPILE_CYCLES_RANGE[1]),
         Variable("SPLIT_CYCLES", SPLIT_CYCLES_HELP, str(DEFAULT_SPLIT_CYCLES),
-                 validator=lambda name, text: split_cycles({name: text})),
+                 kind="int", low=SPLIT_CYCLES_RANGE[0], high=SPLIT_CYCLES_RANGE[1]),
     ]
 
 
@@ -263,7 +262,7 @@ def bareflow_configure(variables):
     if policy == "fixed":
         _tier(variables)
     if policy == "pgo":
-        _positive_int(variables, "PGO_HOT_CALLS", DOTNET_TIER1_CALLS)
+        _hot_calls(variables)
         if not str(variables.get("PROFILE", "")).strip():
             raise BareflowError("POLICY=pgo needs PROFILE=path (a PROFILE.BIN from "
                                 "`scons profile` or a log with a BAREFLOW-RESULT line)")

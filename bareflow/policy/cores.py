@@ -29,24 +29,18 @@ from __future__ import annotations
 
 from typing import Mapping
 
-from bareflow.errors import BareflowError
+from bareflow.core.variables import parse_int
 from bareflow.policy.api import MAX_CORES, LayerInfo
 
 CYCLES_PER_WORK = {"matmul": 0.07, "attention": 1.4}
 DEFAULT_SPLIT_CYCLES = 1500
+SPLIT_CYCLES_RANGE = (0, 10**9)
 
 
 def split_cycles(variables: Mapping[str, str]) -> int:
     """SPLIT_CYCLES as an int (0..10^9); BareflowError naming the variable otherwise."""
-    raw = str(variables.get("SPLIT_CYCLES", DEFAULT_SPLIT_CYCLES)).strip()
-    try:
-        value = int(raw)
-    except ValueError:
-        value = -1
-    if not 0 <= value <= 10**9:
-        raise BareflowError(f"SPLIT_CYCLES={raw!r}: expected an integer in 0..10^9 (cycles one split point "
-                            f"costs per extra core; 0 = never cap)")
-    return value
+    return parse_int(variables.get("SPLIT_CYCLES", DEFAULT_SPLIT_CYCLES), "SPLIT_CYCLES", *SPLIT_CYCLES_RANGE,
+                     "cycles one split point costs per extra core; 0 = never cap")
 
 
 def max_cores(layer: LayerInfo, variables: Mapping[str, str]) -> tuple[int, str]:

@@ -86,6 +86,8 @@ def layer_infos(config, costs: Mapping[str, tuple], steps: int, profile=None, co
         rows.append((name, flops, weight, cpt))
 
     token_work = sum((flops + weight) * cpt for _, flops, weight, cpt in rows)
+    split_work = sum((flops + weight) * cpt for name, flops, weight, cpt in rows if name in SPLIT_LAYERS)
+    split_share = split_work / token_work if token_work else 1.0
     infos = []
     for name, flops, weight, cpt in rows:
         share = (flops + weight) * cpt / token_work if token_work else 0.0
@@ -93,5 +95,5 @@ def layer_infos(config, costs: Mapping[str, tuple], steps: int, profile=None, co
             name=name, kind=LAYER_KINDS[name], flops_per_call=flops,
             weight_bytes_per_call=weight, calls_per_token=cpt, tokens=steps,
             profile=_layer_profile(profile, name),
-            token_share=share, cores=cores, split=name in SPLIT_LAYERS))
+            token_share=share, cores=cores, split=name in SPLIT_LAYERS, split_share=split_share))
     return infos

@@ -12,7 +12,7 @@ import SCons.Script as S
 
 from bareflow.core import build as core_build
 from bareflow.core import manager
-from bareflow.core.variables import flag, unknown_variables
+from bareflow.core.variables import flag, span, unknown_variables
 from bareflow.errors import BareflowError
 from bareflow.image import fat16
 
@@ -80,6 +80,8 @@ def help_text(declared, arguments) -> str:
                 allowed = f" ({'|'.join(var.allowed)})"
             elif var.kind == "list":
                 allowed = f" (comma-separated: {', '.join(var.allowed)}; all, none)"
+            elif var.kind == "int":
+                allowed = f" (integer {span(var.low)}..{span(var.high)})"
             lines.append(f"  {var.name}: {var.help}{allowed}")
             shown = f"    default: {var.default!r}"
             if var.name in arguments:

@@ -3,9 +3,10 @@
  * Promise: before LLVM runs a single instruction on a core, that core's thread pointer points
  * at its own TCB laid out as LLVM's (glibc-targeted) code expects — the TLS block copied from the
  * program's template right below it, a self-pointer at %fs:0 and a stack-protector canary at
- * %fs:0x28 — and every static constructor (.init_array) has run once.  Each compile runs
- * inside a setjmp boundary: abort(), a stub, a failed _chk check or an exhausted heap inside
- * LLVM comes back here as a failed compile with a reason, and the backend then refuses further
+ * %fs:0x28 — and every static constructor (.init_array) has run once.  Every call into LLVM
+ * (the constructors, the host-CPU query, each compile) runs inside one setjmp boundary, guarded():
+ * abort(), a stub, a failed _chk check or an exhausted heap inside LLVM comes back there as a
+ * failure with a reason, and the backend then refuses further
  * compiles (LLVM's global state may be half-updated); the run itself goes on.  After each
  * compile the core's TCB is checked (self-pointer and canary unchanged).  Any core may compile,
  * one compile at a time (the runtime's jit.c keeps to that); the heap is locked (heap.c).
@@ -71,6 +72,27 @@ void bf_llvm_stub_reached(const char *name)
     copy(stub_msg, sizeof stub_msg, "C library stub reached: ");
     copy(stub_msg + strlen(stub_msg), sizeof stub_msg - strlen(stub_msg), name);
     bf_llvm_abort(stub_msg);
+}
+
+/* The compile boundary: run body(arg) so that an abort inside LLVM (bf_llvm_abort: abort(), a
+ * stub, a failed _chk check, an exhausted heap) comes back here instead of stopping the program.
+ * Returns body's result; after an abort, -1 with the reason in err[errlen] and the backend
+ * disabled for good (LLVM's global state may be half-updated).  setjmp must sit in a frame that
+ * stays live while LLVM runs, so the boundary is this one function around a body, not a helper
+ * that returns before the body starts.  Not reentrant: one call into LLVM at a time. */
+static int guarded(int (*body)(void *), void *arg, char *err, size_t errlen)
+{
+    in_compile = 1;
+    failed_before = heap_failures();
+    if (bf_llvm_setjmp(boundary)) {
+        in_compile = 0;
+        disabled = 1;
+        copy(err, errlen, abort_reason);
+        return -1;
+    }
+    int rc = body(arg);
+    in_compile = 0;
+    return rc;
 }
 
 const char *bf_jit_backend(void) { return "LLVM 22"; }
@@ -150,6 +172,14 @@ int bf_jit_thread(int core, char *err, size_t errlen)
     return setup_tls(core, err, errlen);
 }
 
+static int run_constructors(void *unused)
+{
+    (void)unused;
+    for (void (**f)(void) = __init_array_start; f && f < __init_array_end; f++)
+        (*f)();
+    return 0;
+}
+
 int bf_jit_init(void *heap, size_t heap_size, int core, char *err, size_t errlen)
 {
     if (started)
@@ -160,36 +190,42 @@ int bf_jit_init(void *heap, size_t heap_size, int core, char *err, size_t errlen
         disabled = 1;
         return -1;
     }
-    in_compile = 1;
-    failed_before = heap_failures();
-    if (bf_llvm_setjmp(boundary)) {
-        in_compile = 0;
-        disabled = 1;
-        copy(err, errlen, abort_reason);
-        return -1;
-    }
-    for (void (**f)(void) = __init_array_start; f && f < __init_array_end; f++)
-        (*f)();
-    in_compile = 0;
+    return guarded(run_constructors, 0, err, errlen);
+}
+
+struct host_query { char *cpu, *features; size_t cpu_len, features_len; };
+
+static int query_host(void *arg)
+{
+    struct host_query *q = arg;
+    bf_llvm_host_cpu(q->cpu, q->cpu_len);
+    bf_llvm_host_features(q->features, q->features_len);
     return 0;
 }
 
+/* After an abort inside LLVM the reason is left in cpu[cpu_len] (runtime/jit.c reports it from there). */
 int bf_jit_host(char *cpu, size_t cpu_len, char *features, size_t features_len)
 {
     if (disabled || !started)
         return -1;
-    in_compile = 1;
-    failed_before = heap_failures();
-    if (bf_llvm_setjmp(boundary)) {
-        in_compile = 0;
-        disabled = 1;
-        copy(cpu, cpu_len, abort_reason);
-        return -1;
-    }
-    bf_llvm_host_cpu(cpu, cpu_len);
-    bf_llvm_host_features(features, features_len);
-    in_compile = 0;
-    return 0;
+    struct host_query q = { cpu, features, cpu_len, features_len };
+    return guarded(query_host, &q, cpu, cpu_len);
+}
+
+struct compile_job {
+    const void *bitcode;
+    size_t size;
+    const char *name, *cpu, *features;
+    int level;
+    struct bf_llvm_object *o;
+    char *err;
+    size_t errlen;
+};
+
+static int run_compile(void *arg)
+{
+    struct compile_job *j = arg;
+    return bf_llvm_compile(j->bitcode, j->size, j->name, j->level, j->cpu, j->features, j->o, j->err, j->errlen);
 }
 
 int bf_jit_compile(int core, const void *bitcode, size_t size, const char *name, int level, const char *cpu,
@@ -204,16 +240,8 @@ int bf_jit_compile(int core, const void *bitcode, size_t size, const char *name,
     }
     if (setup_tls(core, err, errlen) < 0)
         return -1;
-    in_compile = 1;
-    failed_before = heap_failures();
-    if (bf_llvm_setjmp(boundary)) {
-        in_compile = 0;
-        disabled = 1;
-        copy(err, errlen, abort_reason);
-        return -1;
-    }
-    int rc = bf_llvm_compile(bitcode, size, name, level, cpu, features, &o, err, errlen);
-    in_compile = 0;
+    struct compile_job job = { bitcode, size, name, cpu, features, level, &o, err, errlen };
+    int rc = guarded(run_compile, &job, err, errlen);
     if (rc == 0 && tcb_intact(core, err, errlen) < 0) {
         bf_llvm_free_object(&o);
         disabled = 1;                 /* something wrote where it must not: trust nothing more */
