@@ -1,7 +1,7 @@
 /* backend.c - bareflow/jit.h over LLVM 22: thread pointer, constructors, the compile boundary.
  *
  * Promise: before LLVM runs a single instruction on a core, that core's thread pointer points
- * at its own TCB laid out as LLVM's (glibc-targeted) code expects — the TLS block copied from the
+ * at its own TCB (the runtime's, src/runtime/tcb.c) laid out as LLVM's (glibc-targeted) code expects — the TLS block copied from the
  * program's template right below it, a self-pointer at %fs:0 and a stack-protector canary at
  * %fs:0x28 — and every static constructor (.init_array) has run once.  Each compile runs
  * inside a setjmp boundary: abort(), a stub, a failed _chk check or an exhausted heap inside
