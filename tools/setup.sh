@@ -17,7 +17,6 @@ command -v mcopy >/dev/null || missing+=(mtools)
 command -v fsck.fat >/dev/null || [ -x /usr/sbin/fsck.fat ] || missing+=(dosfstools)
 [ -e /usr/share/ovmf/OVMF.fd ] || missing+=(ovmf)
 [ -e /usr/lib/PXELINUX/pxelinux.0 ] || missing+=(pxelinux)        # the tftp flash target's PXE test
-[ -e /usr/lib/llvm-19/lib/libllvmlibc.a ] || missing+=(libllvmlibc-19-dev)   # the llvm-libc provider
 command -v objdump >/dev/null || missing+=(binutils)
 # the fuzzer (tools/fuzz_campaign.py) builds with gcc's AddressSanitizer and UBSan runtimes
 { command -v gcc >/dev/null && gcc -print-file-name=libasan.so | grep -q /; } || missing+=(gcc libasan8 libubsan1)
@@ -42,29 +41,42 @@ if [ ${#missing[@]} -gt 0 ]; then
     fi
 fi
 
-# LLVM 22's static archives and headers for JIT=llvm (docs/jit.md): Debian's llvm-22-dev, the same
-# LLVM release as zig's clang.  As root it is installed; otherwise the .deb is downloaded and unpacked
-# into a cache outside the repository (no root needed).  Both are skipped when already present.
-LLVM_JIT_CACHE="${BAREFLOW_LLVM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/bareflow/llvm-22}"
-if [ -e /usr/lib/llvm-22/lib/libLLVMCore.a ] || [ -e "$LLVM_JIT_CACHE/usr/lib/llvm-22/lib/libLLVMCore.a" ]; then
+# LLVM 22 from Debian's security archive (bookworm-security), the same LLVM release as zig's clang:
+# llvm-22-dev (static archives and headers for JIT=llvm, docs/jit.md) and libllvmlibc-22-dev
+# (LLVM's libc, the llvm-libc provider, docs/libc.md).  As root they are installed; otherwise the
+# .debs are downloaded and unpacked into one cache, $BAREFLOW_LLVM_CACHE or
+# ${BAREFLOW_CACHE:-~/.cache/bareflow}/llvm-22 (no root needed).  Each is skipped when present.
+LLVM_JIT_CACHE="${BAREFLOW_LLVM_CACHE:-${BAREFLOW_CACHE:-$HOME/.cache/bareflow}/llvm-22}"
+llvm_wanted=()
+{ [ -e /usr/lib/llvm-22/lib/libLLVMCore.a ] || [ -e "$LLVM_JIT_CACHE/usr/lib/llvm-22/lib/libLLVMCore.a" ]; } ||
+    llvm_wanted+=(llvm-22-dev)
+{ [ -e /usr/lib/llvm-22/lib/libllvmlibc.a ] || [ -e "$LLVM_JIT_CACHE/usr/lib/llvm-22/lib/libllvmlibc.a" ]; } ||
+    llvm_wanted+=(libllvmlibc-22-dev)
+llvm_skips="JIT=llvm builds, the llvm-libc provider and their tests will skip"
+if [ ${#llvm_wanted[@]} -eq 0 ]; then
     :
 elif [ "$(id -u)" = 0 ] || sudo -n true 2>/dev/null; then
     SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
-    echo "setup: installing llvm-22-dev (LLVM 22 static archives for JIT=llvm)"
+    echo "setup: installing ${llvm_wanted[*]} (LLVM 22: static archives for JIT=llvm, LLVM's libc)"
     { $SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q \
-        --no-install-recommends llvm-22-dev; } ||
-        echo "setup: warning: could not install llvm-22-dev; JIT=llvm builds and their tests will skip" >&2
+        --no-install-recommends "${llvm_wanted[@]}"; } ||
+        echo "setup: warning: could not install ${llvm_wanted[*]}; $llvm_skips" >&2
 elif command -v apt-get >/dev/null && command -v dpkg >/dev/null; then
-    echo "setup: fetching llvm-22-dev into $LLVM_JIT_CACHE (not root: apt-get download + dpkg -x)"
+    echo "setup: fetching ${llvm_wanted[*]} into $LLVM_JIT_CACHE (not root: apt-get download + dpkg -x)"
     tmp="$(mktemp -d)"
-    if (cd "$tmp" && apt-get download -q llvm-22-dev >/dev/null) && mkdir -p "$LLVM_JIT_CACHE.part" &&
-       dpkg -x "$tmp"/llvm-22-dev_*.deb "$LLVM_JIT_CACHE.part"; then
-        rm -rf "$LLVM_JIT_CACHE" && mv "$LLVM_JIT_CACHE.part" "$LLVM_JIT_CACHE"
-    else
-        rm -rf "$LLVM_JIT_CACHE.part"
-        echo "setup: warning: could not download llvm-22-dev (is bookworm-security in the apt sources and" \
-             "apt-get update done?); JIT=llvm builds and their tests will skip" >&2
-    fi
+    rm -rf "$LLVM_JIT_CACHE.part"
+    if [ -d "$LLVM_JIT_CACHE" ]; then cp -a "$LLVM_JIT_CACHE" "$LLVM_JIT_CACHE.part"; else mkdir -p "$LLVM_JIT_CACHE.part"; fi
+    ok=1
+    for pkg in "${llvm_wanted[@]}"; do
+        if ! { (cd "$tmp" && apt-get download -q "$pkg" >/dev/null) &&
+               dpkg -x "$tmp/${pkg}"_*.deb "$LLVM_JIT_CACHE.part"; }; then
+            ok=0
+            echo "setup: warning: could not download $pkg (is bookworm-security in the apt sources and" \
+                 "apt-get update done?); $llvm_skips" >&2
+        fi
+    done
+    if [ $ok = 1 ]; then rm -rf "$LLVM_JIT_CACHE" && mv "$LLVM_JIT_CACHE.part" "$LLVM_JIT_CACHE"
+    else rm -rf "$LLVM_JIT_CACHE.part"; fi
     rm -rf "$tmp"
 fi
 

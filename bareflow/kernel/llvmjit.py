@@ -46,11 +46,12 @@ class Llvm:
 
 
 def cache_dir() -> str:
-    """Where tools/setup.sh unpacks llvm-22-dev when it cannot install it (same rule as setup.sh)."""
+    """Where tools/setup.sh unpacks llvm-22-dev (and libllvmlibc-22-dev) when it cannot install
+    them: $BAREFLOW_LLVM_CACHE if set, else <cache root>/llvm-22 (same rule as setup.sh)."""
+    from bareflow.core.paths import cache_root
     if os.environ.get("BAREFLOW_LLVM_CACHE"):
         return os.environ["BAREFLOW_LLVM_CACHE"]
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "bareflow", f"llvm-{LLVM_MAJOR}")
+    return os.path.join(str(cache_root()), f"llvm-{LLVM_MAJOR}")
 
 
 def candidates() -> list[str]:

@@ -1,17 +1,24 @@
-"""Plugin: LLVM's libc from Debian (libllvmlibc-19-dev) as a second libc provider.
+"""Plugin: LLVM's libc from Debian (libllvmlibc-22-dev) as a second libc provider.
 
 Debian ships llvm-libc as one static archive of x86-64 objects built for a Linux *host*: in
-"overlay" mode errno is the host C library's (`__errno_location`), everything is compiled with
-the stack protector (the canary is read from %fs:0x28, thread-local storage BareFlow does not
-have), and the maths functions were compiled for the build machine's CPU (AVX and FMA).  Only a
-verified allow-list of members is therefore handed out; any other symbol is refused with the
-reason (docs/libc.md, "The llvm-libc provider").
+"overlay" mode errno is the C library's (`__errno_location`), everything is compiled with the
+stack protector (the canary is read from %fs:0x28), and the maths functions were compiled for
+a CPU with AVX2 and FMA.  BareFlow's runtime supplies the first two in every image (a per-core
+TCB at FS_BASE with the canary, `__errno_location`, `__stack_chk_fail`: src/runtime/tcb.c), so
+every function whose members pass a static check is handed out: ELF layout (placed sections,
+no thread-locals or constructors), relocation types a static link resolves, external symbols
+only those the program supplies, and machine code (machine_code.py: no system call or
+privileged instruction, %fs only at the TCB's slots, an ISA level every level of the build
+has).  Anything else is refused with the reason, naming the symbol (docs/libc.md, "The
+llvm-libc provider").
 
 By default the provider is asked after the project's bareflow-libc (priority 100 > 50), so it
 changes nothing unless a build needs a function the project libc lacks.  LIBC_PREFER=llvm-libc
 puts it first.  When the archive is missing it registers as unavailable and supplies nothing.
 """
+import hashlib
 import io
+import json
 import os
 import re
 import sys
@@ -24,29 +31,37 @@ from elftools.elf.enums import ENUM_RELOC_TYPE_x64
 
 from bareflow import hookimpl
 
-from bareflow.libc import arfile
+from bareflow.libc import arfile, machine_code
 from bareflow.errors import BareflowError
 from bareflow.libc.selection import LibcProvider
 
 NAME = "llvm-libc"
-ARCHIVE = Path("/usr/lib/llvm-19/lib/libllvmlibc.a")
-PACKAGE = "libllvmlibc-19-dev"
+LLVM_MAJOR = 22           # the JIT's LLVM release (bareflow/kernel/llvmjit.py): one LLVM for both
+PACKAGE = f"libllvmlibc-{LLVM_MAJOR}-dev"
 PRIORITY = 100            # after bareflow-libc (50): only fills the project libc's gaps
 PREFERRED_PRIORITY = 10   # LIBC_PREFER=llvm-libc: asked before bareflow-libc
 
-# Checked by disassembling every member's closure (tests/test_llvm_libc.py repeats the check
-# with objdump): baseline x86-64 instructions (SSE2 at most), no %fs/%gs access, no system
-# call, no privileged instruction.
-BASELINE_ALLOWED = (
-    "memcpy", "memmove", "memset", "memcmp", "memchr", "bcmp",
-    "strlen", "strnlen", "strcmp", "strncmp", "strchr", "strrchr",
-    "abs", "labs", "rand", "srand",
-    "sqrtf", "truncf", "floorf", "ceilf", "roundf",
-)
-# The same checks pass, but these use VEX-encoded AVX/FMA instructions: they fault (#UD) on a
-# CPU without them, so they are offered only when the build's ISA is x86-64-v3.
-V3_ALLOWED = ("fabsf", "copysignf", "fmaxf", "fminf", "fmaf")
-V3_ISA = "x86-64-v3"
+
+def archive_candidates():
+    """Where the archive may be: installed, or unpacked by tools/setup.sh into the LLVM cache."""
+    from bareflow.kernel import llvmjit
+    return [Path(prefix) / "lib" / "libllvmlibc.a" for prefix in llvmjit.candidates()]
+
+
+def find_archive():
+    """The first archive that exists, else the installed path (which then reports it missing)."""
+    found = [p for p in archive_candidates() if p.is_file()]
+    return (found or archive_candidates())[0]
+
+
+ARCHIVE = find_archive()
+
+# What the program itself supplies to llvm-libc's code, in every image (src/runtime/tcb.c):
+# external symbols a member may leave undefined.
+PROGRAM_SUPPLIED = {
+    "__errno_location": "errno, one per core, in the core's TCB",
+    "__stack_chk_fail": "stops the run naming itself when a stack-protector canary was overwritten",
+}
 
 # Relocations a static link resolves without a GOT or PLT section (kernel.ld places neither).
 _STATIC_RELOCS = {ENUM_RELOC_TYPE_x64[n] for n in (
@@ -54,17 +69,21 @@ _STATIC_RELOCS = {ENUM_RELOC_TYPE_x64[n] for n in (
 _RELOC_NAMES = {v: k for k, v in ENUM_RELOC_TYPE_x64.items()}
 _PLACED_SECTION = re.compile(r"\.(text|rodata|data|bss)(\.|$)")
 _CONSTRUCTOR_SECTION = re.compile(r"\.(init_array|fini_array|preinit_array|ctors|dtors)(\.|$)")
-_STACK_PROTECTOR = ("__stack_chk_fail", "__stack_chk_guard")
+# Bump when what a member summary holds changes: the on-disk summaries are keyed by it.
+SUMMARY_VERSION = 1
 
 _settings = {"prefer": False, "isa": "x86-64"}    # from bareflow_configure, per build
 
 
-def _every_level_has_avx(isa_setting):
-    """ISA may list several levels (the kernel's libc serves them all): AVX code is safe only
-    when the lowest one is x86-64-v3 or above."""
+def build_level(isa_setting):
+    """The lowest ISA level (index into machine_code.LEVEL_NAMES) among those ISA lists: the
+    kernel's libc serves every level, so it may use only what the lowest one has."""
     from bareflow.tiers.levels import ISA_LEVELS
     levels = [name.strip() for name in str(isa_setting).split(",") if name.strip()]
-    return bool(levels) and min(ISA_LEVELS.get(n, -1) for n in levels) >= ISA_LEVELS[V3_ISA]
+    known = [ISA_LEVELS.get(n) for n in levels]
+    return min(known) if levels and None not in known else 0
+
+
 _index_cache = {}                                  # (path, size, mtime) -> _Index
 
 
@@ -76,7 +95,9 @@ class _Member:
     data: bytes = field(repr=False)
     defines: dict = field(default_factory=dict)     # symbol -> (STT_*, STB_*)
     undefined: set = field(default_factory=set)
-    hazards: list = field(default_factory=list)
+    hazards: list = field(default_factory=list)     # ELF layout, relocations, machine code
+    level: int = 0                                  # ISA level its instructions need
+    level_example: str = ""
 
     @property
     def label(self):
@@ -84,12 +105,16 @@ class _Member:
 
 
 class _Index:
-    """Every member of the archive with its global definitions, parsed once per process."""
+    """Every member of the archive with its global definitions and hazards, parsed once per
+    process; the per-member summaries (the slow part: ELF parsing, relocations, disassembly)
+    are kept in <cache root>/llvm-libc keyed by the archive's SHA-256."""
 
     def __init__(self, path):
         self.path = path
         archive = arfile.read_archive(path)
-        self.members = [_scan_member(m, path) for m in archive.members]
+        summaries = _summaries(path, archive)
+        self.members = [_Member(m.index, m.name, m.data, **summary)
+                        for m, summary in zip(archive.members, summaries)]
         self.owner = {}       # symbol -> member defining it (a strong definition wins over weak)
         for member in self.members:
             for sym, (_kind, bind) in member.defines.items():
@@ -118,6 +143,42 @@ class _Index:
                 elif owner not in seen:
                     todo.append(owner)
         return seen, external
+
+
+def _summaries(path, archive):
+    """[{defines, undefined, hazards, level, level_example}] per member, from the disk cache or
+    computed (and then stored; a cache that cannot be written is only skipped)."""
+    from bareflow.core.paths import cache_root
+    digest = hashlib.sha256(Path(path).read_bytes())
+    for source in (__file__, machine_code.__file__):
+        digest.update(Path(source).read_bytes())
+    cache = cache_root() / "llvm-libc" / f"{digest.hexdigest()[:24]}-v{SUMMARY_VERSION}.json"
+    try:
+        rows = json.loads(cache.read_text())
+        if len(rows) == len(archive.members):
+            for row in rows:
+                row["defines"] = {k: tuple(v) for k, v in row["defines"].items()}
+                row["undefined"] = set(row["undefined"])
+            return rows
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    elves = [_scan_member(member, path) for member in archive.members]     # names a bad member
+    code = machine_code.scan_archive(path)
+    if [c.name for c in code] != [m.name for m in archive.members]:
+        raise BareflowError(f"{path}: objdump lists other members than the archive holds")
+    rows = []
+    for elf, scanned in zip(elves, code):
+        rows.append({"defines": elf.defines, "undefined": elf.undefined,
+                     "hazards": list(dict.fromkeys(elf.hazards + _relocation_hazards(elf) + scanned.hazards)),
+                     "level": scanned.level, "level_example": scanned.level_example})
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps([dict(r, undefined=sorted(r["undefined"])) for r in rows]))
+        tmp.replace(cache)
+    except OSError:
+        pass
+    return rows
 
 
 def _scan_member(member, path):
@@ -160,8 +221,7 @@ def _scan_member(member, path):
 
 
 def _relocation_hazards(member):
-    """Relocation types a freestanding static link cannot take (GOT, PLT, TLS); read only for
-    members that may be handed out, since iterating relocations is the slow part."""
+    """Relocation types a freestanding static link cannot take (GOT, PLT, TLS)."""
     elf = ELFFile(io.BytesIO(member.data))
     bad = set()
     for sec in elf.iter_sections():
@@ -197,7 +257,8 @@ def load_index(path=ARCHIVE):
 
 
 class LlvmLibc(LibcProvider):
-    """Allow-listed functions of Debian's llvm-libc archive, handed out as its member objects."""
+    """Every function of Debian's llvm-libc archive that passes the static checks, handed out as
+    its member objects."""
     name = NAME
     kind = "object"
 
@@ -216,16 +277,23 @@ class LlvmLibc(LibcProvider):
     def description(self):
         if self.unavailable:
             return f"LLVM's libc from Debian's {PACKAGE}: UNAVAILABLE, {self.unavailable}; supplies nothing"
-        return (f"LLVM's libc from Debian's {PACKAGE}: allow-listed freestanding functions only "
-                f"(LIBC_PREFER={NAME} asks it before bareflow-libc)")
+        return (f"LLVM's libc from Debian's {PACKAGE} ({self.archive}): every function that passes the "
+                f"static checks (LIBC_PREFER={NAME} asks it before bareflow-libc)")
 
     @property
     def capabilities(self):
         if self.unavailable:
             return {}
-        return {"allowed (any ISA)": " ".join(BASELINE_ALLOWED),
-                f"allowed with ISA={V3_ISA}": " ".join(V3_ALLOWED),
-                "refused": "every other function (see docs/libc.md)"}
+        try:
+            offered, refused = self._check()[1:]
+        except BareflowError as exc:
+            return {"unusable": str(exc)}
+        functions = [s for s in sorted(offered) if not s.startswith("_Z")]
+        return {f"offered (ISA={self.settings['isa']})": f"{len(functions)} functions, e.g. "
+                + " ".join(f for f in ("memcpy", "strlen", "sqrtf", "qsort", "expf", "powf", "sinf", "cosf")
+                           if f in offered),
+                "refused": f"{len(refused)} functions, each with its reason (docs/libc.md)",
+                "the program supplies": ", ".join(sorted(PROGRAM_SUPPLIED)) + " and the TCB at FS_BASE"}
 
     def dependencies(self):
         return [] if self.unavailable else [self.archive]
@@ -239,11 +307,10 @@ class LlvmLibc(LibcProvider):
         isa = self.settings["isa"]
         if self._checked is None or self._checked[0] != isa:
             index = self.index()
+            level = build_level(isa)
             offered, refused = {}, {}
-            for sym in BASELINE_ALLOWED + V3_ALLOWED:
-                reasons = self._hazards(index, sym)
-                if not reasons and sym in V3_ALLOWED and not _every_level_has_avx(isa):
-                    reasons = [f"its code uses AVX/FMA instructions; allowed only with ISA={V3_ISA}"]
+            for sym in index.functions():
+                reasons = self._hazards(index, sym, level, isa)
                 if reasons:
                     refused[sym] = "; ".join(reasons)
                     continue
@@ -257,30 +324,34 @@ class LlvmLibc(LibcProvider):
         return self._checked
 
     @staticmethod
-    def _hazards(index, sym):
-        """Why `sym` cannot run freestanding, found from its closure's objects alone."""
+    def _hazards(index, sym, level=0, isa="x86-64"):
+        """Why `sym` cannot run in a BareFlow image built for `isa` (lowest level `level`), found
+        from its closure's objects alone; [] when it can."""
         if sym not in index.owner:
             return [f"{index.path} does not define it"]
         members, external = index.closure(sym)
         reasons = []
-        protector = sorted(external & set(_STACK_PROTECTOR))
-        if protector:
-            reasons.append("it is compiled with the stack protector, which reads its canary from "
-                           "%fs:0x28 (thread-local storage BareFlow does not have) and calls "
-                           + ", ".join(protector))
-        host = sorted(external - set(_STACK_PROTECTOR))
+        host = sorted(external - set(PROGRAM_SUPPLIED))
         if host:
-            reasons.append("it needs symbols from the host's C library: " + ", ".join(host)
-                           + (" (errno lives in glibc)" if "__errno_location" in host else ""))
+            reasons.append("it needs symbols from the host's C library that BareFlow does not supply: "
+                           + ", ".join(host))
+        needs = max(members, key=lambda m: m.level)
+        if needs.level > level:
+            reasons.append(f"its code needs {machine_code.level_name(needs.level)} (e.g. "
+                           f"`{needs.level_example}` in {needs.label}), but the build's lowest ISA level "
+                           f"is {machine_code.level_name(level)} (ISA={isa}); allowed only when every ISA "
+                           f"level is {machine_code.level_name(needs.level)} or above")
         for position, member in enumerate(members):
-            found = member.hazards + _relocation_hazards(member)
+            found = list(member.hazards)
             if position:      # reached through an internal symbol, so a C name it defines
                               # is a second definition the selection does not know about
                 found += [f"it also defines {other}, which another provider may supply too "
                           "(a duplicate definition at link time)"
                           for other, (kind, bind) in sorted(member.defines.items())
                           if not other.startswith("_Z") and bind == "STB_GLOBAL"]
-            reasons += [f"{member.label}: {h}" for h in found]
+            reasons += [f"{member.label}: {h}" for h in found[:4]]
+            if len(found) > 4:
+                reasons.append(f"{member.label}: {len(found) - 4} more")
         return reasons
 
     def symbols(self):
@@ -301,12 +372,7 @@ class LlvmLibc(LibcProvider):
         """{symbol: reason} for every function of the archive this provider will not hand out."""
         if self.unavailable:
             return {}
-        _, offered, refused = self._check()
-        result = dict(refused)
-        for sym in self.index().functions():
-            if sym not in offered and sym not in result:
-                result[sym] = self.refusal(sym)
-        return result
+        return dict(self._check()[2])
 
     def refusal(self, sym):
         """Why `sym` is not offered (None when it is)."""
@@ -317,10 +383,7 @@ class LlvmLibc(LibcProvider):
             return refused[sym]
         if sym not in self.index().owner:
             return f"{self.archive} does not define {sym}"
-        reasons = self._hazards(self.index(), sym)
-        unlisted = ("not on the allow-list (AVX/FMA, system calls and privileged instructions only "
-                    "show in a disassembly, so each allowed function was checked that way)")
-        return "; ".join(reasons + [unlisted])
+        return f"{sym} is not a C function of {self.archive} (an internal or data symbol)"
 
     def object_for(self, symbol, workdir, verbose=False):
         reason = self.refusal(symbol)

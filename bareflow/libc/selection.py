@@ -87,12 +87,15 @@ class Selection:
         return "\n".join(lines) + "\n"
 
 
-def select(requirements, providers, workdir, verbose=False):
+def select(requirements, providers, workdir, verbose=False, program_defines=()):
     """Resolve `requirements` ({symbol: {requirer, ...}}) against `providers`.
 
+    `program_defines`: symbols the program linked with the libc defines itself (the runtime's
+    `__errno_location`, say): a chosen object may need them without any provider.
     Returns a Selection.  Raises BareflowError listing every symbol no provider defines and who
     needs it.
     """
+    program_defines = set(program_defines)
     providers = sorted(providers, key=lambda p: (p.priority, p.name))
     tables = [(p, p.symbols()) for p in providers]
     chosen, objects, missing = {}, {}, {}
@@ -121,7 +124,7 @@ def select(requirements, providers, workdir, verbose=False):
                 chosen[other] = Selected(other, provider.name, definition.size, set(needers[other]), key,
                                          definition.kind)
         for dep in obj.undefined_names():
-            if dep in defined:
+            if dep in defined or dep in program_defines:
                 continue
             needers.setdefault(dep, set()).add(f"libc:{sym}")
             if dep in chosen:
@@ -194,6 +197,14 @@ def undefined_requirements(named_objects, provided=()):
         for sym in obj.undefined_names():
             wanted.setdefault(sym, set()).add(requirer)
     return {sym: req for sym, req in wanted.items() if sym not in defined}
+
+
+def definitions(named_objects, provided=()):
+    """Every global symbol the objects [(requirer, bytes)] define, plus `provided`."""
+    defined = set(provided)
+    for requirer, data in named_objects:
+        defined |= set(elfcheck.read_object(data, requirer).global_definitions())
+    return defined
 
 
 _LINKER_ASSIGNMENT = re.compile(r"(?:PROVIDE(?:_HIDDEN)?\s*\(\s*)?\b([A-Za-z_][A-Za-z0-9_]*)\s*=[^=]")

@@ -1,7 +1,8 @@
-/* tls.c - the thread pointer of the boot core, for the JIT's platform layer for LLVM.
+/* tls.c - the thread pointer (FS_BASE) of a core, and the program's TLS template.
  *
  * Promise: platform_set_thread_pointer writes FS_BASE (MSR 0xC0000100), so %fs-relative
- * accesses of code compiled for a TLS model reach the given TCB.  platform_tls_template
+ * accesses of code compiled for a TLS model reach the given TCB (the runtime's per-core TCBs,
+ * src/runtime/tcb.c, used by llvm-libc's code and, with JIT=llvm, LLVM's).  platform_tls_template
  * describes the TLS template the JIT=llvm linker script (src/jit/llvm/kernel_llvm.ld) places
  * between __tdata_start and __tls_end, 64-byte aligned; the JIT=none kernel has none and the
  * symbols are weak, so it reports -1.

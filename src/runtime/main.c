@@ -9,6 +9,7 @@
 
 #include "bareflow/platform.h"
 #include "bareflow/runtime.h"
+#include "bareflow/tcb.h"
 #include "rt.h"
 
 void bf_panic(const char *fmt, ...)
@@ -33,6 +34,7 @@ int bf_runtime_main(void)
     static struct bf_run run;
     uint64_t start = platform_cycles();
 
+    bf_tcb_init();              /* before any libc call: llvm-libc's code reads FS_BASE */
     bf_files_init();
     bf_config_load(&rc);
     bf_parallel_init(&rc);

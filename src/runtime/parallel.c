@@ -26,6 +26,7 @@
 
 #include "bareflow/platform.h"
 #include "bareflow/runtime.h"
+#include "bareflow/tcb.h"
 #include "rt.h"
 
 /* A mailbox word is (sequence << 2) | status.  Core 0 posts a job by writing the mailbox, then
@@ -66,6 +67,7 @@ static struct bf_cores cores = {1, 1, 1, {0}};
 
 static void worker(int core)
 {
+    bf_tcb_enter(core, 0);          /* this core's TCB at FS_BASE (tcb.c) before any libc call */
     struct mailbox *mb = &boxes[core];
     struct service *sv = &services[core];
     uint32_t seen = 0;

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "bareflow/runtime.h"
+#include "bareflow/tcb.h"
 #include "rt.h"
 #include "tokenizer.h"
 
@@ -17,6 +18,7 @@ int bf_tokenize_main(void)
     static char text[BF_TOK_MAX_TEXT + 1];
     size_t size;
 
+    bf_tcb_init();
     bf_files_init();
     bf_tokenizer_load(&tok, -1);
     const uint8_t *d = bf_read_file("/TOKTEST.BIN", &size);

@@ -4,7 +4,9 @@
  * memory buffer (writes are recorded so the driver can undo them), allocations come from
  * malloc so AddressSanitizer puts red zones around every one of them (or, for the whole-image
  * target that executes module code, from an RWX mapping), and platform_exit() jumps back to
- * the driver instead of ending the process.  Each allocation is freed by fuzz_reset().
+ * the driver instead of ending the process.  Each allocation is freed by fuzz_reset().  The
+ * runtime's per-core TCBs (src/runtime/tcb.c, not linked here) are glibc's own thread pointer,
+ * errno and __stack_chk_fail: bf_tcb_init/bf_tcb_enter leave FS_BASE alone.
  */
 #include <setjmp.h>
 #include <stdlib.h>
@@ -12,6 +14,7 @@
 #include <sys/mman.h>
 
 #include "bareflow/platform.h"
+#include "bareflow/tcb.h"
 #include "fuzz.h"
 
 jmp_buf fuzz_exit_jmp;
@@ -134,6 +137,18 @@ int platform_cores_start(int wanted, int test, void (*worker)(int core), int *fo
     (void)wanted, (void)test, (void)worker;
     *found = 1;                  /* one core: parsers are fuzzed, not the work split */
     return 1;
+}
+
+void bf_tcb_init(void)
+{
+}
+
+void *bf_tcb_enter(int core, uint64_t *canary)
+{
+    (void)core;
+    if (canary)
+        *canary = 0;
+    return NULL;                 /* no TCB of the runtime's: glibc's is current */
 }
 
 void platform_spin(unsigned spins)

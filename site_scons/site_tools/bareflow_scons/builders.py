@@ -48,8 +48,10 @@ def _libc_select(target, source, env):
     providers = env["BF_LIBC_PROVIDERS"]
     named = [(env["BF_REQUIRERS"].get(s.abspath, str(s)), read(s)) for s in source]
     requirements = libc_mod.undefined_requirements(named, env["BF_LINK_PROVIDED"])
+    program = libc_mod.definitions([(r, data) for r, data in named
+                                    if not r.startswith(libc_mod.MODULE_REQUIRER)], env["BF_LINK_PROVIDED"])
     selection = libc_mod.select(requirements, providers, env.Dir("$BF_BUILD/libc/cache").abspath,
-                                verbose=env.get("BF_VERBOSE"))
+                                verbose=env.get("BF_VERBOSE"), program_defines=program)
     objs_dir = env.Dir("$BF_BUILD/libc/subset").abspath
     os.makedirs(objs_dir, exist_ok=True)
     paths = []

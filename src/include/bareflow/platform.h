@@ -54,7 +54,7 @@ void platform_spin(unsigned spins);
 void platform_wait(int core, uint32_t *word, uint32_t seen, unsigned spins);
 void platform_wake(int core, uint32_t *word);
 
-/* Thread-local storage, for the JIT's platform layer for LLVM (docs/jit.md): make `tp` the
+/* Thread-local storage, for the runtime's per-core TCBs (src/runtime/tcb.c, docs/libc.md): make `tp` the
  * calling core's thread pointer (FS_BASE), and describe the program's static TLS template
  * (the PT_TLS segment: initialised bytes, total size, alignment).  platform_tls_template
  * returns -1 when the program has none. */

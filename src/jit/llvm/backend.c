@@ -1,7 +1,7 @@
 /* backend.c - bareflow/jit.h over LLVM 22: thread pointer, constructors, the compile boundary.
  *
  * Promise: before LLVM runs a single instruction on a core, that core's thread pointer points
- * at its own TCB laid out as LLVM's (glibc-targeted) code expects — the TLS block copied from the
+ * at its own TCB (the runtime's, src/runtime/tcb.c) laid out as LLVM's (glibc-targeted) code expects — the TLS block copied from the
  * program's template right below it, a self-pointer at %fs:0 and a stack-protector canary at
  * %fs:0x28 — and every static constructor (.init_array) has run once.  Every call into LLVM
  * (the constructors, the host-CPU query, each compile) runs inside one setjmp boundary, guarded():
@@ -17,6 +17,7 @@
 #include "bareflow/jit.h"
 #include "bareflow/platform.h"
 #include "bareflow/runtime.h"
+#include "bareflow/tcb.h"
 #include "llvm_platform.h"
 
 int bf_llvm_setjmp(uint64_t buf[8]) __attribute__((returns_twice));
@@ -103,50 +104,20 @@ void bf_jit_heap(size_t *used, size_t *peak, size_t *allocs, size_t *failed, siz
     bf_llvm_heap_stats(used, peak, allocs, failed, size);
 }
 
-/* Each core that runs LLVM has its own TCB (the TLS block, errno-like thread-locals and the
- * canary are per thread in LLVM's and libstdc++'s code).  One compile at a time still holds:
- * the setjmp boundary and LLVM's own global state are shared. */
+/* Each core that runs LLVM runs on its own TCB (the TLS block, errno and the canary are per
+ * thread in LLVM's and libstdc++'s code): the runtime's, laid out for every core at start-up
+ * (src/runtime/tcb.c).  One compile at a time still holds: the setjmp boundary and LLVM's own
+ * global state are shared. */
 #define MAX_TCB_CORES 64
 static uint8_t *tcb[MAX_TCB_CORES];
 static uint64_t tcb_canary[MAX_TCB_CORES];
 
-/* TLS variant II (x86-64): the block ends at the thread pointer, the TCB starts there. */
 static int setup_tls(int core, char *err, size_t errlen)
 {
-    const void *init = 0;
-    size_t init_size = 0, mem_size = 0, align = 16;
-    if (core < 0 || core >= MAX_TCB_CORES) {
-        copy(err, errlen, "core index out of range for a TCB");
+    if (core < 0 || core >= MAX_TCB_CORES || !(tcb[core] = bf_tcb_enter(core, &tcb_canary[core]))) {
+        copy(err, errlen, "no thread control block for this core (src/runtime/tcb.c)");
         return -1;
     }
-    if (tcb[core]) {
-        platform_set_thread_pointer(tcb[core]);
-        return 0;
-    }
-    if (platform_tls_template(&init, &init_size, &mem_size, &align) < 0)
-        init_size = mem_size = 0;            /* no thread-locals: the TCB alone */
-    if (!align || (align & (align - 1)) || align > 4096) {
-        copy(err, errlen, "the program's TLS template has an alignment that is not a power of two up to 4096");
-        return -1;
-    }
-    /* The linker placed each variable at tp - align_up(mem_size, p_align) + its offset. */
-    size_t block = (mem_size + align - 1) & ~(align - 1), tp_align = align < 64 ? 64 : align;
-    uint8_t *area = bf_llvm_malloc(block + 256 + tp_align);
-    if (!area) {
-        copy(err, errlen, "LLVM heap too small for the TLS block");
-        return -1;
-    }
-    uint8_t *tp = (uint8_t *)(((uintptr_t)area + block + tp_align - 1) & ~(uintptr_t)(tp_align - 1));
-    memset(tp - block, 0, block + 256);
-    memcpy(tp - block, init, init_size);
-    uint64_t self = (uint64_t)(uintptr_t)tp;
-    uint64_t canary = (platform_cycles() + (uint64_t)core) * 0x9E3779B97F4A7C15ull;
-    canary &= ~(uint64_t)0xff;               /* a zero low byte stops string overruns, as glibc does */
-    memcpy(tp, &self, 8);                    /* %fs:0: the TCB points at itself */
-    memcpy(tp + 0x28, &canary, 8);           /* %fs:0x28: the stack-protector canary */
-    tcb[core] = tp;
-    tcb_canary[core] = canary;
-    platform_set_thread_pointer(tp);
     return 0;
 }
 

@@ -38,8 +38,9 @@ static void diag_put(const void *p, size_t n)
 }
 
 /* ---- errno, stdio handles, environment ---- */
-static int errno_value;
-int *__errno_location(void) { return &errno_value; }
+/* errno is per core, in the core's TCB: __errno_location is src/runtime/tcb.c's. */
+int *__errno_location(void);
+#define errno_value (*__errno_location())
 static int stdio_cookie[3];
 void *stderr = &stdio_cookie[2];
 static char *no_environment[1];
@@ -226,7 +227,8 @@ int pthread_once(int *once, void (*fn)(void))
 /* Destructors of statics never run: the run ends with the machine, not with exit(). */
 int __cxa_atexit(void (*fn)(void *), void *arg, void *dso) { (void)fn; (void)arg; (void)dso; return 0; }
 
-void __stack_chk_fail(void) { bf_llvm_abort("stack protector: canary overwritten"); }
+/* Replaces the runtime's weak one (src/runtime/tcb.c): inside a compile it aborts the compile. */
+void __stack_chk_fail(void) { bf_llvm_abort("__stack_chk_fail: stack-protector canary overwritten"); }
 void abort(void) { bf_llvm_abort(diag_len ? diag : "abort() called"); }
 void exit(int code) { (void)code; bf_llvm_abort(diag_len ? diag : "exit() called"); }
 void _exit(int code) { (void)code; bf_llvm_abort("_exit() called"); }
