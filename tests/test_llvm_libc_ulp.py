@@ -46,12 +46,9 @@ def libs(tmp_path_factory):
     index = llvm_libc.load_index(llvm_libc.ARCHIVE)
     members = []
     for name in NAMES:
-        closure, external = index.closure(name)
+        paths, external = index.write_closure(name, tmp)
         assert external <= set(llvm_libc.PROGRAM_SUPPLIED), (name, external)
-        for m in closure:
-            path = tmp / f"llvm-{m.index}.o"
-            path.write_bytes(m.data)
-            members.append(str(path))
+        members += [str(p) for p in paths]
     llvm_so, project_so = tmp / "libllvm.so", tmp / "libproject.so"
     subprocess.run(ZIG_CC + ["-Wl,-Bsymbolic", str(harness), *sorted(set(members)), "-o", str(llvm_so)],
                    check=True)

@@ -144,6 +144,17 @@ class _Index:
                     todo.append(owner)
         return seen, external
 
+    def write_closure(self, symbol, directory):
+        """(object file paths, external symbols): the members closure(symbol) pulls in, written
+        to `directory` as <member index>.o (for tests and tools that link them outside SCons)."""
+        members, external = self.closure(symbol)
+        paths = []
+        for member in members:
+            path = Path(directory) / f"{member.index}.o"
+            path.write_bytes(member.data)
+            paths.append(path)
+        return paths, external
+
 
 def _summaries(path, archive):
     """[{defines, undefined, hazards, level, level_example}] per member, from the disk cache or
