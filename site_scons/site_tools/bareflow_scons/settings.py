@@ -70,3 +70,4 @@ def remember_after_build(env, image, arguments):
             json.dump(variables, handle, indent=1, sort_keys=True)
             handle.write("\n")
     env.AddPostAction(image[0], S.Action(write, None))
+    env.Clean(image, os.path.join(env.Dir("$BF_BUILD").abspath, SETTINGS_FILE))     # `scons -c` removes it
