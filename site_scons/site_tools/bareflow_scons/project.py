@@ -81,14 +81,15 @@ def _setup(env):
 
 def _model(env, v):
     """The checkpoint and tokenizer nodes and the model's config (the synthetic model by default)."""
-    from bareflow.model import gguf_model, tokenizer_v2
-    if v["MODEL"] and (gguf_model.is_gguf(v["MODEL"]) or v["WEIGHTS"] or v["SEQ_LEN"]):
+    from bareflow.model import inputs, tokenizer_v2
+    if v["MODEL"] and (inputs.model_kind(v["MODEL"], bool(v["TOKENIZER"])) == "gguf" or v["WEIGHTS"] or v["SEQ_LEN"]):
         return _weights(env, v)
     if v["WEIGHTS"] or v["SEQ_LEN"]:
         raise BareflowError("WEIGHTS and SEQ_LEN apply to a MODEL=; the synthetic model is always f32")
     if v["MODEL"]:
         if not v["TOKENIZER"]:
-            raise BareflowError("MODEL is set but TOKENIZER is not: give both (MODEL=path TOKENIZER=path)")
+            raise BareflowError(f"MODEL {v['MODEL']} is a llama2.c checkpoint, which holds no vocabulary: "
+                                "give its tokenizer too (TOKENIZER=path)")
         config = checkpoint.read_config(v["MODEL"])
         vocab = tokenizer_v2.load_any(v["TOKENIZER"], config.vocab_size)
         from bareflow.image import fat16
@@ -118,7 +119,8 @@ def _weights(env, v):
     # A GGUF carries its vocabulary; TOKENIZER, when given, overrides it.
     tok_source = os.path.abspath(v["TOKENIZER"] or v["MODEL"])
     if not v["TOKENIZER"] and not gguf_model.is_gguf(v["MODEL"]):
-        raise BareflowError("MODEL is set but TOKENIZER is not: give both (MODEL=path TOKENIZER=path)")
+        raise BareflowError(f"MODEL {v['MODEL']} is a llama2.c checkpoint, which holds no vocabulary: "
+                            "give its tokenizer too (TOKENIZER=path)")
     vocab = tokenizer_v2.load_any(tok_source, plan.config.vocab_size)
     fat16.check_payload_sizes({"/MODEL.BIN": (plan.size, v["MODEL"]),
                                "/TOKENIZR.BIN": (os.path.getsize(tok_source), tok_source)})
