@@ -10,6 +10,7 @@ from bareflow.model import gguf_model, inputs, tokenizer_v2
 from bareflow.model.gguf_writer import LlamaShape, write_llama_gguf
 
 from buildutil import stories
+import fetch_models  # tools/
 
 SHAPE = LlamaShape(dim=64, hidden_dim=128, n_layers=2, n_heads=4, n_kv_heads=2, vocab_size=300)
 
@@ -86,3 +87,45 @@ def test_truncated_gguf_header_and_metadata(tmp_path):
     p.write_bytes(full[:200])                           # cut inside the metadata
     assert "truncated or corrupt: the 200-byte file ends inside its metadata or tensor list" in \
         _error(gguf_model.read_gguf, str(p))
+
+
+# ---------------------------------------------------------------- PROMPT against STEPS
+
+def _stories_vocab():
+    model, tok = stories()
+    return tokenizer_v2.load_any(str(tok), 512)
+
+
+def test_steps_below_the_prompt_is_refused_and_the_boundary_generates(tmp_path):
+    """bf_generate samples from position n-1 on: STEPS=n generates one token, STEPS=n-1 none."""
+    from bareflow.model import prompt
+    vocab = _stories_vocab()
+    n = len(vocab.tokenize("Once upon a time"))
+    v = {"PROMPT": "Once upon a time", "STEPS": str(n), "MODEL": "", "CHAT": "no"}
+    assert prompt.check(v, vocab, 512) == n
+    v["STEPS"] = str(n - 1)
+    msg = _error(prompt.check, v, vocab, 512)
+    assert msg == (f"PROMPT is {n} tokens; STEPS={n - 1} leaves none to generate: set STEPS above {n - 1} "
+                   "(STEPS counts positions, the prompt's included)")
+    assert "more than the model's sequence length 3" in _error(prompt.check, v, vocab, 3)
+
+
+def test_steps_range_names_the_sequence_length():
+    from bareflow.image import bootconfig
+    msg = _error(bootconfig.check_steps, "99999999", 256)
+    assert msg == "STEPS='99999999': out of range [1, 256]: 256 is the model's sequence length (seq_len)"
+    assert _error(bootconfig.check_steps, "x", 256) == "STEPS='x': not a valid int"
+
+
+@pytest.mark.skipif(not fetch_models.smollm2_path().is_file(), reason="SmolLM2 GGUF absent: run tools/setup.sh online")
+def test_chat_prompt_counts_the_template_smollm2():
+    """The new-user trial: CHAT=1, default STEPS=32, a 37-token chat-wrapped prompt generated nothing."""
+    from bareflow.model import prompt
+    path = str(fetch_models.smollm2_path())
+    vocab = tokenizer_v2.load_any(path)
+    v = {"PROMPT": "What is the capital of France?", "MODEL": path, "CHAT": "1", "STEPS": "32"}
+    assert _error(prompt.check, v, vocab, 8192) == (
+        "PROMPT is 37 tokens (after the chat template); STEPS=32 leaves none to generate: set STEPS above 36 "
+        "(STEPS counts positions, the prompt's included)")
+    assert prompt.check(dict(v, STEPS="37"), vocab, 8192) == 37
+    assert prompt.check(dict(v, CHAT="no"), vocab, 8192) == len(vocab.tokenize("What is the capital of France?"))

@@ -94,7 +94,7 @@ def _model(env, v):
         vocab = tokenizer_v2.load_any(v["TOKENIZER"], config.vocab_size)
         from bareflow.image import fat16
         fat16.check_payload_fits({"/MODEL.BIN": v["MODEL"], "/TOKENIZR.BIN": v["TOKENIZER"]})
-        _check_prompt(v, vocab)
+        _check_prompt(v, vocab, config.seq_len)
         return {"model": env.File(os.path.abspath(v["MODEL"])),
                 "tokenizer": _tokenizer_file(env, v["TOKENIZER"], config.vocab_size), "config": config}
     if v["TOKENIZER"]:      # else the synthetic tokenizer would silently replace the one given
@@ -124,7 +124,7 @@ def _weights(env, v):
     vocab = tokenizer_v2.load_any(tok_source, plan.config.vocab_size)
     fat16.check_payload_sizes({"/MODEL.BIN": (plan.size, v["MODEL"]),
                                "/TOKENIZR.BIN": (os.path.getsize(tok_source), tok_source)})
-    _check_prompt(v, vocab)
+    _check_prompt(v, vocab, plan.config.seq_len)
     config = weights_build.model_config(plan.config)
     per_weight = weights_build.weight_bytes_per_value(plan)
 
@@ -147,16 +147,11 @@ def _tokenizer_file(env, source, vocab_size):
     return node[0]
 
 
-def _check_prompt(v, vocab):
-    """The prompt must tokenize (valid UTF-8, within the kernel's limits) with this vocabulary."""
-    from bareflow.model import tokenizer_v2
-    ids = vocab.tokenize(bootconfig.prompt_bytes(v["PROMPT"]))
-    if not ids:
-        raise BareflowError("PROMPT is empty and the tokenizer adds no BOS: the kernel would have no token to "
-                            "start from")
-    if len(ids) > tokenizer_v2.MAX_PROMPT_TOKENS:
-        raise BareflowError(f"PROMPT is {len(ids)} tokens, more than the kernel's "
-                            f"{tokenizer_v2.MAX_PROMPT_TOKENS}")
+def _check_prompt(v, vocab, seq_len):
+    """The prompt (chat-wrapped with CHAT=1) must tokenize within the kernel's limits with this
+    vocabulary, and STEPS must leave positions to generate after it (bareflow/model/prompt.py)."""
+    from bareflow.model import prompt
+    prompt.check(v, vocab, seq_len)
 
 
 def _policy(env, pm, v, model, isas, jit="none"):
