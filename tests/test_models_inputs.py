@@ -51,6 +51,15 @@ def test_garbage_is_neither_format_and_tokenizer_hint_only_when_missing(tmp_path
     assert "5 bytes, less than the 28-byte llama2.c header" in _error(inputs.model_kind, str(tiny))
 
 
+def test_tokenizer_given_as_model_is_named_swapped(tmp_path):
+    _, tok = stories()
+    assert _error(inputs.model_kind, str(tok), True) == \
+        f"MODEL {tok}: is a tokenizer file, not a model: were MODEL and TOKENIZER swapped?"
+    v2 = tmp_path / "TOKENIZR.BIN"
+    tokenizer_v2.convert_file(str(tok), str(v2), 512)
+    assert "is a tokenizer file" in _error(inputs.model_kind, str(v2), False)
+
+
 def test_kinds_come_from_content_not_extension(tmp_path):
     model, _ = stories()
     assert inputs.model_kind(str(model), False) == "llama2.c"

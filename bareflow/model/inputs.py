@@ -3,8 +3,9 @@
 check_file() refuses a path that is not a readable, non-empty regular file with the reason a
 user can act on (no such file, a quoted `~` the shell did not expand, a directory, a device, an
 empty file).  model_kind() then tells a GGUF file (its 'GGUF' magic) from a llama2.c checkpoint
-(a header that passes checkpoint.py's rules); anything else is named as neither, so a garbage
-MODEL is never mistaken for a llama2.c checkpoint that only lacks its TOKENIZER.
+(a header that passes checkpoint.py's rules); a tokenizer file is named as one (MODEL and
+TOKENIZER swapped), anything else as neither, so a garbage MODEL is never mistaken for a
+llama2.c checkpoint that only lacks its TOKENIZER.
 gguf_unreadable() turns the gguf package's failure on a damaged file into one line: which
 tensor runs past the end of the file, or where the file is truncated.
 """
@@ -69,9 +70,25 @@ def model_kind(path, tokenizer_given: bool = True) -> str:
             return "llama2.c"
         except BareflowError as e:
             why = "its first 28 bytes as a llama2.c header: " + str(e).split("header says ", 1)[-1]
+    if _is_tokenizer(path, head, size):
+        raise BareflowError(f"MODEL {path}: is a tokenizer file, not a model: were MODEL and TOKENIZER swapped?")
     tail = "" if tokenizer_given else " — a llama2.c checkpoint also needs TOKENIZER="
     raise BareflowError(f"MODEL {path}: neither a GGUF file (no 'GGUF' magic) nor a llama2.c checkpoint "
                         f"({why}){tail}")
+
+
+def _is_tokenizer(path, head: bytes, size: int) -> bool:
+    """True for a TOKENIZR.BIN v2 file or a llama2.c tokenizer.bin (records filling the file)."""
+    from . import tokenizer, tokenizer_v2
+    if head[:4] == tokenizer_v2.MAGIC:
+        return True
+    if size > 64 << 20:         # far above any vocabulary; do not read a large file whole
+        return False
+    try:
+        with open(path, "rb") as f:
+            return llama2c_tokenizer_records(path, f.read(), tokenizer.MAX_TOKEN_LENGTH) > 0
+    except BareflowError:
+        return False
 
 
 def llama2c_tokenizer_records(path, data: bytes, max_token_length: int) -> int:
