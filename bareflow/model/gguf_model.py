@@ -81,8 +81,9 @@ def read_gguf(path, seq_len_cap: int | None = None) -> GGUFModel:
         head = f.read(inputs.GGUF_HEADER_BYTES)
     if head[:4] != GGUF_MAGIC:
         _fail(path, "no GGUF magic at the start of the file")
-    if inputs.gguf_truncated_header(path, size, head):
-        raise BareflowError(inputs.gguf_truncated_header(path, size, head))
+    short = inputs.gguf_truncated_header(path, size, head)
+    if short:
+        raise BareflowError(short)
     version = struct.unpack("<I", head[4:8])[0]
     if version != GGUF_VERSION:
         _fail(path, f"GGUF version {version}; only version {GGUF_VERSION} is supported")
