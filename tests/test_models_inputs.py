@@ -55,6 +55,7 @@ def test_tokenizer_given_as_model_is_named_swapped(tmp_path):
     _, tok = stories()
     assert _error(inputs.model_kind, str(tok), True) == \
         f"MODEL {tok}: is a tokenizer file, not a model: were MODEL and TOKENIZER swapped?"
+    assert inputs.TOKENIZR_V2_MAGIC == tokenizer_v2.MAGIC
     v2 = tmp_path / "TOKENIZR.BIN"
     tokenizer_v2.convert_file(str(tok), str(v2), 512)
     assert "is a tokenizer file" in _error(inputs.model_kind, str(v2), False)

@@ -18,6 +18,7 @@ import struct
 from bareflow.errors import BareflowError
 
 GGUF_MAGIC = b"GGUF"
+TOKENIZR_V2_MAGIC = b"BFTK"  # tokenizer_v2.MAGIC (docs/tokenizer-format.md); tokenizer_v2 imports this module
 GGUF_HEADER_BYTES = 24      # magic, uint32 version, uint64 tensor count, uint64 metadata count (GGUF spec)
 
 
@@ -79,8 +80,8 @@ def model_kind(path, tokenizer_given: bool = True) -> str:
 
 def _is_tokenizer(path, head: bytes, size: int) -> bool:
     """True for a TOKENIZR.BIN v2 file or a llama2.c tokenizer.bin (records filling the file)."""
-    from . import tokenizer, tokenizer_v2
-    if head[:4] == tokenizer_v2.MAGIC:
+    from . import tokenizer
+    if head[:4] == TOKENIZR_V2_MAGIC:
         return True
     if size > 64 << 20:         # far above any vocabulary; do not read a large file whole
         return False
