@@ -112,10 +112,24 @@ def test_payload_too_big_for_fat16(tmp_path):
 
 def test_model_and_tokenizer_only_together(tmp_path):
     """Either one alone is refused: a lone TOKENIZER must not be silently replaced by the synthetic one."""
+    from buildutil import stories
+    model, _ = stories()
     given = tmp_path / "given.bin"
     given.write_bytes(bytes(64))
     assert "TOKENIZER is set but MODEL is not" in _fails(tmp_path / "b", f"TOKENIZER={given}")
-    assert "MODEL is set but TOKENIZER is not" in _fails(tmp_path / "c", f"MODEL={given}")
+    assert f"MODEL {model} is a llama2.c checkpoint, which holds no vocabulary: give its tokenizer too " \
+        "(TOKENIZER=path)" in _fails(tmp_path / "c", f"MODEL={model}")
+
+
+def test_garbage_model_is_named_as_neither_format_before_anything_is_written(tmp_path):
+    """The model's kind comes from its bytes: garbage is not a llama2.c checkpoint missing TOKENIZER."""
+    garbage = tmp_path / "garbage.gguf"
+    garbage.write_bytes(bytes(range(256)) * 4)
+    build = tmp_path / "b"
+    out = _fails(build, f"MODEL={garbage}")
+    assert f"bareflow: error: MODEL {garbage}: neither a GGUF file (no 'GGUF' magic) nor a llama2.c " \
+        "checkpoint" in out and "TOKENIZER is not" not in out
+    assert not (build / "model").exists() and not (build / "bc").exists()
 
 
 def test_unusable_build_and_cache_directories_are_one_line_errors(tmp_path):

@@ -165,7 +165,13 @@ def bareflow_image_files(variables, files, products):
 
 
 def check_steps(text, seq_len):
-    return _number("steps", str(text), int, 1, seq_len)
+    """STEPS as an int in 1..seq_len, the model's sequence length (positions one run holds)."""
+    try:
+        return _number("steps", str(text), int, 1, seq_len)
+    except BareflowError as e:
+        if "out of range" not in str(e):
+            raise
+        raise BareflowError(f"{e}: {seq_len} is the model's sequence length (seq_len)") from None
 
 
 def render(values, seq_len):
@@ -175,7 +181,7 @@ def render(values, seq_len):
     merged = {k: str(values.get(k, "") or v) if k != "prompt" else values.get(k, v) for k, v in DEFAULTS.items()}
     prompt = merged["prompt"]
     _check_prompt("PROMPT", prompt)
-    steps = _number("steps", merged["steps"], int, 1, seq_len)
+    steps = check_steps(merged["steps"], seq_len)
     temperature = _number("temperature", merged["temperature"], float, 0.0, 2.0)
     topp = _number("topp", merged["topp"], float, 0.0, 1.0, low_open=True)
     _positive_float32("temperature", merged["temperature"], temperature, "; use 0 for greedy sampling")

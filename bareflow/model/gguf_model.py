@@ -74,22 +74,21 @@ def read_gguf(path, seq_len_cap: int | None = None) -> GGUFModel:
     seq_len_cap: the SEQ_LEN variable; the file's seq_len is min(context_length, cap).
     Raises BareflowError naming the file and the key or tensor on any problem.
     """
+    from . import inputs
     path = str(path)
-    if not os.path.isfile(path):
-        _fail(path, "file does not exist")
-    size = os.path.getsize(path)
+    size = inputs.check_file(path, "MODEL")
     with open(path, "rb") as f:
-        head = f.read(8)
-    if len(head) < 8 or head[:4] != GGUF_MAGIC:
+        head = f.read(inputs.GGUF_HEADER_BYTES)
+    if head[:4] != GGUF_MAGIC:
         _fail(path, "no GGUF magic at the start of the file")
-    version = struct.unpack("<I", head[4:])[0]
+    short = inputs.gguf_truncated_header(path, size, head)
+    if short:
+        raise BareflowError(short)
+    version = struct.unpack("<I", head[4:8])[0]
     if version != GGUF_VERSION:
         _fail(path, f"GGUF version {version}; only version {GGUF_VERSION} is supported")
     from .tokenizer_v2 import gguf_reader     # one parsed reader per unchanged file, shared per build
-    try:
-        reader = gguf_reader(path)
-    except Exception as exc:
-        _fail(path, f"cannot be read, truncated or corrupt ({type(exc).__name__}: {exc})")
+    reader = gguf_reader(path)                # a damaged file: BareflowError naming tensor or truncation
 
     arch = _field(path, reader, "general.architecture", str)
     if arch != "llama":

@@ -540,15 +540,9 @@ def from_llama2c(path, vocab_size: int | None = None) -> Vocab:
     """A Vocab from a llama2.c tokenizer.bin (read and checked by tokenizer.read_tokenizer).
     vocab_size: the model's; default: every record in the file."""
     from . import tokenizer as v1
-    if vocab_size is None:
-        data = Path(path).read_bytes() if Path(path).is_file() else b""
-        vocab_size, off = 0, 4
-        while off + 8 <= len(data):
-            n = struct.unpack_from("<i", data, off + 4)[0]
-            if n <= 0:
-                break
-            off += 8 + n
-            vocab_size += 1
+    if vocab_size is None and Path(path).is_file():
+        from . import inputs
+        vocab_size = inputs.llama2c_tokenizer_records(path, Path(path).read_bytes(), v1.MAX_TOKEN_LENGTH)
     tok = v1.read_tokenizer(path, vocab_size)
     types = [NORMAL] * tok.vocab_size
     for i, p in enumerate(tok.pieces):
@@ -568,14 +562,15 @@ def gguf_reader(path):
     """A gguf.GGUFReader for `path`, shared while the file is unchanged: parsing a GGUF's
     metadata takes seconds (tens of thousands of vocabulary strings), and one build reads it
     for the model, the tokenizer and the chat template.  BareflowError names a bad file."""
+    from . import inputs
     p = Path(path)
     if not p.is_file():
         raise BareflowError(f"GGUF {path}: file does not exist")
     st = p.stat()
     try:
         return _open_gguf(str(p.resolve()), st.st_mtime_ns, st.st_size)
-    except Exception as e:      # the reader raises ValueError/struct.error/... on bad files
-        raise BareflowError(f"GGUF {p}: cannot be read as GGUF ({type(e).__name__}: {e})") from None
+    except Exception as e:      # the reader raises ValueError/IndexError/... on bad files
+        raise BareflowError(inputs.gguf_unreadable(p, e)) from None
 
 
 def _reader(path_or_reader):
@@ -779,9 +774,9 @@ def read(path) -> Vocab:
 def load_any(path, vocab_size: int | None = None) -> Vocab:
     """A Vocab from a GGUF file, a TOKENIZR.BIN v2 file or a llama2.c tokenizer.bin; checks that
     it has exactly `vocab_size` tokens (the model's) when given."""
+    from . import inputs
     p = Path(path)
-    if not p.is_file():
-        raise BareflowError(f"tokenizer {path}: file does not exist")
+    inputs.check_file(p, "TOKENIZER")
     with open(p, "rb") as fh:
         head = fh.read(4)
     if head == b"GGUF":

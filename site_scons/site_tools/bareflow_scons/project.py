@@ -83,19 +83,20 @@ def _setup(env):
 
 def _model(env, v):
     """The checkpoint and tokenizer nodes and the model's config (the synthetic model by default)."""
-    from bareflow.model import gguf_model, tokenizer_v2
-    if v["MODEL"] and (gguf_model.is_gguf(v["MODEL"]) or v["WEIGHTS"] or v["SEQ_LEN"]):
+    from bareflow.model import inputs, tokenizer_v2
+    if v["MODEL"] and (inputs.model_kind(v["MODEL"], bool(v["TOKENIZER"])) == "gguf" or v["WEIGHTS"] or v["SEQ_LEN"]):
         return _weights(env, v)
     if v["WEIGHTS"] or v["SEQ_LEN"]:
         raise BareflowError("WEIGHTS and SEQ_LEN apply to a MODEL=; the synthetic model is always f32")
     if v["MODEL"]:
         if not v["TOKENIZER"]:
-            raise BareflowError("MODEL is set but TOKENIZER is not: give both (MODEL=path TOKENIZER=path)")
+            raise BareflowError(f"MODEL {v['MODEL']} is a llama2.c checkpoint, which holds no vocabulary: "
+                                "give its tokenizer too (TOKENIZER=path)")
         config = checkpoint.read_config(v["MODEL"])
         vocab = tokenizer_v2.load_any(v["TOKENIZER"], config.vocab_size)
         from bareflow.image import fat16
         fat16.check_payload_fits({"/MODEL.BIN": v["MODEL"], "/TOKENIZR.BIN": v["TOKENIZER"]})
-        _check_prompt(v, vocab)
+        _check_prompt(v, vocab, config.seq_len)
         return {"model": env.File(os.path.abspath(v["MODEL"])),
                 "tokenizer": _tokenizer_file(env, v["TOKENIZER"], config.vocab_size), "config": config}
     if v["TOKENIZER"]:      # else the synthetic tokenizer would silently replace the one given
@@ -120,11 +121,12 @@ def _weights(env, v):
     # A GGUF carries its vocabulary; TOKENIZER, when given, overrides it.
     tok_source = os.path.abspath(v["TOKENIZER"] or v["MODEL"])
     if not v["TOKENIZER"] and not gguf_model.is_gguf(v["MODEL"]):
-        raise BareflowError("MODEL is set but TOKENIZER is not: give both (MODEL=path TOKENIZER=path)")
+        raise BareflowError(f"MODEL {v['MODEL']} is a llama2.c checkpoint, which holds no vocabulary: "
+                            "give its tokenizer too (TOKENIZER=path)")
     vocab = tokenizer_v2.load_any(tok_source, plan.config.vocab_size)
     fat16.check_payload_sizes({"/MODEL.BIN": (plan.size, v["MODEL"]),
                                "/TOKENIZR.BIN": (os.path.getsize(tok_source), tok_source)})
-    _check_prompt(v, vocab)
+    _check_prompt(v, vocab, plan.config.seq_len)
     config = weights_build.model_config(plan.config)
     per_weight = weights_build.weight_bytes_per_value(plan)
 
@@ -152,16 +154,11 @@ def _tokenizer_file(env, source, vocab_size):
     return node[0]
 
 
-def _check_prompt(v, vocab):
-    """The prompt must tokenize (valid UTF-8, within the kernel's limits) with this vocabulary."""
-    from bareflow.model import tokenizer_v2
-    ids = vocab.tokenize(bootconfig.prompt_bytes(v["PROMPT"]))
-    if not ids:
-        raise BareflowError("PROMPT is empty and the tokenizer adds no BOS: the kernel would have no token to "
-                            "start from")
-    if len(ids) > tokenizer_v2.MAX_PROMPT_TOKENS:
-        raise BareflowError(f"PROMPT is {len(ids)} tokens, more than the kernel's "
-                            f"{tokenizer_v2.MAX_PROMPT_TOKENS}")
+def _check_prompt(v, vocab, seq_len):
+    """The prompt (chat-wrapped with CHAT=1) must tokenize within the kernel's limits with this
+    vocabulary, and STEPS must leave positions to generate after it (bareflow/model/prompt.py)."""
+    from bareflow.model import prompt
+    prompt.check(v, vocab, seq_len)
 
 
 def _policy(env, pm, v, model, isas, jit="none"):
