@@ -123,8 +123,9 @@ def test_steps_below_the_prompt_is_refused_and_the_boundary_generates(tmp_path):
 def test_steps_range_names_the_sequence_length():
     from bareflow.image import bootconfig
     msg = _error(bootconfig.check_steps, "99999999", 256)
-    assert msg == "STEPS='99999999': out of range [1, 256]: 256 is the model's sequence length (seq_len)"
-    assert _error(bootconfig.check_steps, "x", 256) == "STEPS='x': not a valid int"
+    assert msg == ("STEPS='99999999': expected an integer in 1..256 (positions, the prompt's included; "
+                   "256 is the model's sequence length, seq_len)")
+    assert _error(bootconfig.check_steps, "x", 256).startswith("STEPS='x': expected an integer in 1..256 (")
 
 
 @pytest.mark.skipif(not fetch_models.smollm2_path().is_file(), reason="SmolLM2 GGUF absent: run tools/setup.sh online")

@@ -166,12 +166,8 @@ def bareflow_image_files(variables, files, products):
 
 def check_steps(text, seq_len):
     """STEPS as an int in 1..seq_len, the model's sequence length (positions one run holds)."""
-    try:
-        return _number("steps", str(text), int, 1, seq_len)
-    except BareflowError as e:
-        if "out of range" not in str(e):
-            raise
-        raise BareflowError(f"{e}: {seq_len} is the model's sequence length (seq_len)") from None
+    return parse_int(str(text), "STEPS", 1, seq_len,
+                     f"positions, the prompt's included; {seq_len} is the model's sequence length, seq_len")
 
 
 def render(values, seq_len):
