@@ -54,6 +54,7 @@ def test_the_core_cannot_be_blocked(tmp_path):
     (["FIRMWARE=coreboot"], r"FIRMWARE='coreboot': expected one of bios, uefi"),
     (["TIER=O7", "POLICY=fixed"], r"TIER='O7': expected one of O0, O1, O2, O3"),
     (["PROMT=hello"], r"PROMT is not a build variable of any loaded plugin; did you mean PROMPT\?"),
+    (["model=x.gguf"], r"model is not a build variable of any loaded plugin; did you mean MODEL\?"),
     (["PROMPT= leading blank"], r"PROMPT=' leading blank': a value cannot start or end with a blank"),
     (["STEPS=many"], r"STEPS='many': expected an integer in 1\.\.2147483647"),
     (["SPLIT_CYCLES=lots"], r"SPLIT_CYCLES='lots': expected an integer in 0\.\.10\^9"),

@@ -171,7 +171,7 @@ def unknown_variables(given, known) -> None:
     unknown = sorted(set(given) - set(known))
     if unknown:
         name = unknown[0]
-        close = difflib.get_close_matches(name, sorted(known), n=1)
+        close = [k for k in known if k == name.upper()] or difflib.get_close_matches(name, sorted(known), n=1)
         hint = f"did you mean {close[0]}? " if close else ""
         raise BareflowError(f"{name} is not a build variable of any loaded plugin; {hint}"
                             "`scons -h` lists them")

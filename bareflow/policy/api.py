@@ -239,7 +239,7 @@ def decide_all(pm, policy_name: str, layers, variables: Mapping[str, str]) -> di
 def _step_text(calls: int, cycles: int) -> str:
     triggers = []
     if calls:
-        triggers.append(f"{calls} calls")
+        triggers.append(f"{calls} call" if calls == 1 else f"{calls} calls")
     if cycles:
         triggers.append(f"{cycles} cycles")
     return " or ".join(triggers)
