@@ -197,6 +197,14 @@ def test_pgo_without_profile_is_an_error():
         configure({"POLICY": "pgo", "PROFILE": "x", "PGO_HOT_CALLS": "lots"})
 
 
+def test_pgo_refuses_the_empty_profile_of_an_image_no_run_wrote_back(tmp_path):
+    from bareflow.policy.profile import empty_profile
+    unrun = tmp_path / "profile.bin"
+    unrun.write_bytes(empty_profile())
+    with pytest.raises(BareflowError, match=f"PROFILE={unrun} holds no layer measurements"):
+        configure({"POLICY": "pgo", "PROFILE": str(unrun)})
+
+
 def test_with_the_models_cost_function():
     model = pytest.importorskip("bareflow.model.checkpoint")
     from pathlib import Path

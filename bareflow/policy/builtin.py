@@ -263,6 +263,12 @@ def bareflow_configure(variables):
         _tier(variables)
     if policy == "pgo":
         _hot_calls(variables)
-        if not str(variables.get("PROFILE", "")).strip():
+        path = str(variables.get("PROFILE", "")).strip()
+        if not path:
             raise BareflowError("POLICY=pgo needs PROFILE=path (a PROFILE.BIN from "
                                 "`scons profile` or a log with a BAREFLOW-RESULT line)")
+        from bareflow.policy.profile import load_profile
+        if not load_profile(path).layers:
+            raise BareflowError(f"PROFILE={path} holds no layer measurements (the empty profile of an "
+                                f"image no run wrote back): pgo would only repeat 'tiered'; boot the image "
+                                f"(scons run), then scons profile")
