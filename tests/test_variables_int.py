@@ -73,7 +73,8 @@ def test_the_boot_and_model_numbers_use_it_too():
     from bareflow.image import bootconfig
     from bareflow.model import weights_build
     assert bootconfig.check_steps(" 512 ", 512) == 512 and bootconfig.check_cores("64") == "64"
-    with pytest.raises(BareflowError, match=r"^STEPS='513': expected an integer in 1\.\.512$"):
+    with pytest.raises(BareflowError, match=r"^STEPS='513': expected an integer in 1\.\.512 \(positions, the "
+                                            r"prompt's included; 512 is the model's sequence length, seq_len\)$"):
         bootconfig.check_steps("513", 512)
     with pytest.raises(BareflowError, match=r"^CORES='1_0': expected an integer in 1\.\.64$"):
         bootconfig.check_cores("1_0")
