@@ -2,8 +2,8 @@
 
 SCons keeps no settings between invocations, so `scons image MODEL=m.gguf` followed by a bare
 `scons flash DEVICE=…` would rebuild BUILD_DIR/bareflow.img with the defaults and flash that
-instead of the user's image.  After every successful image build the image variables typed on
-the command line are written to BUILD_DIR/image-settings.json; a `run` or `flash` that names no
+instead of the user's image.  Every image build writes the image variables typed on the command
+line to BUILD_DIR/image-settings.json (a build output of its own); a `run` or `flash` that names no
 image variable of its own (only the boot and flash ones below) builds with those, and says so
 in one line.  Naming any image variable means "build this one": nothing is reused then.
 (SCons's own Variables(file).Save() pattern would reuse settings for every target, `scons image`
@@ -61,13 +61,7 @@ def reuse(arguments):
 
 
 def remember_after_build(env, image, arguments):
-    """Write BUILD_DIR/image-settings.json once `image` has been built successfully."""
-    variables = image_variables(arguments)
-
-    def write(target, source, env):
-        from bareflow.core.atomicfile import replace_atomically
-        with replace_atomically(os.path.join(env.Dir("$BF_BUILD").abspath, SETTINGS_FILE), "w") as handle:
-            json.dump(variables, handle, indent=1, sort_keys=True)
-            handle.write("\n")
-    env.AddPostAction(image[0], S.Action(write, None))
-    env.Clean(image, os.path.join(env.Dir("$BF_BUILD").abspath, SETTINGS_FILE))     # `scons -c` removes it
+    """Declare BUILD_DIR/image-settings.json, made from the variables like any other output (so
+    CacheDir and `scons -c` treat it as one) and built before `image` whenever `image` is."""
+    text = json.dumps(image_variables(arguments), indent=1, sort_keys=True) + "\n"
+    env.Depends(image, env.BfWriteBytes(f"$BF_BUILD/{SETTINGS_FILE}", env.Value(text.encode())))
