@@ -100,6 +100,7 @@ def test_ovmf_ide_boot_gives_the_bios_tokens(tmp_path_factory, tmp_path):
     assert status == QEMU_SUCCESS, out[-4000:]
     run = result(out)
     assert_same_generation(run, ref)
+    assert "\x1b" not in out             # OVMF's screen control sequences are dropped (ConsoleFilter)
 
     handed = expected_handed(image)
     lines = uefi_lines(out)

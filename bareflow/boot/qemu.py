@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -106,6 +107,42 @@ class QemuTimeout(BareflowError):
         super().__init__(f"QEMU did not finish within {seconds:g} s{tail}")
 
 
+class ConsoleFilter:
+    """Drops terminal control sequences from a serial console byte stream, fed in chunks.
+
+    OVMF drives its console as a VT100 terminal (ECMA-48 CSI sequences such as ESC [2J to clear
+    the screen, ESC [01;01H to move the cursor, ESC [=3h, SGR colours); copied to a user's
+    terminal they wipe the screen, in a log or a pipe they are noise around the kernel's lines.
+    The kernel itself prints plain text.  A sequence cut by a chunk boundary is held back until
+    the next chunk completes it; an ESC that starts no sequence within 32 bytes passes through."""
+
+    _SEQUENCE = re.compile(rb"\x1b(?:\[[0-?]*[ -/]*[@-~]|[@-Z\\-_])")
+    _HOLD = 32
+
+    def __init__(self):
+        self._pending = b""
+
+    def feed(self, chunk: bytes) -> bytes:
+        """The text of `chunk` (bytes) without complete control sequences."""
+        data = self._pending + chunk
+        self._pending = b""
+        cut = data.rfind(b"\x1b")
+        if cut != -1 and len(data) - cut < self._HOLD and not self._SEQUENCE.match(data, cut):
+            data, self._pending = data[:cut], data[cut:]
+        return self._SEQUENCE.sub(b"", data)
+
+    def flush(self) -> bytes:
+        """Whatever was held back (an unfinished sequence at the end of the stream)."""
+        rest, self._pending = self._pending, b""
+        return rest
+
+
+def console_text(raw: bytes) -> str:
+    """A whole captured console as text: control sequences dropped, CR LF turned into LF."""
+    f = ConsoleFilter()
+    return (f.feed(raw) + f.flush()).decode("utf-8", "replace").replace("\r\n", "\n")
+
+
 @dataclass(frozen=True)
 class QemuRun:
     status: int          # QEMU's exit status (EXIT_SUCCESS when the kernel finished its run)
@@ -128,9 +165,8 @@ def run_qemu(cmd, *, timeout: float, capture: bool = True) -> QemuRun:
     except FileNotFoundError:
         raise BareflowError(f"{QEMU} is not installed (Debian package qemu-system-x86)") from None
     except subprocess.TimeoutExpired as exc:
-        out = (exc.stdout or b"").decode("utf-8", "replace")
-        raise QemuTimeout(timeout, out) from None
-    return QemuRun(proc.returncode, proc.stdout.decode("utf-8", "replace").replace("\r\n", "\n"))
+        raise QemuTimeout(timeout, console_text(exc.stdout or b"")) from None
+    return QemuRun(proc.returncode, console_text(proc.stdout))
 
 
 def _run_streaming(cmd, timeout: float) -> QemuRun:
@@ -143,13 +179,18 @@ def _run_streaming(cmd, timeout: float) -> QemuRun:
     except FileNotFoundError:
         raise BareflowError(f"{QEMU} is not installed (Debian package qemu-system-x86)") from None
     seen = bytearray()                    # the last few KB, for the time-out message
+    console = ConsoleFilter()
+
+    def show(text):
+        sys.stdout.buffer.write(text)
+        sys.stdout.buffer.flush()
+        seen.extend(text)
+        del seen[:-4096]
 
     def copy():
         while chunk := os.read(proc.stdout.fileno(), 65536):
-            sys.stdout.buffer.write(chunk)
-            sys.stdout.buffer.flush()
-            seen.extend(chunk)
-            del seen[:-4096]
+            show(console.feed(chunk))
+        show(console.flush())
     reader = threading.Thread(target=copy, daemon=True)
     reader.start()
     caught = []
