@@ -149,3 +149,30 @@ def test_qemu_core_counts_give_the_hosted_tokens(tmp_path, firmware, smp):
     got = _result(out)
     assert got["tokens"] == _result(host_out)["tokens"]
     assert got["cores"]["found"] == got["cores"]["started"] == got["cores"]["used"] == smp, got["cores"]
+    from bareflow.model import gguf_reference
+    log = tmp_path / "serial.log"
+    log.write_text(out)
+    ok, lines = gguf_reference.check_run(_model(), log)     # the booted kernel's tokens, teacher-forced
+    assert ok and lines[-1].startswith(f"{len(got['tokens'])} of {len(got['tokens'])} generated"), lines
+
+
+def _log(tmp_path, tokens, temperature=0):
+    import json
+    run = {"prompt_tokens": [6403, 1980, 253, 655], "tokens": tokens, "temperature": temperature}
+    log = tmp_path / "run.log"
+    log.write_text("bareflow: generating\nBAREFLOW-RESULT " + json.dumps(run) + "\n")
+    return log
+
+
+def test_reference_check_names_the_step_that_is_no_near_tie(tmp_path, reference_model):
+    """`gguf_reference --check`: the kernel's greedy "Once upon a time" starts ", the city"; a run that
+    said ", the new" instead is a mismatch at step 2 (a gap far above float32 noise), exit status 1;
+    a sampled run cannot be checked token by token (status 2, one line saying why)."""
+    from bareflow.model import gguf_reference
+    ok, lines = gguf_reference.check_run(_model(), _log(tmp_path, [28, 260, 2240]), model=reference_model)
+    assert ok and lines == ["3 of 3 generated tokens are the reference's greedy choice"], lines
+    log = _log(tmp_path, [28, 260, 2241])
+    ok, lines = gguf_reference.check_run(_model(), log, model=reference_model)
+    assert not ok and lines[0].startswith("step 2: kernel 2241") and "MISMATCH" in lines[0], lines
+    assert gguf_reference.main(["--model", str(_model()), "--check", str(log)]) == 1
+    assert gguf_reference.main(["--model", str(_model()), "--check", str(_log(tmp_path, [28], 0.8))]) == 2

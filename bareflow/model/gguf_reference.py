@@ -7,6 +7,7 @@ converts (WEIGHTS=) is converted exactly as the build does before dequantising, 
 kernel see the same numbers.
 
     python -m bareflow.model.gguf_reference --model F.gguf --prompt "Once upon a time" --steps 48
+    python -m bareflow.model.gguf_reference --model F.gguf --check run.log   # a greedy kernel run
 """
 from __future__ import annotations
 
@@ -71,6 +72,40 @@ def generate_tokens(path, prompt_tokens, steps: int, weights: str = "auto") -> d
     return generate(model, None, "", steps, prompt_tokens=prompt_tokens)
 
 
+def check_run(path, log_path, weights: str = "auto", model=None) -> tuple[bool, list[str]]:
+    """Compare a greedy kernel run with the reference (reference.check_greedy, teacher-forced).
+
+    log_path: a file holding the run's console (bareflow-hosted's output, a QEMU serial log) with
+    its BAREFLOW-RESULT line.  Returns (ok, lines): ok when every step is the reference's greedy
+    choice or a near-tie; lines say so, one per disagreement and a summary.  BareflowError when
+    the log has no result line, the run sampled (temperature > 0) or its ids do not fit the model.
+    model: a Transformer from load() to reuse (its KV cache must hold the run's positions)."""
+    from pathlib import Path
+    from bareflow.errors import BareflowError
+    from bareflow.policy.profile import find_result_line
+    from . import tokenizer_v2
+    from .reference import check_greedy
+    _, run = find_result_line(Path(log_path).read_text(encoding="utf-8", errors="replace"), str(log_path))
+    if run.get("temperature", 0) != 0:
+        raise BareflowError(f"{log_path}: the run sampled (temperature {run['temperature']}); "
+                            "only greedy runs (temperature 0) can be checked token by token")
+    prompt, tokens = run["prompt_tokens"], run["tokens"]
+    model = model or Transformer(load(path, weights, len(prompt) + len(tokens)))
+    vocab = tokenizer_v2.from_gguf(path)
+    res = check_greedy(model, prompt, tokens)
+    piece = lambda t: repr(vocab.detokenize(-1, [t]).decode("utf-8", errors="replace"))
+    lines = [f"step {d['step']}: kernel {d['kernel']} {piece(d['kernel'])}, reference {d['reference']} "
+             f"{piece(d['reference'])}, logit gap {d['gap']:.3g} ({d['relative_gap']:.2g} of the largest): "
+             + ("near-tie, float32 summation-order noise" if d["near_tie"] else "MISMATCH")
+             for d in res["disagreements"]]
+    ties = sum(d["near_tie"] for d in res["disagreements"])
+    ok = ties == len(res["disagreements"])
+    lines.append(f"{res['agree']} of {res['steps']} generated tokens are the reference's greedy choice"
+                 + (f", {ties} near-tie(s)" if ties else "")
+                 + ("" if ok else f", {len(res['disagreements']) - ties} real mismatch(es)"))
+    return ok, lines
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bareflow.model.gguf_reference")
     ap.add_argument("--model", required=True)
@@ -78,7 +113,18 @@ def main(argv=None) -> int:
     ap.add_argument("--prompt", help="text, tokenized with the GGUF's vocabulary")
     ap.add_argument("--steps", type=int, default=32)
     ap.add_argument("--weights", default="auto")
+    ap.add_argument("--check", metavar="LOG", help="a kernel run's console (hosted output or QEMU serial "
+                    "log): check each greedy token against the reference, teacher-forced")
     args = ap.parse_args(argv)
+    if args.check is not None:
+        from bareflow.errors import BareflowError
+        try:
+            ok, lines = check_run(args.model, args.check, args.weights)
+        except (BareflowError, OSError) as exc:
+            print(f"gguf_reference: {exc}", file=sys.stderr)
+            return 2
+        print("\n".join(lines))
+        return 0 if ok else 1
     if args.prompt is not None:
         print(json.dumps(generate_text(args.model, args.prompt, args.steps, args.weights)))
         return 0

@@ -243,6 +243,42 @@ def generate(checkpoint, tokenizer, prompt: str, steps: int, temperature: float 
     }
 
 
+NEAR_TIE = 1e-4     # a top-2 gap below this share of the largest |logit| is float32 order noise
+
+
+def check_greedy(model, prompt_tokens, tokens, near_tie: float = NEAR_TIE) -> dict:
+    """Replay a greedy run of the kernel through the reference, teacher-forced: the reference
+    reads the kernel's own tokens, so every step is compared even after the two parted.
+
+    model: a Transformer (its KV cache is overwritten); prompt_tokens, tokens: the kernel's
+    BAREFLOW-RESULT lists.  At each generated step the reference's argmax is compared with the
+    kernel's token; where they differ, `gap` is reference logit of its choice minus that of the
+    kernel's, and `near_tie` says whether gap <= near_tie x max|logit| (float32 summation-order
+    noise: the two orders round differently, and a tie that close can go either way).
+    Returns {"steps": n, "agree": k, "disagreements": [{"step", "kernel", "reference", "gap",
+    "relative_gap", "near_tie"}]}.  BareflowError (from forward) for ids outside the vocabulary."""
+    seq = list(prompt_tokens) + list(tokens)
+    if not prompt_tokens or len(seq) > model.config.seq_len:
+        raise BareflowError(f"check_greedy: need a prompt and at most seq_len={model.config.seq_len} "
+                            f"tokens, got {len(prompt_tokens)} + {len(tokens)}")
+    model.key_cache[:] = 0
+    model.value_cache[:] = 0
+    out = {"steps": len(tokens), "agree": 0, "disagreements": []}
+    for pos in range(len(seq) - 1):
+        logits = model.forward(seq[pos], pos)
+        if pos + 1 < len(prompt_tokens):
+            continue
+        want, got = sample_argmax(logits), seq[pos + 1]
+        if want == got:
+            out["agree"] += 1
+            continue
+        gap = float(logits[want]) - float(logits[got])
+        rel = gap / max(float(np.abs(logits).max()), 1e-30)
+        out["disagreements"].append({"step": pos + 1 - len(prompt_tokens), "kernel": got, "reference": want,
+                                     "gap": gap, "relative_gap": rel, "near_tie": rel <= near_tie})
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bareflow.model.reference",
                                  description="Generate text with the numpy reference model.")
