@@ -61,6 +61,9 @@ def test_every_core_is_started_and_used_with_identical_tokens(default_build, ref
         # it started, long after it parked (HLT, docs/smp.md "Idle cores"): this also shows the
         # NMI wake-up works.
         assert sum(busy[1:]) > 0
+        # An AP waits seconds for its first chunk, so it parks (platform_wait reports the HLT); on
+        # a host with fewer CPUs than vCPUs one AP's thread may hardly run, so only some AP must.
+        assert len(run["cores"]["parks"]) == smp and any(p > 0 for p in run["cores"]["parks"][1:]), run["cores"]
         for name in ("qkv", "attn", "attnout", "ffn", "classify"):
             assert len(run["layers"][name]["core_cycles"]) == smp and run["layers"][name]["core_cycles"][0], name
         assert run["layers"]["rmsnorm"]["core_cycles"] == []
@@ -125,7 +128,25 @@ def test_hosted_threads_give_identical_tokens(default_build, reference, tmp_path
         # The tiered policy keeps qkv on one core (max_cores 1: too little work per call for the
         # barrier, bareflow/policy/cores.py); the tokens above are the same either way.
         assert run["layers"]["qkv"]["core_cycles"][1:] == [0] * (cores - 1)
+        _split_counters_add_up(run["cores"], cores)
         _profile_matches_result(image_file(image, "/PROFILE.BIN"), run)
+
+
+def _split_counters_add_up(k, cores):
+    """The result line's split counters (docs/result-line.md): every split phase is cut into
+    `cores` chunks, core 0 runs one of them plus the stolen ones, each worker the rest."""
+    for key in ("chunks", "parks", "woken", "claim_ms", "wake_ms"):
+        assert len(k[key]) == cores, (key, k)
+    if cores == 1:
+        assert k["chunks"] == [0] and k["stolen"] == 0 and k["wait_ms"] == 0, k
+        return
+    total = sum(k["chunks"])
+    assert total > 0 and total % cores == 0, k
+    assert k["chunks"][0] - k["stolen"] == total // cores, k
+    assert k["parks"][0] == k["woken"][0] == 0 and k["claim_ms"][0] == k["wake_ms"][0] == 0, k
+    for c in range(1, cores):
+        assert k["woken"][c] <= k["chunks"][c] and k["wake_ms"][c] <= k["claim_ms"][c], k
+        assert k["claim_ms"][c] >= 0 and (k["chunks"][c] or k["claim_ms"][c] == 0), k
 
 
 def _profile_matches_result(data, run):

@@ -40,7 +40,10 @@ struct mailbox {
     uint32_t word;
     bf_layer_fn fn;
     struct bf_layer_call call;          /* split = 1, the phase and this core's chunk */
+    uint64_t posted_at;                 /* core 0's clock when it posted the chunk */
     uint64_t cycles;                    /* the worker's cycles in its chunk */
+    /* The worker's own counts, copied into struct bf_cores by bf_cores(): */
+    uint64_t chunks, parks, claim_cycles, wake_cycles, woken;
 } __attribute__((aligned(64)));
 
 static struct mailbox boxes[BF_MAX_CORES];
@@ -73,6 +76,7 @@ static void worker(int core)
     uint32_t seen = 0;
     for (;;) {
         unsigned spins = 0;
+        int parked = 0;
         uint32_t w;
         while (((w = __atomic_load_n(&mb->word, __ATOMIC_ACQUIRE)) >> 2) == seen) {
             if (__atomic_load_n(&sv->state, __ATOMIC_ACQUIRE) == S_POSTED) {
@@ -82,7 +86,10 @@ static void worker(int core)
                 spins = 0;
                 continue;
             }
-            platform_wait(core, &mb->word, w, spins++);      /* spins, then may park */
+            if (platform_wait(core, &mb->word, w, spins++) && !parked) {   /* spins, then may park */
+                parked = 1;
+                mb->parks++;
+            }
         }
         seen = w >> 2;
         if ((w & 3) != POSTED ||
@@ -90,6 +97,13 @@ static void worker(int core)
             continue;                   /* core 0 ran this chunk itself */
         uint32_t sense = __atomic_load_n(&barrier.sense, __ATOMIC_ACQUIRE);
         uint64_t t0 = platform_cycles();
+        uint64_t claim = t0 > mb->posted_at ? t0 - mb->posted_at : 0;   /* clocks of two cores */
+        mb->chunks++;
+        mb->claim_cycles += claim;
+        if (parked) {
+            mb->woken++;
+            mb->wake_cycles += claim;
+        }
         if (mb->call.begin < mb->call.end)
             mb->fn(&mb->call);
         mb->cycles = platform_cycles() - t0;
@@ -118,6 +132,14 @@ void bf_parallel_init(const struct bf_run_config *rc)
 
 const struct bf_cores *bf_cores(void)
 {
+    for (int c = 1; c < cores.started && c < BF_MAX_CORES; c++) {
+        const struct mailbox *mb = &boxes[c];
+        cores.chunks[c] = mb->chunks;
+        cores.parks[c] = mb->parks;
+        cores.claim_cycles[c] = mb->claim_cycles;
+        cores.wake_cycles[c] = mb->wake_cycles;
+        cores.woken[c] = mb->woken;
+    }
     return &cores;
 }
 
@@ -218,9 +240,10 @@ void bf_parallel_call(int layer, bf_layer_fn fn, struct bf_layer_call *call, int
             mb->call.split = 1;
             mb->call.phase = phase;
             bf_chunk(units, align, c, n, &mb->call.begin, &mb->call.end);
+            mb->posted_at = platform_cycles();
             uint32_t seq = (__atomic_load_n(&mb->word, __ATOMIC_RELAXED) >> 2) + 1;
             __atomic_store_n(&mb->word, seq << 2 | POSTED, __ATOMIC_RELEASE);
-            platform_wake(c, &mb->word);
+            platform_wake(who[c], &mb->word);
         }
         struct bf_layer_call own = *call;
         own.split = 1;
@@ -229,6 +252,7 @@ void bf_parallel_call(int layer, bf_layer_fn fn, struct bf_layer_call *call, int
         uint64_t t0 = platform_cycles();
         if (own.begin < own.end)
             fn(&own);
+        cores.chunks[0]++;
         /* Chunks no worker has claimed yet (its core busy elsewhere, e.g. descheduled by the
          * host OS or the hypervisor) are run here rather than waited for. */
         int taken = 0;
@@ -240,11 +264,13 @@ void bf_parallel_call(int layer, bf_layer_fn fn, struct bf_layer_call *call, int
                                             __ATOMIC_ACQUIRE)) {
                 if (mb->call.begin < mb->call.end)
                     fn(&mb->call);
+                cores.chunks[0]++;
+                cores.stolen++;
             } else {
                 taken++;
             }
         }
-        uint64_t mine = platform_cycles() - t0;
+        uint64_t mine = platform_cycles() - t0, waited = platform_cycles();
         unsigned spins = 0;
         uint64_t deadline = platform_cycles() + BARRIER_SECONDS * platform_cycles_per_second();
         while (__atomic_load_n(&barrier.arrived, __ATOMIC_ACQUIRE) != taken) {
@@ -254,6 +280,7 @@ void bf_parallel_call(int layer, bf_layer_fn fn, struct bf_layer_call *call, int
                          bf_layer_names[layer], taken - __atomic_load_n(&barrier.arrived, __ATOMIC_ACQUIRE),
                          BARRIER_SECONDS);
         }
+        cores.wait_cycles += platform_cycles() - waited;
         __atomic_store_n(&barrier.arrived, 0, __ATOMIC_RELAXED);
         __atomic_add_fetch(&barrier.sense, 1, __ATOMIC_RELEASE);
         cores.busy_cycles[0] += mine;

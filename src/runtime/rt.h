@@ -205,6 +205,14 @@ struct bf_cores {
     int started;              /* cores running (the calling one included) */
     int used;                 /* cores the layers are split over: min(started, cores=) */
     uint64_t busy_cycles[BF_MAX_CORES];   /* per core: cycles inside layer chunks */
+    /* How the split went (docs/runtime.md, "Several cores"; the result line's cores object): */
+    uint64_t chunks[BF_MAX_CORES];        /* chunks each core ran (core 0: its own and stolen ones) */
+    uint64_t stolen;                      /* chunks core 0 ran because their worker had not claimed them */
+    uint64_t wait_cycles;                 /* core 0 at barriers, waiting for chunks workers were running */
+    uint64_t parks[BF_MAX_CORES];         /* per worker: times it slept (platform_wait) while idle */
+    uint64_t claim_cycles[BF_MAX_CORES];  /* per worker: post of a chunk to its claim, summed */
+    uint64_t wake_cycles[BF_MAX_CORES];   /* the part of claim_cycles for chunks claimed after a park */
+    uint64_t woken[BF_MAX_CORES];         /* chunks claimed after a park */
 };
 void bf_parallel_init(const struct bf_run_config *rc);
 const struct bf_cores *bf_cores(void);
