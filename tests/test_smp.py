@@ -117,6 +117,7 @@ def test_bad_cores_and_smp_test_values_are_refused(default_build, tmp_path):
 
 
 def test_hosted_threads_give_identical_tokens(default_build, reference, tmp_path):
+    phases = set()
     for cores in (1, 2, 3):
         image = _image(default_build, tmp_path, f"h{cores}", cores=cores)
         status, out = hosted(default_build.hosted, image)
@@ -128,25 +129,27 @@ def test_hosted_threads_give_identical_tokens(default_build, reference, tmp_path
         # The tiered policy keeps qkv on one core (max_cores 1: too little work per call for the
         # barrier, bareflow/policy/cores.py); the tokens above are the same either way.
         assert run["layers"]["qkv"]["core_cycles"][1:] == [0] * (cores - 1)
-        _split_counters_add_up(run["cores"], cores)
+        phases.add(_split_counters_add_up(run["cores"], cores))
         _profile_matches_result(image_file(image, "/PROFILE.BIN"), run)
+    assert len(phases - {None}) == 1, phases      # the same layers split on 2 and 3 cores
 
 
 def _split_counters_add_up(k, cores):
-    """The result line's split counters (docs/result-line.md): every split phase is cut into
-    `cores` chunks, core 0 runs one of them plus the stolen ones, each worker the rest."""
-    for key in ("chunks", "parks", "woken", "claim_ms", "wake_ms"):
+    """The result line's split counters (docs/result-line.md): core 0 runs its own chunk of every
+    split phase plus the `stolen` pieces of workers' chunks; the workers the other pieces."""
+    for key in ("pieces", "parks", "woken", "claim_ms", "wake_ms"):
         assert len(k[key]) == cores, (key, k)
     if cores == 1:
-        assert k["chunks"] == [0] and k["stolen"] == 0 and k["wait_ms"] == 0, k
+        assert k["pieces"] == [0] and k["stolen"] == 0 and k["wait_ms"] == 0, k
         return
-    total = sum(k["chunks"])
-    assert total > 0 and total % cores == 0, k
-    assert k["chunks"][0] - k["stolen"] == total // cores, k
+    own = k["pieces"][0] - k["stolen"]          # split phases, one own chunk each
+    assert own > 0 and k["stolen"] >= 0, k
+    assert k["stolen"] + sum(k["pieces"][1:]) >= own * (cores - 1), k   # >= 1 piece per worker chunk
     assert k["parks"][0] == k["woken"][0] == 0 and k["claim_ms"][0] == k["wake_ms"][0] == 0, k
     for c in range(1, cores):
-        assert k["woken"][c] <= k["chunks"][c] and k["wake_ms"][c] <= k["claim_ms"][c], k
-        assert k["claim_ms"][c] >= 0 and (k["chunks"][c] or k["claim_ms"][c] == 0), k
+        assert k["woken"][c] <= k["pieces"][c] and k["wake_ms"][c] <= k["claim_ms"][c], k
+        assert k["claim_ms"][c] >= 0 and (k["pieces"][c] or k["claim_ms"][c] == 0), k
+    return own
 
 
 def _profile_matches_result(data, run):

@@ -286,8 +286,8 @@ void bf_print_result(const struct bf_run_config *rc, const struct bf_run *run, u
             puts_(&o, ",");
         put_decimal(&o, cps ? (double)k->busy_cycles[c] * 1000.0 / (double)cps : 0.0, 3);
     }
-    puts_(&o, "],\"chunks\":");
-    put_u64s(&o, k->chunks, k->used);
+    puts_(&o, "],\"pieces\":");
+    put_u64s(&o, k->pieces, k->used);
     putf(&o, ",\"stolen\":%llu,\"wait_ms\":", (unsigned long long)k->stolen);
     put_decimal(&o, cps ? (double)k->wait_cycles * 1000.0 / (double)cps : 0.0, 3);
     puts_(&o, ",\"parks\":");
