@@ -137,7 +137,7 @@ def test_hosted_threads_give_identical_tokens(default_build, reference, tmp_path
 def _split_counters_add_up(k, cores):
     """The result line's split counters (docs/result-line.md): core 0 runs its own chunk of every
     split phase plus the `stolen` pieces of workers' chunks; the workers the other pieces."""
-    for key in ("pieces", "parks", "woken", "claim_ms", "wake_ms"):
+    for key in ("pieces", "parks", "joined", "woken", "claim_ms", "wake_ms"):
         assert len(k[key]) == cores, (key, k)
     if cores == 1:
         assert k["pieces"] == [0] and k["stolen"] == 0 and k["wait_ms"] == 0, k
@@ -145,10 +145,11 @@ def _split_counters_add_up(k, cores):
     own = k["pieces"][0] - k["stolen"]          # split phases, one own chunk each
     assert own > 0 and k["stolen"] >= 0, k
     assert k["stolen"] + sum(k["pieces"][1:]) >= own * (cores - 1), k   # >= 1 piece per worker chunk
-    assert k["parks"][0] == k["woken"][0] == 0 and k["claim_ms"][0] == k["wake_ms"][0] == 0, k
+    assert k["parks"][0] == k["joined"][0] == k["woken"][0] == 0 and k["claim_ms"][0] == k["wake_ms"][0] == 0, k
     for c in range(1, cores):
-        assert k["woken"][c] <= k["pieces"][c] and k["wake_ms"][c] <= k["claim_ms"][c], k
-        assert k["claim_ms"][c] >= 0 and (k["pieces"][c] or k["claim_ms"][c] == 0), k
+        assert k["woken"][c] <= k["joined"][c] <= min(k["pieces"][c], own), k
+        assert (k["joined"][c] > 0) == (k["pieces"][c] > 0), k
+        assert 0 <= k["wake_ms"][c] <= k["claim_ms"][c] and (k["joined"][c] or k["claim_ms"][c] == 0), k
     return own
 
 

@@ -65,7 +65,7 @@ static struct mailbox boxes[BF_MAX_CORES];
 
 /* Each worker's own counts (the result line's cores object), copied out by bf_cores(). */
 static struct wstats {
-    uint64_t pieces, parks, claim_cycles, wake_cycles, woken;
+    uint64_t pieces, parks, joined, claim_cycles, wake_cycles, woken;
 } __attribute__((aligned(64))) wstats[BF_MAX_CORES];
 
 /* A service job's state: core 0 posts (IDLE -> POSTED, release, after writing fn and arg), the
@@ -129,6 +129,7 @@ static void worker(int core)
             uint64_t t0 = platform_cycles();
             if (first) {
                 uint64_t claim = t0 > mb->posted_at ? t0 - mb->posted_at : 0;   /* clocks of two cores */
+                st->joined++;
                 st->claim_cycles += claim;
                 if (parked) {
                     st->woken++;
@@ -169,6 +170,7 @@ const struct bf_cores *bf_cores(void)
         const struct wstats *st = &wstats[c];
         cores.pieces[c] = st->pieces;
         cores.parks[c] = st->parks;
+        cores.joined[c] = st->joined;
         cores.claim_cycles[c] = st->claim_cycles;
         cores.wake_cycles[c] = st->wake_cycles;
         cores.woken[c] = st->woken;

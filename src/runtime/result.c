@@ -292,6 +292,8 @@ void bf_print_result(const struct bf_run_config *rc, const struct bf_run *run, u
     put_decimal(&o, cps ? (double)k->wait_cycles * 1000.0 / (double)cps : 0.0, 3);
     puts_(&o, ",\"parks\":");
     put_u64s(&o, k->parks, k->used);
+    puts_(&o, ",\"joined\":");
+    put_u64s(&o, k->joined, k->used);
     puts_(&o, ",\"woken\":");
     put_u64s(&o, k->woken, k->used);
     put_ms_list(&o, "claim_ms", k->claim_cycles, k->used, cps);

@@ -211,7 +211,8 @@ struct bf_cores {
     uint64_t stolen;                      /* pieces of workers' chunks core 0 ran (nobody had started them) */
     uint64_t wait_cycles;                 /* core 0 waiting for pieces workers were running */
     uint64_t parks[BF_MAX_CORES];         /* per worker: waits in which it slept (platform_wait) */
-    uint64_t claim_cycles[BF_MAX_CORES];  /* per worker: post of a chunk to its first piece, summed */
+    uint64_t joined[BF_MAX_CORES];        /* per worker: chunks of which it ran at least one piece */
+    uint64_t claim_cycles[BF_MAX_CORES];  /* per worker: post of such a chunk to its first piece, summed */
     uint64_t wake_cycles[BF_MAX_CORES];   /* the part of claim_cycles for chunks claimed after a park */
     uint64_t woken[BF_MAX_CORES];         /* chunks whose first piece it claimed after a park */
 };
