@@ -22,9 +22,10 @@ What limits the 2-core speed-up is shown per model (medians of the runs): a tabl
 with its cycles per call on 1 and 2 cores and the speed-up, and for the float32 shapes the bytes
 each call streams (weights; the KV cache for attn) and the GB/s that makes on 1 and 2 cores; the
 share of a token spent in layers that are never split (Amdahl's bound for 2 cores); and how the
-split went (the result line's `cores` counters, docs/result-line.md): chunks core 0 ran for a
-worker that had not claimed them yet, core 0's wait at the barriers, worker parks and the mean
-post-to-claim time with and without a park (a wake-up).  The machine's read bandwidth with 1 and
+split went (the result line's `cores` counters, docs/result-line.md): pieces of the worker's
+chunks core 0 ran because nobody had started them, core 0's wait for the worker's pieces, worker
+parks and the mean post-to-first-piece time with and without a park (a wake-up).  "Best of" gives
+the ratio of the fastest runs too, the ones least disturbed by other load.  The machine's read bandwidth with 1 and
 2 threads (tools/membw.c, built here with zig's clang) is measured before the first model and
 after each, in the same run.
 
