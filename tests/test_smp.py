@@ -62,6 +62,9 @@ def test_every_core_is_started_and_used_with_identical_tokens(default_build, ref
         # it started, long after it parked (HLT, docs/smp.md "Idle cores"): this also shows the
         # NMI wake-up works.
         assert sum(busy[1:]) > 0
+        # An AP waits seconds for its first chunk, so it parks (platform_wait reports the HLT); on
+        # a host with fewer CPUs than vCPUs one AP's thread may hardly run, so only some AP must.
+        assert len(run["cores"]["parks"]) == smp and any(p > 0 for p in run["cores"]["parks"][1:]), run["cores"]
         for name in ("qkv", "attn", "attnout", "ffn", "classify"):
             assert len(run["layers"][name]["core_cycles"]) == smp and run["layers"][name]["core_cycles"][0], name
         assert run["layers"]["rmsnorm"]["core_cycles"] == []
@@ -115,6 +118,7 @@ def test_bad_cores_and_smp_test_values_are_refused(default_build, tmp_path):
 
 
 def test_hosted_threads_give_identical_tokens(default_build, reference, tmp_path):
+    phases = set()
     for cores in (1, 2, 3):
         image = _image(default_build, tmp_path, f"h{cores}", cores=cores)
         status, out = hosted(default_build.hosted, image)
@@ -126,7 +130,28 @@ def test_hosted_threads_give_identical_tokens(default_build, reference, tmp_path
         # The tiered policy keeps qkv on one core (max_cores 1: too little work per call for the
         # barrier, bareflow/policy/cores.py); the tokens above are the same either way.
         assert run["layers"]["qkv"]["core_cycles"][1:] == [0] * (cores - 1)
+        phases.add(_split_counters_add_up(run["cores"], cores))
         _profile_matches_result(image_file(image, "/PROFILE.BIN"), run)
+    assert len(phases - {None}) == 1, phases      # the same layers split on 2 and 3 cores
+
+
+def _split_counters_add_up(k, cores):
+    """The result line's split counters (docs/result-line.md): core 0 runs its own chunk of every
+    split phase plus the `stolen` pieces of workers' chunks; the workers the other pieces."""
+    for key in ("pieces", "parks", "joined", "woken", "claim_ms", "wake_ms"):
+        assert len(k[key]) == cores, (key, k)
+    if cores == 1:
+        assert k["pieces"] == [0] and k["stolen"] == 0 and k["wait_ms"] == 0, k
+        return
+    own = k["pieces"][0] - k["stolen"]          # split phases, one own chunk each
+    assert own > 0 and k["stolen"] >= 0, k
+    assert k["stolen"] + sum(k["pieces"][1:]) >= own * (cores - 1), k   # >= 1 piece per worker chunk
+    assert k["parks"][0] == k["joined"][0] == k["woken"][0] == 0 and k["claim_ms"][0] == k["wake_ms"][0] == 0, k
+    for c in range(1, cores):
+        assert k["woken"][c] <= k["joined"][c] <= min(k["pieces"][c], own), k
+        assert (k["joined"][c] > 0) == (k["pieces"][c] > 0), k
+        assert 0 <= k["wake_ms"][c] <= k["claim_ms"][c] and (k["joined"][c] or k["claim_ms"][c] == 0), k
+    return own
 
 
 def _profile_matches_result(data, run):

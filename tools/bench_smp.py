@@ -4,7 +4,9 @@
 Prints figures; asserts nothing.  Models are random float32 llama2.c checkpoints generated here
 with the shapes of llama2.c's stories15M (dim 288, 6 blocks, 6 heads, hidden 768, vocab 32000)
 and stories42M (dim 512, 8 blocks, 8 query / 4 key-value heads, hidden 1376, vocab 32000), plus
-a random tokenizer of the same vocabulary: token speed depends on the shapes, not on the values.
+a random tokenizer of the same vocabulary: token speed depends on the shapes, not on the values;
+and a control, "42M-in-L3" (one 42M block, a 2048-token vocabulary), whose weights fit in the
+last-level cache.
 Each model is built once (POLICY=fixed, one tier), then the hosted program runs it with
 `cores = 1` and `cores = 2` alternately, several times, and the medians are compared - ratios
 measured in the same minute on the same (shared, noisy) machine.  SmolLM2-135M (the Q4_1 GGUF
@@ -16,7 +18,19 @@ spin.  Per split layer the hosted runs also give the split cost per call,
 policy's SPLIT_CYCLES comes from (bareflow/policy/cores.py).  The load average is printed at
 the start and after each model: read ratios measured under load with care.
 
+What limits the 2-core speed-up is shown per model (medians of the runs): a table of every layer
+with its cycles per call on 1 and 2 cores and the speed-up, and for the float32 shapes the bytes
+each call streams (weights; the KV cache for attn) and the GB/s that makes on 1 and 2 cores; the
+share of a token spent in layers that are never split (Amdahl's bound for 2 cores); and how the
+split went (the result line's `cores` counters, docs/result-line.md): pieces of the worker's
+chunks core 0 ran because nobody had started them, core 0's wait for the worker's pieces, worker
+parks and the mean post-to-first-piece time with and without a park (a wake-up).  "Best of" gives
+the ratio of the fastest runs too, the ones least disturbed by other load.  The machine's read bandwidth with 1 and
+2 threads (tools/membw.c, built here with zig's clang) is measured before the first model and
+after each, in the same run.
+
     python tools/bench_smp.py [--runs 3] [--steps 32] [--tier O2] [--isa x86-64-v3] [--no-qemu]
+                              [--models 42M-shape,SmolLM2]
 """
 import argparse
 import os
@@ -45,6 +59,12 @@ SHAPES = {
     "15M-shape": ModelConfig(dim=288, hidden_dim=768, n_layers=6, n_heads=6, n_kv_heads=6, vocab_size=32000,
                              seq_len=256, shared_classifier=True),
     "42M-shape": ModelConfig(dim=512, hidden_dim=1376, n_layers=8, n_heads=8, n_kv_heads=4, vocab_size=32000,
+                             seq_len=256, shared_classifier=True),
+    # One block of the 42M shape and a 2048-token vocabulary: 15.7 MB of weights, which stay in
+    # the 32 MiB L3 between tokens.  qkv, attnout and ffn calls do exactly the 42M shape's work,
+    # so their speed-up here against the 42M shape's (which streams 158 MB a token from DRAM)
+    # separates what the memory bus costs from what the split itself costs.
+    "42M-in-L3": ModelConfig(dim=512, hidden_dim=1376, n_layers=1, n_heads=8, n_kv_heads=4, vocab_size=2048,
                              seq_len=256, shared_classifier=True),
 }
 PARTITION_OFFSET = 2048 * 512
@@ -121,14 +141,107 @@ def cycles_per_call(result):
     return out
 
 
-def bench(name, build, args, qemu_memory):
+def membw_tool(work):
+    """Path of tools/membw.c built for this machine (zig's clang, -O2 -march=native), or None with a
+    message when it cannot be built."""
+    exe = work / "membw"
+    if not exe.exists():
+        done = subprocess.run([sys.executable, "-m", "ziglang", "cc", "-O2", "-march=native", "-pthread",
+                               str(ROOT / "tools" / "membw.c"), "-o", str(exe)], capture_output=True, text=True)
+        if done.returncode != 0:
+            print(f"bandwidth  not measured: building tools/membw.c failed: {done.stderr.strip()[-500:]}")
+            return None
+    return exe
+
+
+def bandwidth(exe, mib=256, repeats=5):
+    """Print the read bandwidth with 1 and 2 threads (GB/s, best of `repeats`) and the load."""
+    if exe is None:
+        return
+    out = subprocess.run([str(exe), str(mib), "2", str(repeats)], capture_output=True, text=True, check=True).stdout
+    gbps = {int(t): float(g) for _, t, g in (line.split() for line in out.splitlines())}
+    print(f"bandwidth  read {mib} MiB per thread: 1 thread {gbps[1]:.1f} GB/s, 2 threads {gbps[2]:.1f} GB/s, "
+          f"x{gbps[2] / gbps[1]:.2f}; {load()}")
+
+
+def bytes_per_call(config, steps):
+    """Layer -> bytes one call reads from its big operands, for a float32 llama2.c model: the
+    weight matrices, and for attn the KV cache rows every query head reads (mean over the
+    positions 0..steps-1; under grouped-query attention query heads re-read a key-value head, from
+    cache).  The layer's small vectors are left out."""
+    c, f32 = config, 4
+    kv = c.kv_dim
+    return {"qkv": (c.dim + 2 * kv) * c.dim * f32, "attnout": c.dim * c.dim * f32,
+            "ffn": 3 * c.dim * c.hidden_dim * f32, "classify": c.vocab_size * c.dim * f32,
+            "attn": c.n_heads * c.head_size * 2 * f32 * (steps + 1) / 2}
+
+
+def layer_totals(result):
+    """Layer -> (calls, cycles) over every tier."""
+    return {name: (sum(layer["calls"]), sum(layer["cycles"])) for name, layer in result["layers"].items()}
+
+
+def report_layers(name, runs1, runs2, config, steps):
+    """Print the per-layer table, the serial share of a token and the split counters (medians)."""
+    cps = runs1[0]["cycles_per_second"]
+    med = statistics.median
+    t1 = [layer_totals(r) for r in runs1]
+    t2 = [layer_totals(r) for r in runs2]
+    sizes = bytes_per_call(config, steps) if config else {}
+    print(f"{'':10s} {'layer':9s} {'calls':>6s} {'cycles/call 1 core':>19s} {'2 cores':>11s} {'speed-up':>8s}"
+          + ("   MB/call  GB/s 1 core  2 cores" if sizes else ""))
+    serial1 = serial2 = total1 = total2 = 0.0
+    for layer in runs1[0]["layers"]:
+        calls = t1[0][layer][0]
+        if not calls:
+            continue
+        c1 = med(t[layer][1] / t[layer][0] for t in t1)
+        c2 = med(t[layer][1] / t[layer][0] for t in t2)
+        total1 += c1 * calls
+        total2 += c2 * calls
+        if layer not in SPLIT:
+            serial1 += c1 * calls
+            serial2 += c2 * calls
+        line = (f"{'':10s} {layer:9s} {calls:6d} {c1:19.0f} {c2:11.0f} {c1 / c2 if c2 else 0:8.2f}"
+                + ("" if layer in SPLIT else "   (never split)"))
+        if layer in sizes and c1 and c2:
+            b = sizes[layer]
+            line += f"   {b / 1e6:7.2f}  {b / (c1 / cps) / 1e9:11.2f}  {b / (c2 / cps) / 1e9:7.2f}"
+        print(line)
+    positions = t1[0]["embed"][0]
+    # tokens_per_second counts generated tokens over the whole loop (prompt positions included)
+    wall1 = med(cps * len(r["tokens"]) / r["tokens_per_second"] / positions for r in runs1)
+    wall2 = med(cps * len(r["tokens"]) / r["tokens_per_second"] / positions for r in runs2)
+    share = serial1 / total1
+    print(f"{'':10s} per position, cycles: layers {total1 / positions:.0f} (1 core) / {total2 / positions:.0f} "
+          f"(2 cores), wall {wall1:.0f} / {wall2:.0f}; never-split layers {serial1 / positions:.0f} / "
+          f"{serial2 / positions:.0f} = {100 * share:.1f}% of the 1-core layer time, so at most "
+          f"x{1 / (share + (1 - share) / 2):.2f} on 2 cores")
+    k = [r["cores"] for r in runs2]
+    if "stolen" in k[0]:
+        pieces = med(c["pieces"][1] for c in k)
+        woken = med(c["woken"][1] for c in k)
+        chunks = med(c["pieces"][0] - c["stolen"] for c in k)      # split phases: one own chunk each
+        claim = med(c["claim_ms"][1] / max(1, c["joined"][1]) * 1000 for c in k)
+        wake = med(c["wake_ms"][1] / max(1, c["woken"][1]) * 1000 for c in k)
+        print(f"{'':10s} split (2 cores, medians): {chunks:.0f} split phases; the worker ran {pieces:.0f} pieces, "
+              f"core 0 took {med(c['stolen'] for c in k):.0f} nobody had started; core 0 waited "
+              f"{med(c['wait_ms'] for c in k):.1f} ms for the worker's pieces; the worker parked "
+              f"{med(c['parks'][1] for c in k):.0f} times in {positions} positions; post to first piece "
+              f"{claim:.1f} us mean over the {med(c['joined'][1] for c in k):.0f} phases it joined, {wake:.1f} us "
+              f"after a park ({woken:.0f} such)")
+
+
+def bench(name, build, args, qemu_memory, config=None):
     img1, img2 = with_cores(build, 1, args.steps), with_cores(build, 2, args.steps)
-    one, two, tokens, per1, per2 = [], [], set(), {}, {}
+    one, two, tokens, per1, per2, runs1, runs2 = [], [], set(), {}, {}, [], []
     for _ in range(args.runs):                      # alternate, so drift hits both alike
         r1, res1 = hosted_rate(build, img1)
         r2, res2 = hosted_rate(build, img2)
         one.append(r1)
         two.append(r2)
+        runs1.append(res1)
+        runs2.append(res2)
         tokens.add((tuple(res1["tokens"]), tuple(res2["tokens"])))
         for per, res in ((per1, res1), (per2, res2)):
             for layer, cycles in cycles_per_call(res).items():
@@ -137,9 +250,12 @@ def bench(name, build, args, qemu_memory):
     m1, m2 = statistics.median(one), statistics.median(two)
     print(f"{name:10s} hosted  1 core {m1:8.2f} tok/s   2 cores {m2:8.2f} tok/s   x{m2 / m1:4.2f}   "
           f"tokens identical: {'yes' if same else 'NO'}   busy ms per core (2 cores): {res2['cores']['busy_ms']}")
+    print(f"{'':10s} best of {args.runs}: 1 core {max(one):.2f} tok/s, 2 cores {max(two):.2f} tok/s, "
+          f"x{max(two) / max(one):.2f} (the runs least disturbed by other load)")
     costs = [f"{layer} {statistics.median(per2[layer]) - statistics.median(per1[layer]) / 2:.0f}"
              for layer in SPLIT if layer in per1 and layer in per2]
     print(f"{'':10s} split cost per call, cycles (2-core call - 1-core call / 2): {', '.join(costs)}")
+    report_layers(name, runs1, runs2, config, args.steps)
     if args.qemu and qemu_memory:
         (q1, c1, w1), (q2, c2, w2) = qemu_rate(img1, 1, qemu_memory), qemu_rate(img2, 2, qemu_memory)
         print(f"{name:10s} QEMU    -smp 1 {q1:8.2f} tok/s   -smp 2  {q2:8.2f} tok/s   x{q2 / q1:4.2f}   "
@@ -155,14 +271,24 @@ def main():
     ap.add_argument("--isa", default="x86-64")
     ap.add_argument("--no-qemu", dest="qemu", action="store_false")
     ap.add_argument("--keep", help="build directory to keep (default: a temporary one)")
+    ap.add_argument("--models", default=",".join([*SHAPES, "SmolLM2"]),
+                    help="comma-separated models to measure (default: %(default)s)")
     args = ap.parse_args()
+    models = args.models.split(",")
+    unknown = [m for m in models if m not in (*SHAPES, "SmolLM2")]
+    if unknown:
+        ap.error(f"--models: unknown model {unknown[0]!r}; choose from {', '.join([*SHAPES, 'SmolLM2'])}")
     work = Path(args.keep or tempfile.mkdtemp(prefix="bench-smp-"))
     work.mkdir(parents=True, exist_ok=True)
     print(f"machine: {os.cpu_count()} CPUs; {args.runs} runs of {args.steps} positions each, tier {args.tier}, "
           f"ISA {args.isa}; {load()}")
     common = ["POLICY=fixed", f"TIER={args.tier}", f"ISA={args.isa}", f"STEPS={args.steps}"]
     try:
+        membw = membw_tool(work)
+        bandwidth(membw)
         for name, config in SHAPES.items():
+            if name not in models:
+                continue
             d = work / name
             d.mkdir(exist_ok=True)
             model, tok = d / "model.bin", d / "tok.bin"
@@ -170,12 +296,16 @@ def main():
                 write_random_checkpoint(model, config)
                 write_random_tokenizer(tok, config.vocab_size)
             scons(d / "build", "image", "hosted", f"MODEL={model}", f"TOKENIZER={tok}", *common)
-            bench(name, d / "build", args, "256M" if name == "15M-shape" else None)
+            bench(name, d / "build", args, "256M" if name == "15M-shape" else None, config)
+            bandwidth(membw)
         smollm = fetch_models.smollm2_path()
-        if smollm.is_file():
+        if "SmolLM2" not in models:
+            pass
+        elif smollm.is_file():
             d = work / "smollm2"
             scons(d / "build", "image", "hosted", f"MODEL={smollm}", *common)
             bench("SmolLM2", d / "build", args, None)
+            bandwidth(membw)
         else:
             print(f"SmolLM2    not measured: {smollm} is not cached (tools/setup.sh fetches it when online)")
     finally:

@@ -115,24 +115,25 @@ static long futex(uint32_t *word, long op, uint32_t val, const long *timeout)
     return ret;
 }
 
-void platform_wait(int core, uint32_t *word, uint32_t seen, unsigned spins)
+int platform_wait(int core, uint32_t *word, uint32_t seen, unsigned spins)
 {
     static uint64_t since[MAX_THREADS];
     if (core <= 0 || core >= MAX_THREADS) {
         platform_spin(spins);
-        return;
+        return 0;
     }
     uint64_t now = platform_cycles();
     if (spins == 0)
         since[core] = now;
     if (now - since[core] < platform_cycles_per_second() / 1000000 * PARK_US) {
         platform_spin(spins);
-        return;
+        return 0;
     }
     static const long timeout[2] = {0, FUTEX_MS * 1000000L};
     __atomic_store_n(&asleep[core], 1, __ATOMIC_SEQ_CST);
     futex(word, FUTEX_WAIT_PRIVATE, seen, timeout);        /* returns at once if *word != seen */
     __atomic_store_n(&asleep[core], 0, __ATOMIC_RELAXED);
+    return 1;
 }
 
 void platform_wake(int core, uint32_t *word)

@@ -33,22 +33,23 @@ void park_register(int core, uint32_t apic_id)
         cores[core].apic_id = apic_id;
 }
 
-void platform_wait(int core, uint32_t *word, uint32_t seen, unsigned spins)
+int platform_wait(int core, uint32_t *word, uint32_t seen, unsigned spins)
 {
     if (core <= 0 || core >= ACPI_MAX_CPUS) {
         __asm__ volatile("pause" ::: "memory");
-        return;
+        return 0;
     }
     uint64_t now = rdtsc();
     if (spins == 0)
         cores[core].since = now;
     if (now - cores[core].since < tsc_ms_cycles(1) * PARK_US / 1000) {
         __asm__ volatile("pause" ::: "memory");
-        return;
+        return 0;
     }
     __atomic_store_n(&cores[core].parked, 1, __ATOMIC_SEQ_CST);
     park_wait(word, seen);
     __atomic_store_n(&cores[core].parked, 0, __ATOMIC_RELAXED);
+    return 1;
 }
 
 void platform_wake(int core, uint32_t *word)

@@ -3,17 +3,19 @@
  * Promises: core 0 runs the generate loop and every layer; a layer of a split kind (layer ABI 3:
  * qkv, attn, attnout, ffn, classify) called with more than one core has each phase cut into
  * fixed chunks - core c of n gets the c-th contiguous share, boundaries on whole blocks of 16
- * rows (1 head for attn) - and each worker core finds its chunk in its own mailbox, runs the
- * very module function core 0 runs, and meets core 0 at a sense-reversing barrier; a chunk its
- * worker has not claimed by the time core 0 finished its own is run by core 0 instead (one CAS
- * decides who), so a core the host has descheduled does not stall the call.  The next phase,
- * and the return to the caller, come only after every claimed chunk is done, so no core is
- * inside the layer when bf_parallel_call returns.  Every output unit is computed by the same
- * code on the same inputs whichever core does it, so results are bit-identical for any core
- * count.  Lock-free: a mailbox is written by core 0 and published by a release store of its
- * sequence word; the barrier is one atomic counter and the sense.
+ * rows (1 head for attn) - and each worker's chunk into at most PIECES fixed pieces on the same
+ * block boundaries.  A worker finds its chunk in its own mailbox and runs its pieces front to
+ * back with the very module function core 0 runs; core 0 runs its own chunk whole, then takes
+ * the workers' pieces nobody has started from the back (one CAS on the chunk's piece range
+ * decides who runs each piece), so a core the host has descheduled, before or during its chunk,
+ * holds the call up by one piece at most.  The next phase, and the return to the caller, come
+ * only after every piece is done, so no core is inside the layer when bf_parallel_call returns.
+ * Every output unit is computed by the same code on the same inputs whichever core does it, so
+ * results are bit-identical for any core count.  Lock-free: a mailbox is written by core 0 and
+ * published by a release store of its sequence word; a worker claims pieces by CAS on a word
+ * holding (sequence, next piece, end) and counts the pieces it finished (release).
  * Waits spin (platform_spin); an idle worker spins a while, then may park until core 0 posts
- * (platform_wait/platform_wake).  Core 0 waits for a chunk a worker took at most BARRIER_SECONDS,
+ * (platform_wait/platform_wake).  Core 0 waits for a piece a worker took at most BARRIER_SECONDS,
  * then ends the run naming the layer (a core that faults is reported as a CPU exception).
  * Service jobs: core 0 may hand one worker core a function to run outside the work split (the
  * JIT's compiles, jit.c).  From the post until core 0 has collected the finished job that core
@@ -29,21 +31,42 @@
 #include "bareflow/tcb.h"
 #include "rt.h"
 
-/* A mailbox word is (sequence << 2) | status.  Core 0 posts a job by writing the mailbox, then
- * the word with the next sequence and POSTED (release).  Either the worker claims it (POSTED ->
- * TAKEN) or core 0, done with its own chunk, takes it back (POSTED -> STOLEN) - one CAS decides,
- * so every chunk runs exactly once, with the same boundaries and the same code either way. */
-enum { NOTICE = 0, POSTED = 1, TAKEN = 2, STOLEN = 3 };   /* NOTICE: no chunk, look at the service job */
-#define BARRIER_SECONDS 60      /* far above any chunk: the 42M shape's classify under TCG takes < 1 s */
+/* A mailbox word is (sequence << 2) | status: core 0 posts a chunk by writing the mailbox and
+ * its piece range, then the word with the next sequence and POSTED (release); NOTICE: no
+ * chunk, look at the service job. */
+enum { NOTICE = 0, POSTED = 1 };
+#define BARRIER_SECONDS 60      /* far above any piece: the 42M shape's classify under TCG takes < 1 s */
+/* Pieces per worker chunk: enough that core 0, done with its own chunk, can take over most of a
+ * worker's chunk the host has descheduled; few enough that claiming them (one CAS each, a few
+ * hundred cycles when the line moves between cores) costs nothing next to a piece's rows. */
+#define PIECES 8
+
+/* The piece range word: sequence of the post (32 bits) | next piece (16) | end piece (16).  The
+ * worker claims `next` (CAS next+1), core 0 claims end-1 (CAS end-1); the sequence makes a
+ * claim for an older post fail. */
+#define RANGE(seq, next, end) ((uint64_t)(seq) << 32 | (uint64_t)(next) << 16 | (uint64_t)(end))
+#define R_SEQ(r) ((uint32_t)((r) >> 32))
+#define R_NEXT(r) ((unsigned)((r) >> 16) & 0xFFFFu)
+#define R_END(r) ((unsigned)(r) & 0xFFFFu)
 
 struct mailbox {
     uint32_t word;
     bf_layer_fn fn;
-    struct bf_layer_call call;          /* split = 1, the phase and this core's chunk */
-    uint64_t cycles;                    /* the worker's cycles in its chunk */
+    struct bf_layer_call call;          /* split = 1, the phase and the worker's whole chunk */
+    int align, pieces;                  /* the chunk is cut into `pieces` on multiples of `align` */
+    uint64_t posted_at;                 /* core 0's clock when it posted the chunk */
+    /* Written per piece, on their own line: */
+    uint64_t range __attribute__((aligned(64)));
+    uint32_t done;                      /* pieces of this post the worker finished (release) */
+    uint64_t cycles;                    /* the worker's cycles in them (before `done`) */
 } __attribute__((aligned(64)));
 
 static struct mailbox boxes[BF_MAX_CORES];
+
+/* Each worker's own counts (the result line's cores object), copied out by bf_cores(). */
+static struct wstats {
+    uint64_t pieces, parks, joined, claim_cycles, wake_cycles, woken;
+} __attribute__((aligned(64))) wstats[BF_MAX_CORES];
 
 /* A service job's state: core 0 posts (IDLE -> POSTED, release, after writing fn and arg), the
  * worker runs it and publishes its results with DONE (release); core 0 sees DONE (acquire),
@@ -55,24 +78,28 @@ static struct service {
     void *arg;
 } __attribute__((aligned(64))) services[BF_MAX_CORES];
 static int n_busy;                      /* cores with a job not yet collected (core 0's count) */
-/* Sense-reversing barrier, released by core 0: workers that ran a chunk add themselves to
- * `arrived` and wait for `sense` to change; core 0 waits until every worker that TOOK a chunk
- * arrived, resets the count, then advances the sense (an episode number rather than one bit, so
- * a worker that sat an episode out is still in step). */
-static struct {
-    int arrived __attribute__((aligned(64)));
-    uint32_t sense __attribute__((aligned(64)));
-} barrier;
 static struct bf_cores cores = {1, 1, 1, {0}};
+
+/* Piece i of the chunk in mb: the chunk's blocks cut like bf_chunk cuts a phase over cores. */
+static void piece_call(const struct mailbox *mb, unsigned i, struct bf_layer_call *out)
+{
+    int b, e;
+    *out = mb->call;
+    bf_chunk(mb->call.end - mb->call.begin, mb->align, (int)i, mb->pieces, &b, &e);
+    out->begin = mb->call.begin + b;
+    out->end = mb->call.begin + e;
+}
 
 static void worker(int core)
 {
     bf_tcb_enter(core, 0);          /* this core's TCB at FS_BASE (tcb.c) before any libc call */
     struct mailbox *mb = &boxes[core];
     struct service *sv = &services[core];
+    struct wstats *st = &wstats[core];
     uint32_t seen = 0;
     for (;;) {
         unsigned spins = 0;
+        int parked = 0;
         uint32_t w;
         while (((w = __atomic_load_n(&mb->word, __ATOMIC_ACQUIRE)) >> 2) == seen) {
             if (__atomic_load_n(&sv->state, __ATOMIC_ACQUIRE) == S_POSTED) {
@@ -82,21 +109,42 @@ static void worker(int core)
                 spins = 0;
                 continue;
             }
-            platform_wait(core, &mb->word, w, spins++);      /* spins, then may park */
+            if (platform_wait(core, &mb->word, w, spins++) && !parked) {   /* spins, then may park */
+                parked = 1;
+                st->parks++;
+            }
         }
         seen = w >> 2;
-        if ((w & 3) != POSTED ||
-            !__atomic_compare_exchange_n(&mb->word, &w, (w & ~3u) | TAKEN, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
-            continue;                   /* core 0 ran this chunk itself */
-        uint32_t sense = __atomic_load_n(&barrier.sense, __ATOMIC_ACQUIRE);
-        uint64_t t0 = platform_cycles();
-        if (mb->call.begin < mb->call.end)
-            mb->fn(&mb->call);
-        mb->cycles = platform_cycles() - t0;
-        __atomic_add_fetch(&barrier.arrived, 1, __ATOMIC_RELEASE);
-        spins = 0;
-        while (__atomic_load_n(&barrier.sense, __ATOMIC_ACQUIRE) == sense)
-            platform_spin(spins++);
+        if ((w & 3) != POSTED)
+            continue;
+        int first = 1;
+        for (;;) {
+            uint64_t r = __atomic_load_n(&mb->range, __ATOMIC_ACQUIRE);
+            if (R_SEQ(r) != seen || R_NEXT(r) >= R_END(r))
+                break;                  /* every piece is taken (core 0 took the rest) */
+            if (!__atomic_compare_exchange_n(&mb->range, &r, r + (1u << 16), 0, __ATOMIC_ACQ_REL,
+                                             __ATOMIC_ACQUIRE))
+                continue;
+            /* Core 0 waits for this piece, so the mailbox stays as posted until `done` moves. */
+            uint64_t t0 = platform_cycles();
+            if (first) {
+                uint64_t claim = t0 > mb->posted_at ? t0 - mb->posted_at : 0;   /* clocks of two cores */
+                st->joined++;
+                st->claim_cycles += claim;
+                if (parked) {
+                    st->woken++;
+                    st->wake_cycles += claim;
+                }
+                first = 0;
+            }
+            struct bf_layer_call piece;
+            piece_call(mb, R_NEXT(r), &piece);
+            if (piece.begin < piece.end)
+                mb->fn(&piece);
+            st->pieces++;
+            mb->cycles += platform_cycles() - t0;
+            __atomic_add_fetch(&mb->done, 1, __ATOMIC_RELEASE);
+        }
     }
 }
 
@@ -118,6 +166,15 @@ void bf_parallel_init(const struct bf_run_config *rc)
 
 const struct bf_cores *bf_cores(void)
 {
+    for (int c = 1; c < cores.started && c < BF_MAX_CORES; c++) {
+        const struct wstats *st = &wstats[c];
+        cores.pieces[c] = st->pieces;
+        cores.parks[c] = st->parks;
+        cores.joined[c] = st->joined;
+        cores.claim_cycles[c] = st->claim_cycles;
+        cores.wake_cycles[c] = st->wake_cycles;
+        cores.woken[c] = st->woken;
+    }
     return &cores;
 }
 
@@ -218,9 +275,16 @@ void bf_parallel_call(int layer, bf_layer_fn fn, struct bf_layer_call *call, int
             mb->call.split = 1;
             mb->call.phase = phase;
             bf_chunk(units, align, c, n, &mb->call.begin, &mb->call.end);
-            uint32_t seq = (__atomic_load_n(&mb->word, __ATOMIC_RELAXED) >> 2) + 1;
+            int blocks = (mb->call.end - mb->call.begin + align - 1) / align;
+            mb->align = align;
+            mb->pieces = blocks < PIECES ? blocks : PIECES;
+            mb->cycles = 0;
+            mb->done = 0;
+            uint32_t seq = ((__atomic_load_n(&mb->word, __ATOMIC_RELAXED) >> 2) + 1) & 0x3FFFFFFFu;
+            __atomic_store_n(&mb->range, RANGE(seq, 0, mb->pieces), __ATOMIC_RELAXED);
+            mb->posted_at = platform_cycles();
             __atomic_store_n(&mb->word, seq << 2 | POSTED, __ATOMIC_RELEASE);
-            platform_wake(c, &mb->word);
+            platform_wake(who[c], &mb->word);
         }
         struct bf_layer_call own = *call;
         own.split = 1;
@@ -229,43 +293,47 @@ void bf_parallel_call(int layer, bf_layer_fn fn, struct bf_layer_call *call, int
         uint64_t t0 = platform_cycles();
         if (own.begin < own.end)
             fn(&own);
-        /* Chunks no worker has claimed yet (its core busy elsewhere, e.g. descheduled by the
-         * host OS or the hypervisor) are run here rather than waited for. */
-        int taken = 0;
+        cores.pieces[0]++;
+        /* The workers' pieces nobody has started (their core busy elsewhere, e.g. descheduled by
+         * the host OS or the hypervisor) are run here, from the back, rather than waited for. */
+        unsigned stolen[BF_MAX_CORES];
         for (int c = 1; c < n; c++) {
             struct mailbox *mb = &boxes[who[c]];
-            uint32_t w = __atomic_load_n(&mb->word, __ATOMIC_ACQUIRE);
-            if ((w & 3) == POSTED &&
-                __atomic_compare_exchange_n(&mb->word, &w, (w & ~3u) | STOLEN, 0, __ATOMIC_ACQ_REL,
-                                            __ATOMIC_ACQUIRE)) {
-                if (mb->call.begin < mb->call.end)
-                    fn(&mb->call);
-            } else {
-                taken++;
+            stolen[c] = 0;
+            for (;;) {
+                uint64_t r = __atomic_load_n(&mb->range, __ATOMIC_ACQUIRE);
+                if (R_NEXT(r) >= R_END(r))
+                    break;
+                if (!__atomic_compare_exchange_n(&mb->range, &r, r - 1, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+                    continue;
+                struct bf_layer_call piece;
+                piece_call(mb, R_END(r) - 1, &piece);
+                if (piece.begin < piece.end)
+                    fn(&piece);
+                stolen[c]++;
             }
+            cores.pieces[0] += stolen[c];
+            cores.stolen += stolen[c];
         }
-        uint64_t mine = platform_cycles() - t0;
-        unsigned spins = 0;
-        uint64_t deadline = platform_cycles() + BARRIER_SECONDS * platform_cycles_per_second();
-        while (__atomic_load_n(&barrier.arrived, __ATOMIC_ACQUIRE) != taken) {
-            platform_spin(spins++);
-            if ((spins & 1023) == 0 && platform_cycles() > deadline)
-                bf_panic("layer %s: %d of the cores that took a chunk did not finish it within %d s",
-                         bf_layer_names[layer], taken - __atomic_load_n(&barrier.arrived, __ATOMIC_ACQUIRE),
-                         BARRIER_SECONDS);
-        }
-        __atomic_store_n(&barrier.arrived, 0, __ATOMIC_RELAXED);
-        __atomic_add_fetch(&barrier.sense, 1, __ATOMIC_RELEASE);
-        cores.busy_cycles[0] += mine;
-        if (core_cycles)
-            core_cycles[0] += mine;
+        uint64_t mine = platform_cycles() - t0, waited = platform_cycles();
+        uint64_t deadline = waited + BARRIER_SECONDS * platform_cycles_per_second();
         for (int c = 1; c < n; c++) {
             struct mailbox *mb = &boxes[who[c]];
-            if ((__atomic_load_n(&mb->word, __ATOMIC_RELAXED) & 3) != TAKEN)
-                continue;
+            unsigned want = (unsigned)mb->pieces - stolen[c], spins = 0;
+            while (__atomic_load_n(&mb->done, __ATOMIC_ACQUIRE) != want) {
+                platform_spin(spins++);
+                if ((spins & 1023) == 0 && platform_cycles() > deadline)
+                    bf_panic("layer %s: core %d did not finish %u of the pieces it took within %d s",
+                             bf_layer_names[layer], who[c], want - __atomic_load_n(&mb->done, __ATOMIC_ACQUIRE),
+                             BARRIER_SECONDS);
+            }
             cores.busy_cycles[who[c]] += mb->cycles;
             if (core_cycles)
                 core_cycles[who[c]] += mb->cycles;
         }
+        cores.wait_cycles += platform_cycles() - waited;
+        cores.busy_cycles[0] += mine;
+        if (core_cycles)
+            core_cycles[0] += mine;
     }
 }

@@ -182,6 +182,18 @@ static void put_u64s(struct out *o, const uint64_t *v, int n)
     put(o, "]", 1);
 }
 
+/* ,"name":[ms, ...] for n cycle counts at cps cycles per second. */
+static void put_ms_list(struct out *o, const char *name, const uint64_t *cycles, int n, uint64_t cps)
+{
+    putf(o, ",\"%s\":[", name);
+    for (int i = 0; i < n; i++) {
+        if (i)
+            puts_(o, ",");
+        put_decimal(o, cps ? (double)cycles[i] * 1000.0 / (double)cps : 0.0, 3);
+    }
+    puts_(o, "]");
+}
+
 static void put_layers(struct out *o)
 {
     puts_(o, "{");
@@ -274,7 +286,19 @@ void bf_print_result(const struct bf_run_config *rc, const struct bf_run *run, u
             puts_(&o, ",");
         put_decimal(&o, cps ? (double)k->busy_cycles[c] * 1000.0 / (double)cps : 0.0, 3);
     }
-    puts_(&o, "]}");
+    puts_(&o, "],\"pieces\":");
+    put_u64s(&o, k->pieces, k->used);
+    putf(&o, ",\"stolen\":%llu,\"wait_ms\":", (unsigned long long)k->stolen);
+    put_decimal(&o, cps ? (double)k->wait_cycles * 1000.0 / (double)cps : 0.0, 3);
+    puts_(&o, ",\"parks\":");
+    put_u64s(&o, k->parks, k->used);
+    puts_(&o, ",\"joined\":");
+    put_u64s(&o, k->joined, k->used);
+    puts_(&o, ",\"woken\":");
+    put_u64s(&o, k->woken, k->used);
+    put_ms_list(&o, "claim_ms", k->claim_cycles, k->used, cps);
+    put_ms_list(&o, "wake_ms", k->wake_cycles, k->used, cps);
+    puts_(&o, "}");
     put_jit(&o);
     putf(&o, ",\"profiling_overhead_cycles\":%llu,\"boot_cycles\":%llu}\n",
          (unsigned long long)bf_profiling_overhead(),

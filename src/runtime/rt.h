@@ -205,11 +205,22 @@ struct bf_cores {
     int started;              /* cores running (the calling one included) */
     int used;                 /* cores the layers are split over: min(started, cores=) */
     uint64_t busy_cycles[BF_MAX_CORES];   /* per core: cycles inside layer chunks */
+    /* How the split went (docs/runtime.md, "Several cores"; the result line's cores object): */
+    uint64_t pieces[BF_MAX_CORES];        /* per core: core 0 its own chunks and the pieces it took
+                                             from workers' chunks, a worker the pieces it ran */
+    uint64_t stolen;                      /* pieces of workers' chunks core 0 ran (nobody had started them) */
+    uint64_t wait_cycles;                 /* core 0 waiting for pieces workers were running */
+    uint64_t parks[BF_MAX_CORES];         /* per worker: waits in which it slept (platform_wait) */
+    uint64_t joined[BF_MAX_CORES];        /* per worker: chunks of which it ran at least one piece */
+    uint64_t claim_cycles[BF_MAX_CORES];  /* per worker: post of such a chunk to its first piece, summed */
+    uint64_t wake_cycles[BF_MAX_CORES];   /* the part of claim_cycles for chunks claimed after a park */
+    uint64_t woken[BF_MAX_CORES];         /* chunks whose first piece it claimed after a park */
 };
 void bf_parallel_init(const struct bf_run_config *rc);
 const struct bf_cores *bf_cores(void);
 /* Runs one layer call: every phase of the layer's kind, each split into the fixed chunks of
- * bf_chunk() over `cores` cores (1 = all on this core), with a barrier after each phase.
+ * bf_chunk() over `cores` cores (1 = all on this core), a worker's chunk run in pieces that core 0
+ * may take over; the next phase starts when every piece is done.
  * Per-core cycles of the chunks go to core_cycles[core] (may be NULL). */
 void bf_parallel_call(int layer, bf_layer_fn fn, struct bf_layer_call *call, int cores, uint64_t *core_cycles);
 /* Service jobs (core 0 only): run fn(arg, core) on worker core `core` (1..started-1) while core 0

@@ -156,9 +156,10 @@ void platform_spin(unsigned spins)
     (void)spins;
 }
 
-void platform_wait(int core, uint32_t *word, uint32_t seen, unsigned spins)
+int platform_wait(int core, uint32_t *word, uint32_t seen, unsigned spins)
 {
     (void)core, (void)word, (void)seen, (void)spins;
+    return 0;
 }
 
 void platform_wake(int core, uint32_t *word)

@@ -50,8 +50,10 @@ int platform_cores_start(int wanted, int test, void (*worker)(int core), int *fo
 void platform_spin(unsigned spins);
 /* One step of worker core `core`'s wait for *word to differ from `seen` (`spins` = steps so far):
  * spins at first, then may sleep until platform_wake(core, word) or, hosted, a time-out; the
- * caller re-reads the word after every step.  platform_wake() is called after changing *word. */
-void platform_wait(int core, uint32_t *word, uint32_t seen, unsigned spins);
+ * caller re-reads the word after every step.  Returns 1 when this step slept (parked the core), 0
+ * when it only spun (the runtime counts parks for the result line).  platform_wake() is called
+ * after changing *word. */
+int platform_wait(int core, uint32_t *word, uint32_t seen, unsigned spins);
 void platform_wake(int core, uint32_t *word);
 
 /* Thread-local storage, for the runtime's per-core TCBs (src/runtime/tcb.c, docs/libc.md): make `tp` the
