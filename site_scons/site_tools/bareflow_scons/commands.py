@@ -100,6 +100,27 @@ def run_target(env, v, image):
     S.AlwaysBuild("run")
 
 
+def _pgo_command(env, profile_path):
+    """`scons image ... PROFILE=... POLICY=pgo` with the variables the build's image was made
+    with (BUILD_DIR/image-settings.json): a profile fits only the model it was measured on, and
+    a bare `scons image` builds the synthetic model."""
+    import json
+    import shlex
+    from .settings import SETTINGS_FILE
+    remembered = {}
+    if env.get("BF_IMAGE_DEFAULTED"):
+        try:
+            with open(os.path.join(env.Dir("$BF_BUILD").abspath, SETTINGS_FILE), encoding="utf-8") as fh:
+                remembered = json.load(fh)
+        except (OSError, ValueError):
+            pass
+    if not isinstance(remembered, dict):
+        remembered = {}
+    words = [f"{k}={v}" for k, v in sorted(remembered.items()) if k not in ("PROFILE", "POLICY")]
+    words += [f"PROFILE={profile_path}", "POLICY=pgo"]
+    return "scons image " + " ".join(shlex.quote(w) for w in words)
+
+
 def profile_target(env, v):
     out = env.File("$BF_BUILD/profile.bin").abspath
 
@@ -127,7 +148,7 @@ def profile_target(env, v):
                                 f"as it was")
         write_atomic(out, data)
         print(profile.describe(decoded))
-        print(f"profile written to {out}; use: scons image PROFILE={out}")
+        print(f"profile written to {out}; use: {_pgo_command(env, out)}")
     S.Alias("profile", [], S.Action(report_errors(extract), None))
     S.AlwaysBuild("profile")
 

@@ -172,7 +172,8 @@ def _policy(env, pm, v, model, isas, jit="none"):
     # Attention's work grows with the position: cost it at the mean context of this run.
     cores = bootconfig.check_cores(v.get("CORES", "all"), "CORES")
     infos = layer_info.layer_infos(config, checkpoint.layer_costs(config, (steps + 1) // 2, model.get("bytes_per_weight")), steps, prof,
-                                   cores=0 if cores == "all" else int(cores))
+                                   cores=0 if cores == "all" else int(cores),
+                                   profile_source=f"PROFILE={v['PROFILE']}")
     by_isa = {}
     for isa in isas:
         level_infos = [dataclasses.replace(i, isa=isa, isa_levels=tuple(isas), jit=jit) for i in infos]
