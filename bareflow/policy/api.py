@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional
 
-from bareflow.errors import BareflowError
+from bareflow.errors import BareflowError, where_raised
 from bareflow.tiers.levels import TIERS
 
 if TYPE_CHECKING:
@@ -221,7 +221,7 @@ def decide_all(pm, policy_name: str, layers, variables: Mapping[str, str]) -> di
                                 f"layer {layer.name!r}: {exc}") from exc
         except Exception as exc:
             raise BareflowError(f"plugin {owner!r}, policy {policy_name!r} failed for layer "
-                                f"{layer.name!r}: {type(exc).__name__}: {exc}") from exc
+                                f"{layer.name!r}: {type(exc).__name__}: {exc}{where_raised(exc)}") from exc
         decision = validate_decision(answer, layer, owner, policy_name)
         # Observers are called one by one and each result is re-validated, so an observer
         # that breaks a decision is the one named in the error.
