@@ -79,6 +79,15 @@ def test_scons_run_names_a_bad_qemu_timeout(tmp_path):
     assert "Traceback" not in proc.stdout
 
 
+def test_scons_run_of_a_missing_image_says_what_to_do(tmp_path):
+    # Was SCons's own "Source `/x.img' not found, needed by target `run'."
+    missing = tmp_path / "nope.img"
+    proc = scons(tmp_path / "b", "run", f"IMAGE={missing}", check=False)
+    assert proc.returncode != 0, proc.stdout[-2000:]
+    assert f"error: IMAGE={missing}: no such image file; name a built image, or leave IMAGE out" \
+        in proc.stdout and "Source `" not in proc.stdout
+
+
 def test_a_bare_flash_flashes_the_image_as_it_was_built(tmp_path):
     """`scons image STEPS=7` then `scons flash DEVICE=…`: the image built with STEPS=7 is flashed,
     not a rebuild with the defaults; naming an image variable builds that image instead."""

@@ -64,6 +64,9 @@ def run_target(env, v, image):
         from bareflow.image import blockmap
         timeout = qemu.parse_timeout(v.get("QEMU_TIMEOUT", "600"))
         boot = image_path
+        if not builds_own and not os.path.isfile(image_path):
+            raise BareflowError(f"IMAGE={image_path}: no such image file; name a built image, or leave "
+                                f"IMAGE out to boot the build's own (scons run builds it)")
         if builds_own:
             boot = run_copy_path(env)
             with open(image_path, "rb") as src, replace_atomically(boot) as dst:
@@ -95,7 +98,8 @@ def run_target(env, v, image):
         if builds_own:
             print(f"bareflow: this run's /PROFILE.BIN is in {boot} (scons profile reads it); "
                   f"{image_path} and its block map are unchanged, ready for scons flash")
-    deps = image if builds_own else [image_path]
+    # Another image is checked when the run starts (SCons's "Source not found" says not what to do).
+    deps = image if builds_own else []
     S.Alias("run", deps, S.Action(report_errors(run), None))
     S.AlwaysBuild("run")
 
