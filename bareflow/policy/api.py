@@ -200,6 +200,28 @@ def policy_owner(pm, policy_name: str) -> str:
     raise BareflowError(f"no plugin registers policy {policy_name!r}")
 
 
+def ignored_options(pm, policy_name: str, typed) -> list[str]:
+    """One note per variable in `typed` (the names on the command line) that is an option of
+    some registered policy but not of `policy_name`: `scons image TIER=O3` without POLICY=fixed
+    builds the default policy, which never reads TIER.  Empty when the policy is unknown
+    (decide_all reports that)."""
+    policies = registered_policies(pm)
+    chosen = policies.get(policy_name)
+    if chosen is None:
+        return []
+    notes = []
+    for name in sorted(typed):
+        if name in (chosen.options or {}):
+            continue
+        owners = sorted(p.name for p in policies.values() if name in (p.options or {}))
+        if owners:
+            readers = f"policy {owners[0]} reads" if len(owners) == 1 else \
+                f"policies {', '.join(owners)} read"
+            notes.append(f"{name} is ignored: only {readers} it, not POLICY={policy_name} "
+                         f"(add POLICY={owners[0]})")
+    return notes
+
+
 def decide_all(pm, policy_name: str, layers, variables: Mapping[str, str]) -> dict[str, Decision]:
     """Ask the named policy about every layer, let observers adjust, validate; in layer order."""
     policies = registered_policies(pm)

@@ -167,6 +167,8 @@ def _policy(env, pm, v, model, isas, jit="none"):
     and the bytes per weight of a quantised weights file); `jit` ("none"/"llvm") tells the policy
     whether it may ask for run-time tiers (LayerInfo.jit)."""
     config = model["config"]
+    for note in policy.ignored_options(pm, v["POLICY"], env.get("BF_TYPED_VARIABLES") or {}):
+        print(f"bareflow: note: {note}")
     prof = profile.load_profile(v["PROFILE"]) if v["PROFILE"] else None
     steps = bootconfig.check_steps(v.get("STEPS", bootconfig.DEFAULTS["steps"]), config.seq_len)
     # Attention's work grows with the position: cost it at the mean context of this run.
