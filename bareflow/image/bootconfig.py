@@ -112,7 +112,11 @@ def check_cores(text, name="CORES"):
     text = str(text).strip()
     if text == "all":
         return text
-    return str(_number(name.lower(), text, int, 1, MAX_CORES))
+    try:
+        return str(_number(name.lower(), text, int, 1, MAX_CORES))
+    except BareflowError:
+        raise BareflowError(f"{name}={text!r}: expected all (every core that starts) or an integer "
+                            f"in 1..{MAX_CORES}") from None
 
 
 def _checker(kind, low, high, low_open=False):
