@@ -98,6 +98,11 @@ def test_a_bare_flash_flashes_the_image_as_it_was_built(tmp_path):
     out = scons(build, "flash", f"DEVICE={tmp_path / 'a.img'}", "FLASH_TARGET=file", "YES=1").stdout
     assert "flash uses the variables the image in" in out and "PROMPT=remembered STEPS=7" in out, out
     assert (build / "bareflow.img").read_bytes() == built == (tmp_path / "a.img").read_bytes()
+    # IMAGE= naming the build's own image is that image too (it was rebuilt with the defaults).
+    out = scons(build, "flash", f"IMAGE={build / 'bareflow.img'}", f"DEVICE={tmp_path / 'c.img'}",
+                "FLASH_TARGET=file", "YES=1").stdout
+    assert "PROMPT=remembered STEPS=7" in out, out
+    assert (build / "bareflow.img").read_bytes() == built == (tmp_path / "c.img").read_bytes()
     out = scons(build, "flash", "STEPS=9", f"DEVICE={tmp_path / 'b.img'}", "FLASH_TARGET=file", "YES=1").stdout
     assert "uses the variables" not in out, out
     assert (tmp_path / "b.img").read_bytes() != built
