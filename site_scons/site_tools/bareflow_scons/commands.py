@@ -54,6 +54,10 @@ def run_copy_path(env):
     return os.path.join(env.Dir("$BF_BUILD").abspath, "run", "bareflow.img")
 
 
+# Images this big get a note before the boot: syslinux's "Loading /MODEL.BIN..." then sits silent.
+LOAD_NOTE_MIB = 32
+
+
 def run_target(env, v, image):
     image_path = v["IMAGE"]
     verbose = env["BF_VERBOSE"]
@@ -76,6 +80,11 @@ def run_target(env, v, image):
         if cpu is None and builds_own and parse_isa_list(v["ISA"])[0] != "x86-64":
             cpu = "max"                       # QEMU's default CPU (qemu64) has no SSE4.2, AVX2, ...
             print(f"bareflow: ISA={v['ISA']} needs more than QEMU's default CPU: -cpu max (QEMU_CPU= to choose)")
+        size_mib = os.path.getsize(boot) / 2**20
+        if size_mib >= LOAD_NOTE_MIB:
+            print(f"bareflow: the boot loader reads the image's files ({size_mib:.0f} MiB) before the kernel "
+                  f"starts, with no progress shown: under QEMU's TCG that takes a while (SmolLM2's 95 MiB: "
+                  f"about 40 s on a busy 2-core VM)")
         cmd = qemu.qemu_command(image=boot, firmware=v.get("FIRMWARE", "bios"), disk=v.get("DISK", "ide"),
                                 smp=v.get("SMP", "2"), cpu=cpu)
         if verbose:
