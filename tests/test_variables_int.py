@@ -74,7 +74,8 @@ def test_the_boot_and_model_numbers_use_it_too():
     from bareflow.model import weights_build
     assert bootconfig.check_steps(" 512 ", 512) == 512 and bootconfig.check_cores("64") == "64"
     with pytest.raises(BareflowError, match=r"^STEPS='513': expected an integer in 1\.\.512 \(positions, the "
-                                            r"prompt's included; 512 is the model's sequence length, seq_len\)$"):
+                                            r"prompt's included; 512 is the model's sequence length, seq_len, or "
+                                            r"SEQ_LEN when that is lower\)$"):
         bootconfig.check_steps("513", 512)
     with pytest.raises(BareflowError, match=r"^CORES='1_0': expected all \(every core that starts\) or an integer "
                                             r"in 1\.\.64$"):

@@ -171,7 +171,8 @@ def bareflow_image_files(variables, files, products):
 def check_steps(text, seq_len):
     """STEPS as an int in 1..seq_len, the model's sequence length (positions one run holds)."""
     return parse_int(str(text), "STEPS", 1, seq_len,
-                     f"positions, the prompt's included; {seq_len} is the model's sequence length, seq_len")
+                     f"positions, the prompt's included; {seq_len} is the model's sequence length, seq_len, "
+                     f"or SEQ_LEN when that is lower")
 
 
 def render(values, seq_len):
