@@ -93,3 +93,10 @@ def test_weights_q4_1_points_at_auto():
     with pytest.raises(BareflowError, match=r"^WEIGHTS='q4_1': expected one of auto, .*\(auto keeps a "
                                             r"GGUF's own .*Q4_1"):
         weights_build.plan("unused.gguf", "q4_1", "")
+
+
+def test_a_decimal_variable_that_is_not_a_number_says_what_is_expected():
+    from bareflow.image import bootconfig
+    with pytest.raises(BareflowError, match=r"^TEMPERATURE='warm': not a decimal number; expected one in "
+                                            r"\[0\.0, 2\.0\], e\.g\. 0\.8$"):
+        bootconfig.render({"temperature": "warm"}, 256)

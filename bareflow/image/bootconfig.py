@@ -25,7 +25,9 @@ def _number(name, text, kind, low, high, low_open=False):
     try:
         value = kind(text)
     except ValueError:
-        raise BareflowError(f"{name.upper()}={text!r}: not a valid {kind.__name__}") from None
+        bound = f"({low}, {high}]" if low_open else f"[{low}, {high}]"
+        raise BareflowError(f"{name.upper()}={text!r}: not a decimal number; expected one in {bound}, "
+                            f"e.g. 0.8") from None
     if value != value or value > high or value < low or (low_open and value == low):
         bound = f"({low}, {high}]" if low_open else f"[{low}, {high}]"
         raise BareflowError(f"{name.upper()}={text!r}: out of range {bound}")
