@@ -16,6 +16,15 @@ def test_scons_run_streams_the_serial_console_and_succeeds(default_build, tmp_pa
     assert "BAREFLOW-RESULT" in out and "Once upon a time" in out
 
 
+def test_a_usb_run_does_not_claim_a_profile(default_build):
+    # The kernel has no USB storage driver: it said "/PROFILE.BIN not written", and scons then
+    # said the run's profile was in build/run/bareflow.img.
+    need("qemu-system-x86_64")
+    out = scons(default_build.dir, "run", "DISK=usb", timeout=600).stdout
+    assert "BAREFLOW-RESULT" in out and "/PROFILE.BIN not written" in out, out[-3000:]
+    assert "a DISK=usb run writes no /PROFILE.BIN" in out and "this run's /PROFILE.BIN is in" not in out
+
+
 def test_scons_run_fails_when_the_kernel_panics(default_build, tmp_path):
     need("qemu-system-x86_64")
     from test_build_corruption import _patch

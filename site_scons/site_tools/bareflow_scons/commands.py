@@ -104,7 +104,12 @@ def run_target(env, v, image):
                 print(f"bareflow: {image_path} may now hold this run's /PROFILE.BIN; {bmap_path} was updated to match")
         if status != qemu.EXIT_SUCCESS:
             raise BareflowError(f"the kernel failed: QEMU exit status {status} (kernel code {status >> 1})")
-        if builds_own:
+        if builds_own and v.get("DISK", "ide") == "usb":
+            # The kernel drives ATA disks only: it read the files the boot loader handed over.
+            print(f"bareflow: a DISK=usb run writes no /PROFILE.BIN (the kernel has no USB storage "
+                  f"driver; boot with DISK=ide to profile); {image_path} and its block map are "
+                  f"unchanged, ready for scons flash")
+        elif builds_own:
             print(f"bareflow: this run's /PROFILE.BIN is in {boot} (scons profile reads it); "
                   f"{image_path} and its block map are unchanged, ready for scons flash")
     # Another image is checked when the run starts (SCons's "Source not found" says not what to do).
