@@ -84,7 +84,8 @@ def run_target(env, v, image):
         if size_mib >= LOAD_NOTE_MIB:
             print(f"bareflow: the boot loader reads the image's files ({size_mib:.0f} MiB) before the kernel "
                   f"starts, with no progress shown: under QEMU's TCG that takes a while (SmolLM2's 95 MiB: "
-                  f"about 40 s on a busy 2-core VM)")
+                  f"about 40 s on a busy 2-core VM, then ~7 s per position); QEMU_TIMEOUT={timeout:g} s "
+                  f"bounds the whole run")
         cmd = qemu.qemu_command(image=boot, firmware=v.get("FIRMWARE", "bios"), disk=v.get("DISK", "ide"),
                                 smp=v.get("SMP", "2"), cpu=cpu)
         if verbose:
