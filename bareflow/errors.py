@@ -7,3 +7,16 @@ Every check that rejects user input raises BareflowError with a message naming t
 
 class BareflowError(Exception):
     """A build input or plugin is wrong; the message says which and why."""
+
+
+def where_raised(exc: BaseException) -> str:
+    """' (at file.py:line)' of the innermost frame that raised `exc`, or '' without a traceback.
+
+    For a plugin's unexpected exception, whose message is printed without the traceback: its
+    author needs the line."""
+    import os
+    import traceback
+    frames = traceback.extract_tb(exc.__traceback__) if exc.__traceback__ else []
+    if not frames:
+        return ""
+    return f" (at {os.path.basename(frames[-1].filename)}:{frames[-1].lineno})"

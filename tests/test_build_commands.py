@@ -16,6 +16,15 @@ def test_scons_run_streams_the_serial_console_and_succeeds(default_build, tmp_pa
     assert "BAREFLOW-RESULT" in out and "Once upon a time" in out
 
 
+def test_a_usb_run_does_not_claim_a_profile(default_build):
+    # The kernel has no USB storage driver: it said "/PROFILE.BIN not written", and scons then
+    # said the run's profile was in build/run/bareflow.img.
+    need("qemu-system-x86_64")
+    out = scons(default_build.dir, "run", "DISK=usb", timeout=600).stdout
+    assert "BAREFLOW-RESULT" in out and "/PROFILE.BIN not written" in out, out[-3000:]
+    assert "a DISK=usb run writes no /PROFILE.BIN" in out and "this run's /PROFILE.BIN is in" not in out
+
+
 def test_scons_run_fails_when_the_kernel_panics(default_build, tmp_path):
     need("qemu-system-x86_64")
     from test_build_corruption import _patch
@@ -79,6 +88,15 @@ def test_scons_run_names_a_bad_qemu_timeout(tmp_path):
     assert "Traceback" not in proc.stdout
 
 
+def test_scons_run_of_a_missing_image_says_what_to_do(tmp_path):
+    # Was SCons's own "Source `/x.img' not found, needed by target `run'."
+    missing = tmp_path / "nope.img"
+    proc = scons(tmp_path / "b", "run", f"IMAGE={missing}", check=False)
+    assert proc.returncode != 0, proc.stdout[-2000:]
+    assert f"error: IMAGE={missing}: no such image file; name a built image, or leave IMAGE out" \
+        in proc.stdout and "Source `" not in proc.stdout
+
+
 def test_a_bare_flash_flashes_the_image_as_it_was_built(tmp_path):
     """`scons image STEPS=7` then `scons flash DEVICE=…`: the image built with STEPS=7 is flashed,
     not a rebuild with the defaults; naming an image variable builds that image instead."""
@@ -89,6 +107,11 @@ def test_a_bare_flash_flashes_the_image_as_it_was_built(tmp_path):
     out = scons(build, "flash", f"DEVICE={tmp_path / 'a.img'}", "FLASH_TARGET=file", "YES=1").stdout
     assert "flash uses the variables the image in" in out and "PROMPT=remembered STEPS=7" in out, out
     assert (build / "bareflow.img").read_bytes() == built == (tmp_path / "a.img").read_bytes()
+    # IMAGE= naming the build's own image is that image too (it was rebuilt with the defaults).
+    out = scons(build, "flash", f"IMAGE={build / 'bareflow.img'}", f"DEVICE={tmp_path / 'c.img'}",
+                "FLASH_TARGET=file", "YES=1").stdout
+    assert "PROMPT=remembered STEPS=7" in out, out
+    assert (build / "bareflow.img").read_bytes() == built == (tmp_path / "c.img").read_bytes()
     out = scons(build, "flash", "STEPS=9", f"DEVICE={tmp_path / 'b.img'}", "FLASH_TARGET=file", "YES=1").stdout
     assert "uses the variables" not in out, out
     assert (tmp_path / "b.img").read_bytes() != built

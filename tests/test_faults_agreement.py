@@ -9,6 +9,7 @@ header limits, and config values such as 0e999 and denormal temperatures.
 """
 import dataclasses
 import tempfile
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -77,15 +78,27 @@ def as_kernel_reads(files):
     checks of the same fault are compared (docs/tokenizer-format.md)."""
     data = files.get("/TOKENIZR.BIN", b"")
     if data[:4] != tokenizer_v2.MAGIC:
-        work = Path(tempfile.mkdtemp(prefix="bf-agree-tok-"))
-        (work / "tok").write_bytes(data)
-        try:
-            vocab = tokenizer_v2.load_any(work / "tok")
-            files = dict(files, **{"/TOKENIZR.BIN": tokenizer_v2.encode(vocab)})
-        except BareflowError:
-            files = dict(files, **{"/TOKENIZR.BIN": unchecked_v2(data)})
-        except Exception:       # not even llama2.c's layout: the kernel sees the bytes themselves
-            pass
+        with _CONVERTING:       # unchecked_v2 swaps tokenizer_v2.validate: one thread at a time
+            return _converted(files, data)
+    return files
+
+
+# kernel_accepts runs in two threads; without this lock one thread could save the other's
+# stand-in for tokenizer_v2.validate and "restore" it, leaving the build's tokenizer checks off
+# for the rest of the session (test_tokenizer_v2's refusals then failed in a full run).
+_CONVERTING = threading.Lock()
+
+
+def _converted(files, data):
+    work = Path(tempfile.mkdtemp(prefix="bf-agree-tok-"))
+    (work / "tok").write_bytes(data)
+    try:
+        vocab = tokenizer_v2.load_any(work / "tok")
+        files = dict(files, **{"/TOKENIZR.BIN": tokenizer_v2.encode(vocab)})
+    except BareflowError:
+        files = dict(files, **{"/TOKENIZR.BIN": unchecked_v2(data)})
+    except Exception:       # not even llama2.c's layout: the kernel sees the bytes themselves
+        pass
     return files
 
 

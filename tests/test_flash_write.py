@@ -139,16 +139,40 @@ def test_verification_catches_corruption_and_names_offset(image, tmp_path):
 def test_stale_bmap_refused_before_writing(image, tmp_path):
     img = tmp_path / "copy.img"
     shutil.copy(image, img)
-    shared.write_bmap(shared.block_map_from_image(str(img)), str(tmp_path / "copy.bmap"))
-    assert load_blockmap(img).source == f"block map {tmp_path / 'copy.bmap'}"
+    shared.write_bmap(shared.block_map_from_image(str(img)), str(tmp_path / "other.bmap"))
+    assert load_blockmap(img, tmp_path / "other.bmap").source == f"block map {tmp_path / 'other.bmap'}"
     with open(img, "r+b") as f:                   # rebuild "the image" without the bmap
         f.seek(0x1BE - 10)
         f.write(b"changed!!!")
     target = random_file(tmp_path / "stick.img", os.path.getsize(img))
     before = read(target)
-    with pytest.raises(BareflowError, match=r"copy\.bmap: range 0 .* stale"):
-        flash_image(img, str(target), "file", ctx=ctx())
+    with pytest.raises(BareflowError, match=r"other\.bmap: range 0 .* stale"):
+        flash_image(img, str(target), "file", bmap=tmp_path / "other.bmap", ctx=ctx())
     assert read(target) == before
+
+
+def test_image_changed_after_its_bmap_is_flashed_as_it_is_now(image, tmp_path):
+    # The map beside the image is the build's; a hosted run (its /PROFILE.BIN) or an edit with
+    # mtools changes the image afterwards.  "Rebuild the image" was no help (SCons saw the
+    # image up to date): the image is flashed as it is, from a map computed from it, with a note.
+    img = tmp_path / "copy.img"
+    shutil.copy(image, img)
+    shared.write_bmap(shared.block_map_from_image(str(img)), str(tmp_path / "copy.bmap"))
+    assert load_blockmap(img).source == f"block map {tmp_path / 'copy.bmap'}"
+    cfg = tmp_path / "cfg"
+    cfg.write_bytes(b"prompt = edited\n")
+    subprocess.run(["mcopy", "-o", "-i", f"{img}@@1M", str(cfg), "::/BAREFLOW.CFG"], check=True,
+                   env=dict(os.environ, MTOOLSRC="/dev/null"))
+    bm = load_blockmap(img)
+    assert bm.source == f"block map computed from {img}" and "changed after" in bm.note
+    target = random_file(tmp_path / "stick.img", os.path.getsize(img))
+    report = flash_image(img, str(target), "file", ctx=ctx())
+    assert report.verified and any("flashed the image as it is now" in n for n in report.notes)
+    assert read_with_mtools(target, "/BAREFLOW.CFG") == b"prompt = edited\n"
+    with open(img, "r+b") as f:                   # not an image any more: the map's error stands
+        f.write(bytes(512))
+    with pytest.raises(BareflowError, match=r"copy\.bmap: range 0 .* stale"):
+        load_blockmap(img)
 
 
 def test_bmap_for_other_size_refused(image, tmp_path):
@@ -158,7 +182,8 @@ def test_bmap_for_other_size_refused(image, tmp_path):
     with open(img, "ab") as f:
         f.write(bytes(4096))
     with pytest.raises(BareflowError, match=r"bytes; the bmap is stale"):
-        load_blockmap(img)
+        load_blockmap(img, tmp_path / "copy.bmap")
+    assert "changed after" in load_blockmap(img).note      # the map beside it: computed instead
     with pytest.raises(BareflowError, match=r"missing\.bmap does not exist"):
         load_blockmap(img, tmp_path / "missing.bmap")
 

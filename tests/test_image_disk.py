@@ -304,3 +304,35 @@ def test_existing_ldlinux_in_payload_is_refused(tmp_path):
     with pytest.raises(BareflowError, match="'syslinux' installs /LDLINUX.SYS, which collides with the image payload"):
         build(tmp_path, files, bootloaders=[syslinux_plugin.SyslinuxBootloader()])
     assert not list(tmp_path.iterdir())
+
+
+def _mcopy_over(image, local, path):
+    return subprocess.run(["mcopy", "-o", "-i", f"{image}@@{OFF}", str(local), "::" + path],
+                          capture_output=True, text=True, env=dict(os.environ, MTOOLSRC="/dev/null"))
+
+
+def test_a_full_size_boot_config_fits_on_a_full_image(tmp_path):
+    # A payload well above the FAT16 minimum leaves no free clusters but what the build keeps:
+    # an edited /BAREFLOW.CFG at the kernel's 8192-byte maximum must still fit.  mtools frees
+    # the old file first, editors often write the new one beside it: room for a whole copy.
+    need("mcopy")
+    need("fsck.fat")
+    files = payload(model_size=3_000_000)
+    cfg = b"prompt = edited on the stick\n" + b"# " + b"x" * 8000 + b"\n"
+    cfg += b"#" * (8192 - len(cfg) - 1) + b"\n"
+    assert len(cfg) == 8192
+    (tmp_path / "cfg").write_bytes(cfg)
+    tight = build(tmp_path, files, name="tight.img", editable={})
+    assert tight.layout.cluster_count > fat16.MIN_CLUSTERS          # not padded: really full
+    proc = _mcopy_over(tight.path, tmp_path / "cfg", "/BAREFLOW.CFG")
+    assert proc.returncode != 0 and "full" in proc.stderr.lower()   # the trap, without the room
+    result = build(tmp_path, files)
+    free = result.layout.cluster_count - len(result.layout.used_clusters())
+    assert free * result.layout.cluster_size >= 8192
+    proc = _mcopy_over(result.path, tmp_path / "cfg", "/BAREFLOW.CFG")
+    assert proc.returncode == 0, proc.stderr
+    assert mtype(result.path, "/BAREFLOW.CFG") == cfg
+    part = tmp_path / "part.img"
+    extract_partition(result.path, part)
+    proc = subprocess.run(["fsck.fat", "-n", str(part)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout

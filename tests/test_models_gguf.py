@@ -290,3 +290,22 @@ def test_corrupt_weights_file_is_a_named_panic(tmp_path, q8_weights, what):
     _, tok = rt.synthetic_model()
     run = rt.expect_panic(tmp_path, rt.base_files(cfg=rt.config(steps=8), model=(bad, tok)), fragment)
     assert "weights /MODEL.BIN" in run.panic
+
+
+def test_the_shared_reader_parses_like_gguf_and_keeps_tensors_mapped(tmp_path):
+    # bareflow reads GGUF metadata over a plain ndarray view of the mapping (much faster for
+    # big vocabularies); every field and tensor must come out as gguf.GGUFReader gives them.
+    import gguf
+    import numpy as np
+    from bareflow.model.tokenizer_v2 import gguf_reader
+    path = gguf_file(tmp_path, types={"attn_q": "Q8_0"})
+    ours, stock = gguf_reader(path), gguf.GGUFReader(path)
+    assert isinstance(ours, gguf.GGUFReader) and type(ours.data) is np.ndarray
+    assert list(ours.fields) == list(stock.fields)
+    for key, field in stock.fields.items():
+        a, b = ours.fields[key].contents(), field.contents()
+        assert (a == b) if not isinstance(b, np.ndarray) else np.array_equal(a, b), key
+    assert [(t.name, t.tensor_type, t.data_offset) for t in ours.tensors] == \
+        [(t.name, t.tensor_type, t.data_offset) for t in stock.tensors]
+    assert all(np.array_equal(a.data, b.data) and not a.data.flags.owndata
+               for a, b in zip(ours.tensors, stock.tensors))

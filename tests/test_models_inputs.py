@@ -124,7 +124,7 @@ def test_steps_range_names_the_sequence_length():
     from bareflow.image import bootconfig
     msg = _error(bootconfig.check_steps, "99999999", 256)
     assert msg == ("STEPS='99999999': expected an integer in 1..256 (positions, the prompt's included; "
-                   "256 is the model's sequence length, seq_len)")
+                   "256 is the model's sequence length, seq_len, or SEQ_LEN when that is lower)")
     assert _error(bootconfig.check_steps, "x", 256).startswith("STEPS='x': expected an integer in 1..256 (")
 
 

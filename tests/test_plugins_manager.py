@@ -281,10 +281,27 @@ def test_exception_names_the_failing_plugin():
     pm.register(bad, "bad-plugin")
     with pytest.raises(PluginHookError) as err:
         pm.hook.bareflow_configure(variables={})
+    line = err.value.__cause__.__traceback__.tb_next.tb_lineno        # the plugin's raise
     assert str(err.value) == ("plugin 'bad-plugin' failed in hook bareflow_configure: "
-                              "KeyError: 'needs MODEL'")
+                              f"KeyError: 'needs MODEL' (at test_plugins_manager.py:{line})")
     assert (err.value.plugin, err.value.hook) == ("bad-plugin", "bareflow_configure")
     assert isinstance(err.value.__cause__, KeyError)
+
+
+def test_a_plugins_own_refusal_leads_its_message():
+    # A BareflowError is worded for the user: no "failed in hook ...: BareflowError:" before it.
+    # BareFlow's own plugins (bareflow.*) name the culprit themselves; others are named.
+    class Refuses:
+        @hookimpl
+        def bareflow_configure(self, variables):
+            raise BareflowError("PROFILE=x.bin: no such file")
+    for name, expected in (("bareflow.policy.builtin", "PROFILE=x.bin: no such file"),
+                           ("mine", "plugin 'mine': PROFILE=x.bin: no such file")):
+        pm = BareflowPluginManager()
+        pm.register(Refuses(), name)
+        with pytest.raises(PluginHookError) as err:
+            pm.hook.bareflow_configure(variables={})
+        assert str(err.value) == expected and err.value.plugin == name
 
 
 def test_exception_inside_wrapped_call_names_the_inner_plugin():

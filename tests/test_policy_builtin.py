@@ -216,3 +216,20 @@ def test_with_the_models_cost_function():
     rows = layer_infos(config, model.layer_costs(config, 16), 32)
     decisions = decide_all(pm, "tiered", rows, {})
     assert {n for n, d in decisions.items() if len(d.ladder) == 3} == HEAVY
+
+
+def test_a_profile_of_another_model_is_refused_naming_both_block_counts():
+    # SmolLM2's profile (30 blocks) handed to a build of a 5-block model: every pgo decision
+    # would be made on another model's measurements (README's `scons profile` then a bare
+    # `scons image PROFILE=... POLICY=pgo` builds the synthetic model).
+    def prof(blocks, positions=16):
+        def lp(name, calls):
+            return LayerProfile(name, (calls, 0, 0, 0), (calls * 100, 0, 0, 0), "O0", 0)
+        return Profile(positions - 4, 1000, 1000, {"embed": lp("embed", positions),
+                                                  "qkv": lp("qkv", blocks * positions)})
+    config = {"n_layers": 5, "seq_len": 512}
+    with pytest.raises(BareflowError, match=r"^PROFILE=p\.bin: the profiled run's model had 30 blocks "
+                                            r"per position, this image's model has 5: .*MODEL"):
+        layer_infos(config, stories_costs(), 32, prof(30), profile_source="PROFILE=p.bin")
+    rows = layer_infos(config, stories_costs(), 32, prof(5))
+    assert rows[LAYER_NAMES.index("qkv")].profile.total_calls == 80

@@ -261,3 +261,18 @@ def test_layer_infos_attaches_profile(tmp_path):
     stray = Profile(1, 1, 1, {"conv": LayerProfile("conv", (1, 0, 0, 0), (1, 0, 0, 0))})
     with pytest.raises(BareflowError, match="profile has layer 'conv', which BareFlow does not have"):
         layer_infos(Config(), costs_for(5), 16, stray)
+
+
+def test_an_option_of_another_policy_is_noted_as_ignored():
+    # `scons image TIER=O3` without POLICY=fixed silently built the default policy.
+    from bareflow.policy.api import ignored_options
+    decide = lambda layer, variables: Decision(["O2"])   # noqa: E731
+    pm = manager_with(("p", PolicyPlugin(Policy("fixed", "", decide, {"TIER": "t", "STOP": "s"}),
+                                         Policy("tiered", "", decide, {"STOP": "s", "SPLIT": "c"}),
+                                         Policy("pgo", "", decide, {"SPLIT": "c"}))))
+    typed = {"TIER": "O3", "STOP": "1", "SPLIT": "9", "MODEL": "m.gguf"}
+    assert ignored_options(pm, "tiered", typed) == [
+        "TIER is ignored: only policy fixed reads it, not POLICY=tiered (add POLICY=fixed)"]
+    assert ignored_options(pm, "fixed", typed) == [
+        "SPLIT is ignored: only policies pgo, tiered read it, not POLICY=fixed (add POLICY=pgo)"]
+    assert ignored_options(pm, "nope", typed) == []

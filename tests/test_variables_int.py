@@ -74,12 +74,29 @@ def test_the_boot_and_model_numbers_use_it_too():
     from bareflow.model import weights_build
     assert bootconfig.check_steps(" 512 ", 512) == 512 and bootconfig.check_cores("64") == "64"
     with pytest.raises(BareflowError, match=r"^STEPS='513': expected an integer in 1\.\.512 \(positions, the "
-                                            r"prompt's included; 512 is the model's sequence length, seq_len\)$"):
+                                            r"prompt's included; 512 is the model's sequence length, seq_len, or "
+                                            r"SEQ_LEN when that is lower\)$"):
         bootconfig.check_steps("513", 512)
-    with pytest.raises(BareflowError, match=r"^CORES='1_0': expected an integer in 1\.\.64$"):
+    with pytest.raises(BareflowError, match=r"^CORES='1_0': expected all \(every core that starts\) or an integer "
+                                            r"in 1\.\.64$"):
         bootconfig.check_cores("1_0")
     with pytest.raises(BareflowError, match=r"^SEED='-1': expected an integer in 0\.\.18446744073709551615$"):
         bootconfig.render({"seed": "-1"}, 256)
     assert weights_build._seq_cap("") is None and weights_build._seq_cap("100") == 100
     with pytest.raises(BareflowError, match=r"^SEQ_LEN='lots': expected an integer in 1\.\.1048576 \(positions"):
         weights_build._seq_cap("lots")
+
+
+def test_weights_q4_1_points_at_auto():
+    # A Q4_1 GGUF's user asks to keep Q4_1 by name; auto is how (the build cannot make Q4_1).
+    from bareflow.model import weights_build
+    with pytest.raises(BareflowError, match=r"^WEIGHTS='q4_1': expected one of auto, .*\(auto keeps a "
+                                            r"GGUF's own .*Q4_1"):
+        weights_build.plan("unused.gguf", "q4_1", "")
+
+
+def test_a_decimal_variable_that_is_not_a_number_says_what_is_expected():
+    from bareflow.image import bootconfig
+    with pytest.raises(BareflowError, match=r"^TEMPERATURE='warm': not a decimal number; expected one in "
+                                            r"\[0\.0, 2\.0\], e\.g\. 0\.8$"):
+        bootconfig.render({"temperature": "warm"}, 256)

@@ -21,7 +21,8 @@ CORE_VARIABLES = [
     Variable("MODEL", "llama2.c checkpoint or GGUF file (default: the generated synthetic model)", "",
              kind="path"),
     Variable("TOKENIZER", "llama2.c tokenizer for MODEL (a GGUF MODEL carries its own)", "", kind="path"),
-    Variable("WEIGHTS", "weight types on the image: auto, f32, f16, q8_0 or q4_0 (docs/weights-format.md)",
+    Variable("WEIGHTS", "weight types on the image: auto (a GGUF's F32/F16/Q4_0/Q4_1/Q8_0 kept, others to "
+             "Q8_0), f32, f16, q8_0 or q4_0 (docs/weights-format.md)",
              ""),
     Variable("SEQ_LEN", "most positions a run may use (default: the model's context length)", ""),
     Variable("POLICY", "JIT policy name (see `scons plugins`)", "tiered"),

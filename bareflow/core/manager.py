@@ -26,7 +26,7 @@ import pluggy
 
 from bareflow import hookspecs
 from bareflow.core import builtin as _builtin
-from bareflow.errors import BareflowError
+from bareflow.errors import BareflowError, where_raised
 
 ENTRY_POINT_GROUP = "bareflow"
 HOOK_PREFIX = "bareflow_"
@@ -52,12 +52,22 @@ _DESCRIBED_ATTRIBUTES = ("priority", "files", "capabilities", "options")
 
 
 class PluginHookError(BareflowError):
-    """An exception escaped from one plugin's hook implementation."""
+    """An exception escaped from one plugin's hook implementation.
+
+    A BareflowError is a refusal the plugin worded for the user: its message leads, after the
+    plugin's name (left out for BareFlow's own plugins, `bareflow.*`, whose messages name the
+    culprit).  Any other exception is a plugin bug: its type, message and the file and line
+    that raised it are shown, for the plugin's author.
+    """
 
     def __init__(self, plugin: str, hook: str, exc: BaseException):
         self.plugin = plugin
         self.hook = hook
-        super().__init__(f"plugin {plugin!r} failed in hook {hook}: {type(exc).__name__}: {exc}")
+        if isinstance(exc, BareflowError):
+            text = str(exc) if plugin.startswith("bareflow.") else f"plugin {plugin!r}: {exc}"
+        else:
+            text = f"plugin {plugin!r} failed in hook {hook}: {type(exc).__name__}: {exc}{where_raised(exc)}"
+        super().__init__(text)
 
 
 @dataclass(frozen=True)

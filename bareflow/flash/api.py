@@ -86,7 +86,10 @@ def flash_image(image, device, target=DEFAULT_TARGET, *, bmap=None, assume_yes=F
     blockmap = load_blockmap(image, bmap)
     info = t.check(device, image, ctx)
     safety.confirm(info, image, blockmap.image_size, ctx)
-    return t.write(device, image, blockmap, ctx)
+    report = t.write(device, image, blockmap, ctx)
+    if blockmap.note:
+        report.notes.append(blockmap.note)
+    return report
 
 
 def options_from_string(text, variable="FLASH_OPTIONS"):

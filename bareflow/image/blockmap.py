@@ -40,6 +40,7 @@ class BlockMap:
     image_sha256: str        # of the whole image
     ranges: tuple            # (Range, ...) sorted and disjoint, in blocks
     source: str = ""         # where it came from, for messages ("block map build/bareflow.bmap")
+    note: str = ""           # why it was not the map beside the image (flash reports it)
 
     @property
     def mapped_blocks(self):

@@ -25,7 +25,9 @@ def _number(name, text, kind, low, high, low_open=False):
     try:
         value = kind(text)
     except ValueError:
-        raise BareflowError(f"{name.upper()}={text!r}: not a valid {kind.__name__}") from None
+        bound = f"({low}, {high}]" if low_open else f"[{low}, {high}]"
+        raise BareflowError(f"{name.upper()}={text!r}: not a decimal number; expected one in {bound}, "
+                            f"e.g. 0.8") from None
     if value != value or value > high or value < low or (low_open and value == low):
         bound = f"({low}, {high}]" if low_open else f"[{low}, {high}]"
         raise BareflowError(f"{name.upper()}={text!r}: out of range {bound}")
@@ -112,7 +114,11 @@ def check_cores(text, name="CORES"):
     text = str(text).strip()
     if text == "all":
         return text
-    return str(_number(name.lower(), text, int, 1, MAX_CORES))
+    try:
+        return str(_number(name.lower(), text, int, 1, MAX_CORES))
+    except BareflowError:
+        raise BareflowError(f"{name}={text!r}: expected all (every core that starts) or an integer "
+                            f"in 1..{MAX_CORES}") from None
 
 
 def _checker(kind, low, high, low_open=False):
@@ -167,7 +173,8 @@ def bareflow_image_files(variables, files, products):
 def check_steps(text, seq_len):
     """STEPS as an int in 1..seq_len, the model's sequence length (positions one run holds)."""
     return parse_int(str(text), "STEPS", 1, seq_len,
-                     f"positions, the prompt's included; {seq_len} is the model's sequence length, seq_len")
+                     f"positions, the prompt's included; {seq_len} is the model's sequence length, seq_len, "
+                     f"or SEQ_LEN when that is lower")
 
 
 def render(values, seq_len):

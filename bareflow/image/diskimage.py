@@ -15,6 +15,10 @@ epoch          Unix time stamped on every directory entry; None = SOURCE_DATE_EP
                1980-01-01 when that is unset.
 contiguous     paths stored in one run of clusters, placed first; None = /PROFILE.BIN if
                present (the kernel rewrites it in place).
+editable       {path: most bytes}: files a user may rewrite on the image or a flashed stick;
+               the partition keeps free room for a copy of each at that size, since editors
+               and mtools write the new file before (or instead of) freeing the old one.
+               None = /BAREFLOW.CFG at its 8192-byte maximum if present (docs/boot-config.md).
 bmap_path      where to write the block map; None = next to the image with suffix .bmap,
                False = do not write one.
 
@@ -38,6 +42,9 @@ from bareflow.image import fat16
 from bareflow.image.mbr import MBR_CODE_MAX, mbr_sector
 from bareflow.image.bootloader import check_bootloader
 from bareflow.errors import BareflowError
+from bareflow.image.bootconfig import CFG_MAX as CONFIG_MAX_BYTES
+
+CONFIG_PATH = "/BAREFLOW.CFG"          # the file a user edits on a flashed stick
 
 PARTITION_START_LBA = 2048            # 1 MiB: aligned for every flash erase block size in use
 PARTITION_OFFSET = PARTITION_START_LBA * 512
@@ -137,7 +144,7 @@ def _check_install(path, name, head, size, layout, files):
 
 
 def build_disk_image(out_path, files, *, volume_id, disk_signature, bootloaders=(), epoch=None,
-                     label="BAREFLOW", variables=None, contiguous=None, bmap_path=None):
+                     label="BAREFLOW", variables=None, contiguous=None, bmap_path=None, editable=None):
     epoch = fat16.epoch_from_environ() if epoch is None else epoch
     fat16.fat_timestamp(epoch)
     if isinstance(disk_signature, bool) or not isinstance(disk_signature, int) \
@@ -146,11 +153,14 @@ def build_disk_image(out_path, files, *, volume_id, disk_signature, bootloaders=
     all_files, loaders, code = _gather(files, bootloaders, variables)
     if contiguous is None:
         contiguous = [p for p in ("/PROFILE.BIN",) if p in all_files]
+    if editable is None:
+        editable = {p: n for p, n in ((CONFIG_PATH, CONFIG_MAX_BYTES),) if p in all_files}
     extra_entries = sum(len(b.installed_files()) for b in loaders)
     layout = fat16.plan_fat16(all_files, volume_id=volume_id, label=label, epoch=epoch,
                               contiguous=contiguous, hidden_sectors=PARTITION_START_LBA,
                               extra_free_bytes=sum(b.free_space_needed() for b in loaders),
-                              extra_free_files=extra_entries, extra_root_entries=extra_entries)
+                              extra_free_files=extra_entries, extra_root_entries=extra_entries,
+                              spare_files=tuple(editable.values()))
     size = PARTITION_OFFSET + layout.size
     head = mbr_sector(code, disk_signature, PARTITION_START_LBA, layout.total_sectors, PARTITION_TYPE).ljust(PARTITION_OFFSET, b"\0")
 

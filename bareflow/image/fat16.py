@@ -285,8 +285,14 @@ def check_label(label):
 
 def plan_fat16(files, *, volume_id, label="BAREFLOW", epoch=DEFAULT_EPOCH, contiguous=(),
                min_reserved_sectors=1, hidden_sectors=0, extra_free_bytes=0,
-               extra_free_files=0, extra_root_entries=0, sectors_per_cluster=None):
-    """Choose the geometry and allocate clusters; raise BareflowError if it cannot fit FAT16."""
+               extra_free_files=0, extra_root_entries=0, sectors_per_cluster=None, spare_files=()):
+    """Choose the geometry and allocate clusters; raise BareflowError if it cannot fit FAT16.
+
+    Free space is kept for `extra_free_bytes` (one run) plus `extra_free_files` one-cluster
+    files (what bootloader install steps add) and one file of each size in `spare_files`
+    (bytes; each rounded up to whole clusters on its own), e.g. room for an editor to write a
+    full-size copy of /BAREFLOW.CFG beside the old one (docs/image-layout.md).
+    """
     check_label(label)
     _check_int("volume id", volume_id, 0, 0xFFFFFFFF)
     fat_timestamp(epoch)
@@ -295,6 +301,9 @@ def plan_fat16(files, *, volume_id, label="BAREFLOW", epoch=DEFAULT_EPOCH, conti
     for what, v in (("extra free bytes", extra_free_bytes), ("extra free files", extra_free_files),
                     ("extra root entries", extra_root_entries)):
         _check_int(what, v, 0, 1 << 40)
+    spare_files = tuple(spare_files)
+    for v in spare_files:
+        _check_int("spare file size", v, 0, 1 << 40)
     tree = _tree(files)
     for path in contiguous:
         if path not in files:
@@ -318,6 +327,7 @@ def plan_fat16(files, *, volume_id, label="BAREFLOW", epoch=DEFAULT_EPOCH, conti
         cs = spc * SECTOR
         n = sum(clusters_for(len(files[p]), cs) for p in files)
         n += sum(clusters_for((len(kids) + 2) * 32, cs) for d, kids in tree.items() if d != "/")
+        n += sum(clusters_for(v, cs) for v in spare_files)
         return n + clusters_for(extra_free_bytes, cs) + extra_free_files
 
     if sectors_per_cluster is not None:

@@ -552,10 +552,31 @@ def from_llama2c(path, vocab_size: int | None = None) -> Vocab:
                  add_space_prefix=True, stop_on_bos=True, path=str(path))
 
 
+@functools.lru_cache(maxsize=1)
+def _reader_class():
+    """gguf.GGUFReader over a plain ndarray view of its np.memmap.  The reader slices its `data`
+    once or twice per metadata value; a np.memmap slice is a new memmap whose set-up
+    (__array_finalize__) dominates, and SmolLM2's 98,000 vocabulary and merge strings took
+    5.8 s to parse on every scons command; over the ndarray view, 2.1 s (same fields, same
+    tensors, still mapped from the file, not read)."""
+    import gguf
+    import numpy as np
+
+    class PlainViewReader(gguf.GGUFReader):
+        @property
+        def data(self):
+            return self.__dict__["data"]
+
+        @data.setter
+        def data(self, value):
+            self.__dict__["data"] = value.view(np.ndarray) if isinstance(value, np.memmap) else value
+
+    return PlainViewReader
+
+
 @functools.lru_cache(maxsize=4)
 def _open_gguf(path: str, mtime_ns: int, size: int):
-    import gguf
-    return gguf.GGUFReader(path)
+    return _reader_class()(path)
 
 
 def gguf_reader(path):

@@ -57,7 +57,9 @@ def plan(model, weights, seq_len) -> Plan:
     """Validate MODEL under WEIGHTS/SEQ_LEN; raises BareflowError naming the culprit."""
     mode = weights or "auto"
     if mode not in gguf_model.WEIGHTS_MODES:
-        raise BareflowError(f"WEIGHTS={weights!r}: expected one of {', '.join(gguf_model.WEIGHTS_MODES)}")
+        keep = " (auto keeps a GGUF's own F32/F16/Q4_0/Q4_1/Q8_0 matrices; the build cannot quantise " \
+               "to Q4_1)" if str(weights).lower() == "q4_1" else ""
+        raise BareflowError(f"WEIGHTS={weights!r}: expected one of {', '.join(gguf_model.WEIGHTS_MODES)}{keep}")
     cap = _seq_cap(seq_len)
     if gguf_model.is_gguf(model):
         m = gguf_model.read_gguf(model, cap)

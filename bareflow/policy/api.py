@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional
 
-from bareflow.errors import BareflowError
+from bareflow.errors import BareflowError, where_raised
 from bareflow.tiers.levels import TIERS
 
 if TYPE_CHECKING:
@@ -200,6 +200,28 @@ def policy_owner(pm, policy_name: str) -> str:
     raise BareflowError(f"no plugin registers policy {policy_name!r}")
 
 
+def ignored_options(pm, policy_name: str, typed) -> list[str]:
+    """One note per variable in `typed` (the names on the command line) that is an option of
+    some registered policy but not of `policy_name`: `scons image TIER=O3` without POLICY=fixed
+    builds the default policy, which never reads TIER.  Empty when the policy is unknown
+    (decide_all reports that)."""
+    policies = registered_policies(pm)
+    chosen = policies.get(policy_name)
+    if chosen is None:
+        return []
+    notes = []
+    for name in sorted(typed):
+        if name in (chosen.options or {}):
+            continue
+        owners = sorted(p.name for p in policies.values() if name in (p.options or {}))
+        if owners:
+            readers = f"policy {owners[0]} reads" if len(owners) == 1 else \
+                f"policies {', '.join(owners)} read"
+            notes.append(f"{name} is ignored: only {readers} it, not POLICY={policy_name} "
+                         f"(add POLICY={owners[0]})")
+    return notes
+
+
 def decide_all(pm, policy_name: str, layers, variables: Mapping[str, str]) -> dict[str, Decision]:
     """Ask the named policy about every layer, let observers adjust, validate; in layer order."""
     policies = registered_policies(pm)
@@ -221,7 +243,7 @@ def decide_all(pm, policy_name: str, layers, variables: Mapping[str, str]) -> di
                                 f"layer {layer.name!r}: {exc}") from exc
         except Exception as exc:
             raise BareflowError(f"plugin {owner!r}, policy {policy_name!r} failed for layer "
-                                f"{layer.name!r}: {type(exc).__name__}: {exc}") from exc
+                                f"{layer.name!r}: {type(exc).__name__}: {exc}{where_raised(exc)}") from exc
         decision = validate_decision(answer, layer, owner, policy_name)
         # Observers are called one by one and each result is re-validated, so an observer
         # that breaks a decision is the one named in the error.

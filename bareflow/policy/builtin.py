@@ -228,7 +228,9 @@ PGO = Policy(
              "PGO_HOT_CALLS": f"a layer is hot when the profiled run called it at least this "
                               f"often (default {DOTNET_TIER1_CALLS})",
              "SPLIT_CYCLES": SPLIT_CYCLES_HELP,
-             "STOP_PROFILING": STOP_PROFILING_HELP})
+             "STOP_PROFILING": STOP_PROFILING_HELP,
+             "JIT_COMPILE_CYCLES": "JIT=llvm: as for 'tiered', which decides the layers that were "
+                                   "not hot"})
 
 
 @hookimpl

@@ -42,13 +42,35 @@ def _layer_profile(profile, name):
 SPLIT_LAYERS = frozenset({"qkv", "attn", "attnout", "ffn", "classify"})
 
 
-def layer_infos(config, costs: Mapping[str, tuple], steps: int, profile=None, cores: int = 0) -> list[LayerInfo]:
+def _check_profile_model(profile, n_layers, source):
+    """A profile measured on another model misleads every decision: refuse it when its call
+    counts show another block count.  The kernel calls embed once per position and qkv once
+    per block per position (calls_per_token), so the run's qkv/embed ratio is its model's
+    n_layers.  (The profile file records no model identity; models with equal block counts
+    pass.)"""
+    embed, qkv = profile.layer("embed"), profile.layer("qkv")
+    if embed is None or qkv is None or not embed.total_calls:
+        return
+    positions, blocks = embed.total_calls, qkv.total_calls
+    if blocks != n_layers * positions:
+        measured = f"{blocks // positions} blocks" if blocks % positions == 0 else \
+            f"{blocks} qkv calls over {positions} positions"
+        raise BareflowError(f"{source}: the profiled run's model had {measured} per position, this "
+                            f"image's model has {n_layers}: the profile is of another model; build "
+                            f"with the MODEL (and TOKENIZER) of the profiled image, or boot this one "
+                            f"(scons run) and use its profile (scons profile)")
+
+
+def layer_infos(config, costs: Mapping[str, tuple], steps: int, profile=None, cores: int = 0,
+                profile_source: str = "") -> list[LayerInfo]:
     """LayerInfo for every layer, in LAYER_NAMES order.
 
     `config` is the model's ModelConfig (or a mapping with n_layers / seq_len; None skips the
     cross-checks); `costs` is bareflow.model.checkpoint.layer_costs(config); `steps` the positions
     a run processes; `profile` a profile.Profile, a path to load one from, or None; `cores` the
-    CORES setting (0 = every core that starts).
+    CORES setting (0 = every core that starts); `profile_source` names the profile in errors
+    (e.g. "PROFILE=build/profile.bin").  A profile whose call counts show a model with another
+    number of blocks than `config` raises BareflowError.
     """
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise BareflowError(f"steps must be a positive integer, not {steps!r}")
@@ -59,7 +81,9 @@ def layer_infos(config, costs: Mapping[str, tuple], steps: int, profile=None, co
         missing = [n for n in LAYER_NAMES if n not in costs]
         extra = sorted(n for n in costs if n not in LAYER_NAMES)
         raise BareflowError(f"layer cost table: missing {missing}, unknown {extra}")
+    profile_path = None
     if isinstance(profile, (str, os.PathLike)):
+        profile_path = os.fspath(profile)
         profile = load_profile(profile)
     if profile is not None:
         unknown = sorted(n for n in profile.layers if n not in LAYER_NAMES)
@@ -68,6 +92,8 @@ def layer_infos(config, costs: Mapping[str, tuple], steps: int, profile=None, co
                                 f"(known: {', '.join(LAYER_NAMES)})")
     n_layers = _config_value(config, "n_layers")
     expected_calls = calls_per_token(n_layers) if n_layers is not None else None
+    if profile is not None and n_layers is not None:
+        _check_profile_model(profile, n_layers, profile_source or f"profile {profile_path or ''}".strip())
 
     rows = []
     for name in LAYER_NAMES:

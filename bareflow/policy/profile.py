@@ -313,12 +313,21 @@ def describe(profile: Profile) -> str:
         for tier in TIERS:
             calls = lp.calls[TIERS.index(tier)]
             per_call = lp.cycles_per_call(tier)
-            cells.append(f"{calls:>9} @ {per_call:>6.0f}" if per_call is not None
+            cells.append(f"{calls:>9} @ {_short(per_call):>6}" if per_call is not None
                          else f"{calls:>9} @ {'-':>6}")
         lines.append(f"{name:<{width}}  " + "  ".join(f"{c:>18}" for c in cells)
                      + f"  {lp.final_tier:>5}  {lp.changes:>7}")
     lines += _describe_cores(profile, width)
     return "\n".join(lines) + "\n"
+
+
+def _short(cycles: float) -> str:
+    """Cycles per call in at most 6 characters, so the columns stay aligned: 123456, 1234k, 4870M
+    (a QEMU run of SmolLM2 has classify calls of 4.9e9 cycles)."""
+    for scale, suffix in ((1, ""), (1e3, "k"), (1e6, "M"), (1e9, "G")):
+        if cycles / scale < 999999.5:
+            return f"{cycles / scale:.0f}{suffix}"
+    return f"{cycles / 1e12:.0f}T"
 
 
 def _describe_cores(profile: Profile, width: int) -> list[str]:

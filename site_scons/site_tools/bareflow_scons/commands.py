@@ -54,6 +54,10 @@ def run_copy_path(env):
     return os.path.join(env.Dir("$BF_BUILD").abspath, "run", "bareflow.img")
 
 
+# Images this big get a note before the boot: syslinux's "Loading /MODEL.BIN..." then sits silent.
+LOAD_NOTE_MIB = 32
+
+
 def run_target(env, v, image):
     image_path = v["IMAGE"]
     verbose = env["BF_VERBOSE"]
@@ -64,6 +68,9 @@ def run_target(env, v, image):
         from bareflow.image import blockmap
         timeout = qemu.parse_timeout(v.get("QEMU_TIMEOUT", "600"))
         boot = image_path
+        if not builds_own and not os.path.isfile(image_path):
+            raise BareflowError(f"IMAGE={image_path}: no such image file; name a built image, or leave "
+                                f"IMAGE out to boot the build's own (scons run builds it)")
         if builds_own:
             boot = run_copy_path(env)
             with open(image_path, "rb") as src, replace_atomically(boot) as dst:
@@ -73,6 +80,12 @@ def run_target(env, v, image):
         if cpu is None and builds_own and parse_isa_list(v["ISA"])[0] != "x86-64":
             cpu = "max"                       # QEMU's default CPU (qemu64) has no SSE4.2, AVX2, ...
             print(f"bareflow: ISA={v['ISA']} needs more than QEMU's default CPU: -cpu max (QEMU_CPU= to choose)")
+        size_mib = os.path.getsize(boot) / 2**20
+        if size_mib >= LOAD_NOTE_MIB:
+            print(f"bareflow: the boot loader reads the image's files ({size_mib:.0f} MiB) before the kernel "
+                  f"starts, with no progress shown: under QEMU's TCG that takes a while (SmolLM2's 95 MiB: "
+                  f"about 40 s on a busy 2-core VM, then ~7 s per position); QEMU_TIMEOUT={timeout:g} s "
+                  f"bounds the whole run")
         cmd = qemu.qemu_command(image=boot, firmware=v.get("FIRMWARE", "bios"), disk=v.get("DISK", "ide"),
                                 smp=v.get("SMP", "2"), cpu=cpu)
         if verbose:
@@ -92,12 +105,39 @@ def run_target(env, v, image):
                 print(f"bareflow: {image_path} may now hold this run's /PROFILE.BIN; {bmap_path} was updated to match")
         if status != qemu.EXIT_SUCCESS:
             raise BareflowError(f"the kernel failed: QEMU exit status {status} (kernel code {status >> 1})")
-        if builds_own:
+        if builds_own and v.get("DISK", "ide") == "usb":
+            # The kernel drives ATA disks only: it read the files the boot loader handed over.
+            print(f"bareflow: a DISK=usb run writes no /PROFILE.BIN (the kernel has no USB storage "
+                  f"driver; boot with DISK=ide to profile); {image_path} and its block map are "
+                  f"unchanged, ready for scons flash")
+        elif builds_own:
             print(f"bareflow: this run's /PROFILE.BIN is in {boot} (scons profile reads it); "
                   f"{image_path} and its block map are unchanged, ready for scons flash")
-    deps = image if builds_own else [image_path]
+    # Another image is checked when the run starts (SCons's "Source not found" says not what to do).
+    deps = image if builds_own else []
     S.Alias("run", deps, S.Action(report_errors(run), None))
     S.AlwaysBuild("run")
+
+
+def _pgo_command(env, profile_path):
+    """`scons image ... PROFILE=... POLICY=pgo` with the variables the build's image was made
+    with (BUILD_DIR/image-settings.json): a profile fits only the model it was measured on, and
+    a bare `scons image` builds the synthetic model."""
+    import json
+    import shlex
+    from .settings import SETTINGS_FILE
+    remembered = {}
+    if env.get("BF_IMAGE_DEFAULTED"):
+        try:
+            with open(os.path.join(env.Dir("$BF_BUILD").abspath, SETTINGS_FILE), encoding="utf-8") as fh:
+                remembered = json.load(fh)
+        except (OSError, ValueError):
+            pass
+    if not isinstance(remembered, dict):
+        remembered = {}
+    words = [f"{k}={v}" for k, v in sorted(remembered.items()) if k not in ("PROFILE", "POLICY")]
+    words += [f"PROFILE={profile_path}", "POLICY=pgo"]
+    return "scons image " + " ".join(shlex.quote(w) for w in words)
 
 
 def profile_target(env, v):
@@ -127,7 +167,7 @@ def profile_target(env, v):
                                 f"as it was")
         write_atomic(out, data)
         print(profile.describe(decoded))
-        print(f"profile written to {out}; use: scons image PROFILE={out}")
+        print(f"profile written to {out}; use: {_pgo_command(env, out)}")
     S.Alias("profile", [], S.Action(report_errors(extract), None))
     S.AlwaysBuild("profile")
 

@@ -167,12 +167,15 @@ def _policy(env, pm, v, model, isas, jit="none"):
     and the bytes per weight of a quantised weights file); `jit` ("none"/"llvm") tells the policy
     whether it may ask for run-time tiers (LayerInfo.jit)."""
     config = model["config"]
+    for note in policy.ignored_options(pm, v["POLICY"], env.get("BF_TYPED_VARIABLES") or {}):
+        print(f"bareflow: note: {note}")
     prof = profile.load_profile(v["PROFILE"]) if v["PROFILE"] else None
     steps = bootconfig.check_steps(v.get("STEPS", bootconfig.DEFAULTS["steps"]), config.seq_len)
     # Attention's work grows with the position: cost it at the mean context of this run.
     cores = bootconfig.check_cores(v.get("CORES", "all"), "CORES")
     infos = layer_info.layer_infos(config, checkpoint.layer_costs(config, (steps + 1) // 2, model.get("bytes_per_weight")), steps, prof,
-                                   cores=0 if cores == "all" else int(cores))
+                                   cores=0 if cores == "all" else int(cores),
+                                   profile_source=f"PROFILE={v['PROFILE']}")
     by_isa = {}
     for isa in isas:
         level_infos = [dataclasses.replace(i, isa=isa, isa_levels=tuple(isas), jit=jit) for i in infos]

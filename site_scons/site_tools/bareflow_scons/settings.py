@@ -44,9 +44,15 @@ def reuse(arguments):
     """The command line's variables, completed with the remembered image variables when this is
     a `run`/`flash` of the build's own image that names no image variable; prints one line then."""
     targets = set(S.COMMAND_LINE_TARGETS)
-    if not targets or not targets <= COMMANDS or arguments.get("IMAGE") or image_variables(arguments):
-        return arguments
     path = settings_path(arguments)
+    # IMAGE= naming the build's own image (build/bareflow.img, as docs/boot-config.md's edit
+    # example does) is still the build's image: without its variables it was rebuilt with the
+    # defaults, replacing the user's model.
+    own = os.path.join(os.path.dirname(path), "bareflow.img")
+    other_image = arguments.get("IMAGE") and \
+        os.path.abspath(os.path.join(S.Dir("#").abspath, arguments["IMAGE"])) != own
+    if not targets or not targets <= COMMANDS or other_image or image_variables(arguments):
+        return arguments
     try:
         with open(path, encoding="utf-8") as handle:
             remembered = json.load(handle)
