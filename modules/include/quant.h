@@ -14,6 +14,8 @@
  * Lane l pairs weights l and l+16 because that is how Q4_0/Q4_1 pack nibbles (low nibble of byte l
  * = weight l, high nibble = weight l+16): one 16-lane vector per half block, no shuffles, one
  * AVX-512 register or two AVX2/four SSE registers.  No fused multiply-add (FP contraction off).
+ * Speed without changing that order: fp16 scales are widened exactly without branches, and Q4_0/
+ * Q4_1 rows go four per pass over x (bf_q_rows4), each row's lanes and order untouched.
  * Every helper is static inline (no symbols), like layer_math.h.
  */
 #ifndef BAREFLOW_QUANT_H
@@ -117,10 +119,11 @@ typedef uint32_t bf_q_u32_a1 __attribute__((aligned(1)));
 /* One block of one row in the documented order: t_l = q_l * x0[l] + q_{l+16} * x1[l], then
  * acc += d * t, and for Q4_1 acc += m * s, where s = x0 + x1.  The quants are exact small
  * integers, so converting them through int32 or subtracting 8 before or after the conversion
- * gives the same floats. */
-static inline __attribute__((always_inline)) bf_q_f32x16
-bf_q_block(int type, bf_q_f32x16 acc, const uint8_t *blk, float d, float m,
-           bf_q_f32x16 x0, bf_q_f32x16 x1, bf_q_f32x16 s)
+ * gives the same floats.  Vectors go by pointer: a 64-byte vector argument is passed in memory
+ * (byval), and at O0 for x86-64-v4 those copies became calls to memcpy. */
+static inline __attribute__((always_inline)) void
+bf_q_block(int type, bf_q_f32x16 *acc, const uint8_t *blk, float d, float m,
+           const bf_q_f32x16 *x0, const bf_q_f32x16 *x1, const bf_q_f32x16 *s)
 {
     bf_q_f32x16 lo, hi;
     if (type == BF_GGML_Q8_0) {
@@ -139,10 +142,9 @@ bf_q_block(int type, bf_q_f32x16 acc, const uint8_t *blk, float d, float m,
         lo = __builtin_convertvector(ql, bf_q_f32x16);
         hi = __builtin_convertvector(qh, bf_q_f32x16);
     }
-    acc += d * (lo * x0 + hi * x1);
+    *acc += d * (lo * *x0 + hi * *x1);
     if (type == BF_GGML_Q4_1)
-        acc += m * s;
-    return acc;
+        *acc += m * *s;
 }
 
 /* One row of a block type against x[0..nb*32): 16 lanes, blocks in order, the fixed tree.  The
@@ -158,7 +160,8 @@ bf_q_row(const uint8_t *row, int type, const float *x, int nb)
         float d = fp16_to_f32((bf_fp16)h);
         float m = type == BF_GGML_Q4_1 ? fp16_to_f32((bf_fp16)(h >> 16)) : 0.0f;
         bf_q_f32x16 x0 = *(const bf_q_f32x16 *)x, x1 = *(const bf_q_f32x16 *)(x + 16);
-        acc = bf_q_block(type, acc, blk, d, m, x0, x1, x0 + x1);
+        bf_q_f32x16 s = x0 + x1;
+        bf_q_block(type, &acc, blk, d, m, &x0, &x1, &s);
     }
     return bf_q_lanes_sum(acc);
 }
@@ -194,10 +197,10 @@ bf_q_rows4(float *out, const uint8_t *row, size_t stride, int type, const float 
             size_t o = (size_t)(k0 + k) * bs;
             bf_q_f32x16 x0 = *(const bf_q_f32x16 *)x, x1 = *(const bf_q_f32x16 *)(x + 16);
             bf_q_f32x16 s = x0 + x1;       /* used by Q4_1 only */
-            a0 = bf_q_block(type, a0, r0 + o, sc[k][0], sc[k][4], x0, x1, s);
-            a1 = bf_q_block(type, a1, r1 + o, sc[k][1], sc[k][5], x0, x1, s);
-            a2 = bf_q_block(type, a2, r2 + o, sc[k][2], sc[k][6], x0, x1, s);
-            a3 = bf_q_block(type, a3, r3 + o, sc[k][3], sc[k][7], x0, x1, s);
+            bf_q_block(type, &a0, r0 + o, sc[k][0], sc[k][4], &x0, &x1, &s);
+            bf_q_block(type, &a1, r1 + o, sc[k][1], sc[k][5], &x0, &x1, &s);
+            bf_q_block(type, &a2, r2 + o, sc[k][2], sc[k][6], &x0, &x1, &s);
+            bf_q_block(type, &a3, r3 + o, sc[k][3], sc[k][7], &x0, &x1, &s);
         }
     }
     out[0] = bf_q_lanes_sum(a0);
