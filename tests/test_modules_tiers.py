@@ -130,3 +130,57 @@ def test_all_tiers_bit_identical(native, jit, layer):
                 for k in want_state:
                     assert np.array_equal(state[k].view(np.uint32), want_state[k].view(np.uint32)), \
                         (layer, isa, f"O{level}", k, scenario)
+
+
+@pytest.mark.parametrize("name", ["F16", "Q4_0", "Q4_1", "Q8_0"])
+def test_typed_weights_all_tiers_bit_identical(jit, name):
+    """classify on GGUF blocks at every tier and ISA level: the documented order bit for bit
+    (quant.h groups Q4_0/Q4_1 rows four per pass; 130 rows also leave two to the one-row path)."""
+    m = L.Model(dim=64, vocab=130)
+    data = L.quantised(np.random.default_rng(4).standard_normal((130, 64)).astype(np.float32), name)
+    want = L.typed_matmul_replay(data, name, m.s["x"], 130, 64)
+    for (layer, isa, level), fn in jit.items():
+        if layer == "classify":
+            m.call(Fn(fn), weight=data.ctypes.data, weight_type=L.TYPE_CODES[name])
+            assert np.array_equal(m.s["logits"].view(np.uint32), want.view(np.uint32)), (name, isa, f"O{level}")
+
+
+def scale_probe(name):
+    """One 32-weight block per row, row i's scale (Q4_0, Q8_0: d; Q4_1: m, with d = 0) the binary16
+    with bits i, and weight 0 the only nonzero quant (1): with x = e_0 each logit is that scale
+    widened to float32 (+0.0 for -0.0: 0.0 + -0.0), or NaN for an infinite or NaN scale."""
+    rows = 65536
+    h = np.arange(rows, dtype=np.uint16)
+    if name == "Q8_0":
+        blk = np.zeros((rows, 34), np.uint8)
+        blk[:, 0:2] = h.view(np.uint8).reshape(rows, 2)
+        blk[:, 2] = 1
+    elif name == "Q4_0":
+        blk = np.zeros((rows, 18), np.uint8)
+        blk[:, 0:2] = h.view(np.uint8).reshape(rows, 2)
+        blk[:, 2:] = 0x88                                  # nibble 8 is the quant 0
+        blk[:, 2] = 0x89                                   # weight 0: nibble 9, the quant 1
+    else:
+        blk = np.zeros((rows, 20), np.uint8)               # d = +0.0, the weights' nibbles 0
+        blk[:, 2:4] = h.view(np.uint8).reshape(rows, 2)
+    value = h.view(np.float16).astype(np.float32)
+    want = np.where(value == 0, np.float32(0), np.where(np.isfinite(value), value, np.float32(np.nan)))
+    return blk, want
+
+
+@pytest.mark.parametrize("name", ["Q4_0", "Q4_1", "Q8_0"])
+def test_block_scales_every_fp16_value_all_tiers(jit, name):
+    """Every binary16 bit pattern as a block scale (the grouped rows' 4-wide conversion for Q4_0
+    and Q4_1's d and m, the one-row scalar one for Q8_0), at every tier and ISA level."""
+    blk, want = scale_probe(name)
+    m = L.Model(dim=32, vocab=65536, n_heads=2, n_kv_heads=1, hidden=32, seq=1)
+    m.s["x"][:] = 0
+    m.s["x"][0] = 1
+    nan = np.isnan(want)
+    for (layer, isa, level), fn in jit.items():
+        if layer == "classify":
+            m.s["logits"][:] = 7
+            m.call(Fn(fn), weight=blk.ctypes.data, weight_type=L.TYPE_CODES[name])
+            got = m.s["logits"]
+            assert np.array_equal(got[~nan].view(np.uint32), want[~nan].view(np.uint32)), (name, isa, f"O{level}")
+            assert np.all(np.isnan(got[nan])), (name, isa, f"O{level}")
