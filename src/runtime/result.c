@@ -280,13 +280,9 @@ void bf_print_result(const struct bf_run_config *rc, const struct bf_run *run, u
          bf_isa >= 0 ? bf_isa_names[bf_isa] : "none");
     put_layers(&o);
     const struct bf_cores *k = bf_cores();
-    putf(&o, ",\"cores\":{\"found\":%d,\"started\":%d,\"used\":%d,\"busy_ms\":[", k->found, k->started, k->used);
-    for (int c = 0; c < k->used; c++) {
-        if (c)
-            puts_(&o, ",");
-        put_decimal(&o, cps ? (double)k->busy_cycles[c] * 1000.0 / (double)cps : 0.0, 3);
-    }
-    puts_(&o, "],\"pieces\":");
+    putf(&o, ",\"cores\":{\"found\":%d,\"started\":%d,\"used\":%d", k->found, k->started, k->used);
+    put_ms_list(&o, "busy_ms", k->busy_cycles, k->used, cps);
+    puts_(&o, ",\"pieces\":");
     put_u64s(&o, k->pieces, k->used);
     putf(&o, ",\"stolen\":%llu,\"wait_ms\":", (unsigned long long)k->stolen);
     put_decimal(&o, cps ? (double)k->wait_cycles * 1000.0 / (double)cps : 0.0, 3);
