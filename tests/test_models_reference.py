@@ -264,3 +264,23 @@ def test_cli_prints_the_same_json():
                           str(ROOT / "missing.bin"), "--tokenizer", str(tok)],
                          cwd=ROOT, capture_output=True, text=True)
     assert bad.returncode == 1 and "missing.bin: file does not exist" in bad.stderr
+
+
+def test_check_greedy_tells_a_near_tie_from_a_mismatch():
+    """reference.check_greedy on crafted logits: a step the reference loses by 1e-5 of the largest
+    |logit| is a near-tie, one it loses by 0.2 of it a mismatch; agreeing steps are counted."""
+    import types
+    import numpy as np
+    from bareflow.model.reference import check_greedy
+
+    steps = {0: [0.0, 1.0, 0.0], 1: [10.0, 10.0 - 1e-4, 0.0], 2: [8.0, 0.0, 10.0]}   # logits after pos
+    model = types.SimpleNamespace(config=types.SimpleNamespace(seq_len=8), key_cache=np.ones(2),
+                                  value_cache=np.ones(2),
+                                  forward=lambda token, pos: np.array(steps[pos], np.float32))
+    res = check_greedy(model, [1], [1, 1, 0])        # kernel: agree, near-tie loser, clear loser
+    assert res["steps"] == 3 and res["agree"] == 1
+    tie, miss = res["disagreements"]
+    assert (tie["step"], tie["kernel"], tie["reference"], tie["near_tie"]) == (1, 1, 0, True)
+    assert (miss["step"], miss["kernel"], miss["reference"], miss["near_tie"]) == (2, 0, 2, False)
+    assert abs(miss["relative_gap"] - 0.2) < 1e-6
+    assert not model.key_cache.any()                 # the KV cache was cleared first
